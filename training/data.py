@@ -1,0 +1,244 @@
+"""Datasets: bundled defaults (no download) and the formats users bring.
+
+Images: scikit-learn's ``digits``, MNIST IDX files (raw or .gz), CIFAR-10 python batches, an image folder
+(one sub-folder per class). Text: the bundled sentiment set, CSV/JSONL with text and label columns, IMDB's
+aclImdb folder layout. Every loader returns train/validation/test ``Splits``; where a format has no
+validation (or test) part, one is carved from its training part, stratified and seeded.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from service.preprocess.image import ImageSpec, decode, to_array
+
+BUNDLED_SENTIMENT = Path(__file__).parent / "datasets" / "sentiment.csv"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class ImageData:
+    images: np.ndarray  # (N, H, W, C) uint8
+    labels: np.ndarray  # (N,) int64
+
+
+@dataclass
+class TextData:
+    texts: list[str]
+    labels: np.ndarray  # (N,) int64
+
+
+D = TypeVar("D", ImageData, TextData)
+
+
+@dataclass
+class Splits(Generic[D]):
+    train: D
+    validation: D
+    test: D
+    classes: list[str]
+    source: str
+
+
+def _take(data: D, idx: np.ndarray) -> D:
+    if isinstance(data, ImageData):
+        return ImageData(data.images[idx], data.labels[idx])  # type: ignore[return-value]
+    return TextData([data.texts[i] for i in idx], data.labels[idx])  # type: ignore[return-value]
+
+
+def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Index arrays, one per fraction (the last takes the rest), each class split in the same ratios."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        bounds = np.cumsum([round(f * len(idx)) for f in fractions[:-1]])
+        for part, chunk in zip(parts, np.split(idx, bounds), strict=True):
+            part.extend(chunk.tolist())
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def _three_way(data: D, classes: list[str], source: str, seed: int) -> Splits[D]:
+    train, val, test = stratified_split(data.labels, (0.7, 0.15, 0.15), seed)
+    return Splits(_take(data, train), _take(data, val), _take(data, test), classes, source)
+
+
+def _with_validation(train: D, test: D, classes: list[str], source: str, seed: int) -> Splits[D]:
+    fit, val = stratified_split(train.labels, (0.9, 0.1), seed)
+    return Splits(_take(train, fit), _take(train, val), test, classes, source)
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+def _resized(images: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """Pass raw uint8 images through the serving preprocessor: (N, H, W, C) at the model's size."""
+    mode = "L" if images.shape[-1] == 1 else "RGB"
+    return np.stack([to_array(Image.fromarray(img.squeeze(-1) if mode == "L" else img, mode), spec)
+                     for img in images])
+
+
+def load_digits(spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
+    """scikit-learn's bundled 8x8 handwritten digits (values 0..16), scaled to ``spec`` (28x28 grey)."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    raw = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)[..., None]  # (N, 8, 8, 1)
+    data = ImageData(_resized(raw, spec), bunch.target.astype(np.int64))
+    return _three_way(data, [str(d) for d in range(10)], "sklearn digits", seed)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """One IDX file (MNIST's format), raw or gzipped: magic (0, 0, dtype, ndim), big-endian dims, data."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file")
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtype, ndim = np.dtype(dtypes[raw[2]]), raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"{folder}: no {stem}[.gz]")
+
+
+def load_mnist(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
+    """MNIST (or Fashion-MNIST) IDX files: train-images-idx3-ubyte[.gz] and friends."""
+    parts = {}
+    for part in ("train", "t10k"):
+        images = _read_idx(_find(folder, f"{part}-images-idx3-ubyte")).astype(np.uint8)[..., None]
+        labels = _read_idx(_find(folder, f"{part}-labels-idx1-ubyte")).astype(np.int64)
+        parts[part] = ImageData(_resized(images, spec), labels)
+    classes = [str(c) for c in range(int(parts["train"].labels.max()) + 1)]
+    return _with_validation(parts["train"], parts["t10k"], classes, f"MNIST IDX {folder}", seed)
+
+
+def load_cifar10(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
+    """CIFAR-10's python batches: data_batch_1..5, test_batch, batches.meta (pickled dicts)."""
+
+    def batch(path: Path) -> ImageData:
+        with path.open("rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        images = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return ImageData(_resized(images, spec), np.asarray(d[b"labels"], dtype=np.int64))
+
+    train_parts = [batch(p) for p in sorted(folder.glob("data_batch_*"))]
+    if not train_parts:
+        raise FileNotFoundError(f"{folder}: no data_batch_* files")
+    train = ImageData(np.concatenate([p.images for p in train_parts]),
+                      np.concatenate([p.labels for p in train_parts]))
+    test = batch(folder / "test_batch")
+    meta = folder / "batches.meta"
+    if meta.exists():
+        with meta.open("rb") as f:
+            classes = [n.decode() for n in pickle.load(f, encoding="bytes")[b"label_names"]]
+    else:
+        classes = [str(c) for c in range(10)]
+    return _with_validation(train, test, classes, f"CIFAR-10 batches {folder}", seed)
+
+
+def load_image_folder(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
+    """One sub-folder per class; with train/ and test/ sub-folders, those are used as given."""
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        train, classes = _read_class_folders(folder / "train", spec, None)
+        test, _ = _read_class_folders(folder / "test", spec, classes)
+        return _with_validation(train, test, classes, f"image folder {folder}", seed)
+    data, classes = _read_class_folders(folder, spec, None)
+    return _three_way(data, classes, f"image folder {folder}", seed)
+
+
+def _read_class_folders(folder: Path, spec: ImageSpec, classes: list[str] | None) -> tuple[ImageData, list[str]]:
+    classes = classes or sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"{folder}: no class sub-folders")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(to_array(decode(path.read_bytes(), max_pixels=1 << 28), spec))
+                labels.append(label)
+    return ImageData(np.stack(images), np.asarray(labels, dtype=np.int64)), classes
+
+
+def load_images(source: str, spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
+    """``digits`` or a folder, whose format is told by the files in it."""
+    if source == "digits":
+        return load_digits(spec, seed)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{source}: not 'digits' nor a folder")
+    names = {p.name for p in folder.iterdir()}
+    if any(n.startswith(("train-images-idx3", "train-images.idx3")) for n in names):
+        return load_mnist(folder, spec, seed)
+    if "data_batch_1" in names:
+        return load_cifar10(folder, spec, seed)
+    return load_image_folder(folder, spec, seed)
+
+
+# ------------------------------------------------------------------------------------------------ text
+
+
+def _labelled(rows: list[tuple[str, str]]) -> tuple[TextData, list[str]]:
+    classes = sorted({label for _, label in rows})
+    index = {c: i for i, c in enumerate(classes)}
+    return TextData([t for t, _ in rows], np.asarray([index[lab] for _, lab in rows], dtype=np.int64)), classes
+
+
+def load_text_table(path: Path, seed: int = 0) -> Splits[TextData]:
+    """CSV (header with text,label) or JSONL ({"text":..., "label":...}); an optional split column
+    (train/validation/test) fixes the split, otherwise one is drawn."""
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        with path.open(encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    else:
+        with path.open(encoding="utf-8", newline="") as f:
+            records = list(csv.DictReader(f))
+    if not records or "text" not in records[0] or "label" not in records[0]:
+        raise ValueError(f"{path}: needs 'text' and 'label' fields")
+    data, classes = _labelled([(str(r["text"]), str(r["label"])) for r in records])
+    if all(r.get("split") in ("train", "validation", "test") for r in records):
+        idx = {s: np.asarray([i for i, r in enumerate(records) if r["split"] == s], dtype=np.int64)
+               for s in ("train", "validation", "test")}
+        return Splits(_take(data, idx["train"]), _take(data, idx["validation"]), _take(data, idx["test"]),
+                      classes, f"text table {path}")
+    return _three_way(data, classes, f"text table {path}", seed)
+
+
+def load_imdb(folder: Path, seed: int = 0) -> Splits[TextData]:
+    """IMDB's aclImdb layout: {train,test}/{pos,neg}/*.txt."""
+
+    def part(name: str) -> list[tuple[str, str]]:
+        rows = []
+        for label, sub in (("negative", "neg"), ("positive", "pos")):
+            for path in sorted((folder / name / sub).glob("*.txt")):
+                rows.append((path.read_text(encoding="utf-8").replace("<br />", " "), label))
+        return rows
+
+    train, classes = _labelled(part("train"))
+    test, _ = _labelled(part("test"))
+    return _with_validation(train, test, classes, f"aclImdb {folder}", seed)
+
+
+def load_texts(source: str, seed: int = 0) -> Splits[TextData]:
+    """``sentiment`` (bundled), a CSV/JSONL file, or an aclImdb folder."""
+    if source == "sentiment":
+        return load_text_table(BUNDLED_SENTIMENT, seed)
+    path = Path(source)
+    if path.is_dir() and (path / "train" / "pos").is_dir():
+        return load_imdb(path, seed)
+    if path.is_file():
+        return load_text_table(path, seed)
+    raise FileNotFoundError(f"{source}: not 'sentiment', a CSV/JSONL file, nor an aclImdb folder")

@@ -1,0 +1,180 @@
+"""Export a checkpoint to the model repository: models/<name>/<version>/{model.onnx, model.json}.
+
+    modelserve export --checkpoint runs/digits/checkpoint.pt --name digits --version 1
+
+torch.onnx.export with a dynamic batch axis (and sequence axis for text), onnx.checker, then onnxruntime
+against torch on real inputs at batch sizes 1 and 7; text models are also checked for padding invariance.
+Any difference above 1e-4 fails the export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from service.preprocess.text import pad_batch
+from training.nets import ImageCNN, ImageCNNConfig, TextLSTM, TextLSTMConfig
+
+log = logging.getLogger(__name__)
+TOLERANCE = 1e-4
+OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not answer as the torch model does."""
+
+
+class _WithProbabilities(nn.Module):
+    """Both logits and softmax probabilities as graph outputs."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(x)  # (B, K)
+        return logits, torch.softmax(logits, dim=1)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, Any], nn.Module]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    net: nn.Module
+    if ckpt["kind"] == "image":
+        cfg = dict(ckpt["net_config"])
+        cfg["widths"], cfg["mean"], cfg["std"] = (tuple(cfg[k]) for k in ("widths", "mean", "std"))
+        net = ImageCNN(ImageCNNConfig(**cfg))
+    else:
+        net = TextLSTM(TextLSTMConfig(**ckpt["net_config"]))
+    net.load_state_dict(ckpt["state_dict"])
+    return ckpt, net.eval()
+
+
+def next_version(model_dir: Path) -> int:
+    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _sample_batches(ckpt: dict[str, Any]) -> list[np.ndarray]:
+    """Real inputs at batch sizes 1 and 7."""
+    if ckpt["kind"] == "image":
+        images = np.asarray(ckpt["samples"], dtype=np.uint8)
+        return [images[:1], images[:7]]
+    ids = _encoded_samples(ckpt)
+    return [pad_batch(ids[:1], ckpt["preprocessing"]["text"]["pad_id"]),
+            pad_batch(ids[:7], ckpt["preprocessing"]["text"]["pad_id"])]
+
+
+def _encoded_samples(ckpt: dict[str, Any]) -> list[np.ndarray]:
+    from service.preprocess.text import Tokenizer
+
+    pre = ckpt["preprocessing"]["text"]
+    tok = Tokenizer(ckpt["vocab"], lowercase=pre["lowercase"], max_length=pre["max_length"],
+                    pad_id=pre["pad_id"], unk_id=pre["unk_id"])
+    return [tok.encode(t) for t in ckpt["samples"]]
+
+
+def check_parity(ckpt: dict[str, Any], net: nn.Module, onnx_path: Path) -> float:
+    """Max abs difference of logits, onnxruntime vs torch; raises ExportError past TOLERANCE."""
+    net.eval()  # the exporter restores the wrapper's mode on the way out
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    input_name = sess.get_inputs()[0].name
+    worst = 0.0
+    for batch in _sample_batches(ckpt):
+        with torch.no_grad():
+            expected = net(torch.from_numpy(batch)).numpy()
+        got = sess.run(["logits"], {input_name: batch})[0]
+        diff = float(np.abs(expected - got).max())
+        worst = max(worst, diff)
+        if diff > TOLERANCE:
+            raise ExportError(f"onnxruntime differs from torch by {diff:.2e} at batch size {len(batch)}")
+    if ckpt["kind"] == "text":
+        worst = max(worst, check_padding_invariance(ckpt, sess))
+    return worst
+
+
+def check_padding_invariance(ckpt: dict[str, Any], sess: ort.InferenceSession) -> float:
+    """Each sample text alone vs batched with longer texts: logits must agree within TOLERANCE."""
+    ids = _encoded_samples(ckpt)
+    pad_id = ckpt["preprocessing"]["text"]["pad_id"]
+    batched = sess.run(["logits"], {"ids": pad_batch(ids, pad_id)})[0]
+    worst = 0.0
+    for i, seq in enumerate(ids):
+        alone = sess.run(["logits"], {"ids": seq[None, :]})[0][0]
+        diff = float(np.abs(alone - batched[i]).max())
+        worst = max(worst, diff)
+        if diff > TOLERANCE:
+            raise ExportError(f"text model is not padding invariant: sample {i} differs by {diff:.2e}")
+    return worst
+
+
+def export(checkpoint: Path, models_dir: Path, name: str, version: int | None = None) -> Path:
+    """Write models/<name>/<version>/ from a checkpoint; returns that folder."""
+    ckpt, net = load_checkpoint(checkpoint)
+    model_dir = models_dir / name
+    version = version or next_version(model_dir)
+    k = len(ckpt["classes"])
+    if ckpt["kind"] == "image":
+        pre = ckpt["preprocessing"]["image"]
+        input_spec = {"name": "pixels", "datatype": "UINT8", "shape": [-1, pre["height"], pre["width"], pre["channels"]]}
+        dynamic = {"pixels": {0: "batch"}}
+        dummy = torch.zeros((2, pre["height"], pre["width"], pre["channels"]), dtype=torch.uint8)
+    else:
+        input_spec = {"name": "ids", "datatype": "INT64", "shape": [-1, -1]}
+        dynamic = {"ids": {0: "batch", 1: "sequence"}}
+        dummy = torch.ones((2, 5), dtype=torch.int64)
+    dynamic |= {"logits": {0: "batch"}, "probabilities": {0: "batch"}}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp)
+        onnx_path = staging / "model.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and LSTM notes
+            torch.onnx.export(_WithProbabilities(net).eval(), (dummy,), str(onnx_path), input_names=[input_spec["name"]],
+                              output_names=["logits", "probabilities"], dynamic_axes=dynamic,
+                              opset_version=OPSET, dynamo=False)
+        onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
+        max_diff = check_parity(ckpt, net, onnx_path)
+        log.info("%s v%d: onnxruntime parity %.2e (<= %.0e)", name, version, max_diff, TOLERANCE)
+        meta = {
+            "format": 1,
+            "name": name,
+            "version": version,
+            "task": "classification",
+            "input_kind": ckpt["kind"],
+            "inputs": [input_spec],
+            "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, k]},
+                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]}],
+            "scores_output": "probabilities",
+            "labels": ckpt["classes"],
+            "preprocessing": ckpt["preprocessing"],
+            "export": {"opset": OPSET, "parity_max_abs_diff": max_diff, "torch": torch.__version__},
+            "training": ckpt["report"],
+        }
+        (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if ckpt["kind"] == "text":
+            (staging / "vocab.txt").write_text("\n".join(ckpt["vocab"]) + "\n", encoding="utf-8")
+        # Copy beside the target, then rename: a server polling the repository never sees half a version.
+        target = model_dir / str(version)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        partial = model_dir / f".{version}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(staging, partial)
+        partial.chmod(0o755)  # the staging folder is private (0700); the repository is not
+        if target.exists():
+            shutil.rmtree(target)
+        partial.rename(target)
+    config = model_dir / "config.json"
+    if not config.exists():
+        config.write_text(json.dumps({"max_batch_size": 64, "max_queue_delay_ms": 0}, indent=2) + "\n")
+    return target
