@@ -1,0 +1,232 @@
+"""DynamicBatcher: many requests, few model runs. Knows nothing of HTTP.
+
+Each worker (one per instance) blocks until a request arrives, so an idle model costs nothing and a lone
+request runs at once. While a batch runs, new requests queue; a freed worker takes what is queued, up to
+``max_batch_size`` rows, optionally waiting ``max_queue_delay_ms`` from the first arrival for more. A
+request still queued at its deadline answers QueueTimeout and never runs; one whose caller went away
+(its future cancelled) is skipped. A run that raises fails only the requests in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import InferenceFailed, Overloaded, QueueTimeout, ServiceError
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[list[Any]], Sequence[Any]]
+
+
+@dataclass(eq=False)
+class _Pending:
+    payload: Any
+    rows: int
+    future: asyncio.Future[Any]
+    arrival: float
+    timer: asyncio.TimerHandle | None = None
+    started: bool = False
+
+
+@dataclass
+class BatchStats:
+    """Running totals, for tests and metrics: how many runs, how many rows they held."""
+
+    runs: int = 0
+    rows: int = 0
+    requests: int = 0
+    timed_out: int = 0
+    rejected: int = 0
+    batch_sizes: list[int] = field(default_factory=list, repr=False)
+
+
+class BatchObserver:
+    """Hooks the metrics module implements; the default does nothing."""
+
+    def on_batch(self, rows: int, requests: int, run_s: float) -> None: ...
+    def on_queue_wait(self, wait_s: float) -> None: ...
+
+
+class DynamicBatcher:
+    def __init__(self, run_batch: RunBatch, *, name: str = "model", max_batch_size: int = 64,
+                 max_queue_delay_ms: float = 0.0, max_queue_size: int = 512, timeout_s: float = 30.0,
+                 instances: int = 1, observer: BatchObserver | None = None, keep_batch_sizes: int = 0) -> None:
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
+        self.max_queue_size = max_queue_size
+        self.timeout_s = timeout_s
+        self.instances = instances
+        self.stats = BatchStats()
+        self._run_batch = run_batch
+        self._observer = observer or BatchObserver()
+        self._keep_batch_sizes = keep_batch_sizes
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._in_flight = 0
+        self._executor: Executor | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._arrived: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._closing = False
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def start(self) -> None:
+        """Create the workers on the running loop (never at import or in __init__)."""
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._executor = ThreadPoolExecutor(self.instances, thread_name_prefix=f"infer-{self.name}")
+        self._workers = [asyncio.create_task(self._work(), name=f"batcher-{self.name}-{i}")
+                         for i in range(self.instances)]
+
+    async def submit(self, payload: Any, rows: int = 1) -> Any:
+        """Queue one request of ``rows`` rows and wait for its answer."""
+        assert self._arrived is not None, "start() the batcher first"
+        if self._closing:
+            raise Overloaded(f"model {self.name} is shutting down")
+        if len(self._queue) >= self.max_queue_size:
+            self.stats.rejected += 1
+            raise Overloaded(f"model {self.name} is overloaded: {len(self._queue)} requests queued")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(payload, rows, loop.create_future(), time.monotonic())
+        pending.timer = loop.call_later(self.timeout_s, self._expire, pending)
+        self._queue.append(pending)
+        self._queued_rows += rows
+        self._idle.clear()  # type: ignore[union-attr]
+        self._arrived.set()
+        try:
+            return await pending.future  # a cancelled caller cancels this future: the worker skips it
+        finally:
+            pending.timer.cancel()
+
+    def _expire(self, pending: _Pending) -> None:
+        if not pending.started and not pending.future.done():
+            self.stats.timed_out += 1
+            pending.future.set_exception(
+                QueueTimeout(f"model {self.name}: request waited {self.timeout_s:g} s in the queue and was not run"))
+
+    async def _work(self) -> None:
+        assert self._arrived is not None
+        while True:
+            if not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()  # an idle model costs nothing
+                continue
+            if self.max_queue_delay_s > 0:
+                await self._wait_for_fuller_batch()
+            batch = self._take_batch()
+            if batch:
+                await self._run(batch)
+            self._note_idle()
+
+    async def _wait_for_fuller_batch(self) -> None:
+        assert self._arrived is not None
+        deadline = self._queue[0].arrival + self.max_queue_delay_s
+        while self._queue and self._queued_rows < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():  # timed out or its caller left: never run
+                self._queue.popleft()
+                self._queued_rows -= head.rows
+                continue
+            if batch and rows + head.rows > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_rows -= head.rows
+            head.started = True
+            batch.append(head)
+            rows += head.rows
+        return batch
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        for p in batch:
+            self._observer.on_queue_wait(now - p.arrival)
+        rows = sum(p.rows for p in batch)
+        self._in_flight += len(batch)
+        start = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._executor, self._run_batch, [p.payload for p in batch])
+            if len(results) != len(batch):
+                raise InferenceFailed(f"model {self.name} returned {len(results)} results for {len(batch)} requests")
+            for p, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    _set_exception(p.future, _as_service_error(result, self.name))
+                elif not p.future.done():
+                    p.future.set_result(result)
+        except Exception as e:
+            log.exception("model %s: batch of %d requests failed", self.name, len(batch))
+            error = _as_service_error(e, self.name)
+            for p in batch:
+                _set_exception(p.future, error)
+        finally:
+            self._in_flight -= len(batch)
+            run_s = time.perf_counter() - start
+            self.stats.runs += 1
+            self.stats.rows += rows
+            self.stats.requests += len(batch)
+            if self._keep_batch_sizes:
+                self.stats.batch_sizes.append(rows)
+                del self.stats.batch_sizes[: -self._keep_batch_sizes]
+            self._observer.on_batch(rows, len(batch), run_s)
+
+    def _note_idle(self) -> None:
+        if not self._queue and self._in_flight == 0:
+            self._idle.set()  # type: ignore[union-attr]
+
+    async def close(self, drain_timeout_s: float = 30.0) -> None:
+        """Refuse new requests, let queued and running ones finish (bounded), then stop the workers."""
+        self._closing = True
+        if self._idle is not None and (self._queue or self._in_flight):
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
+            except TimeoutError:
+                log.warning("model %s: %d requests still queued after %.0f s drain", self.name,
+                            len(self._queue), drain_timeout_s)
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        for p in self._queue:
+            _set_exception(p.future, Overloaded(f"model {self.name} was unloaded"))
+        self._queue.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+
+def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _as_service_error(error: Exception, name: str) -> ServiceError:
+    if isinstance(error, ServiceError):
+        return error
+    return InferenceFailed(f"model {name} failed on this batch: {type(error).__name__}: {error}")

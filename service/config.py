@@ -1,0 +1,63 @@
+"""Settings: every knob of the server, from MODELSERVE_* environment variables (flags override them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
+
+    models_dir: Path = Path("models")
+    """The model repository: <name>/<version>/model.onnx (+ model.json), <name>/config.json."""
+    host: str = "0.0.0.0"
+    """Interface to listen on."""
+    port: int = 8080
+    """TCP port to listen on."""
+    workers: int = Field(1, ge=1)
+    """uvicorn worker processes; each loads every model (memory x workers)."""
+    default_model: str | None = None
+    """Model that /predict uses when none is named (else: the only model, or the only one of that input kind)."""
+    strict_readiness: bool = True
+    """Ready only if every model loaded; when false, ready once loading ends with at least one model."""
+
+    # Batching defaults; a model's config.json overrides them.
+    max_batch_size: int = Field(64, ge=1)
+    """Most rows (images, texts, tensor rows) one run takes."""
+    max_queue_delay_ms: float = Field(0.0, ge=0)
+    """Extra wait for a fuller batch, timed from the first queued request; 0 runs what is queued at once."""
+    max_queue_size: int = Field(512, ge=1)
+    """Requests waiting per model version before new ones get 503 with Retry-After."""
+    timeout_s: float = Field(30.0, gt=0)
+    """A request still queued after this long answers 504 and never runs."""
+    instances: int = Field(1, ge=1)
+    """Batches that may run at once per model version."""
+
+    # onnxruntime
+    providers: list[str] = ["auto"]
+    """Execution providers in order; "auto" takes CUDA when onnxruntime-gpu has it, else CPU."""
+    intra_op_threads: int = Field(0, ge=0)
+    """Threads inside one operator; 0 lets onnxruntime choose (one per core)."""
+    inter_op_threads: int = Field(1, ge=0)
+    """Threads across independent operators; 0 lets onnxruntime choose."""
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    """onnxruntime graph optimisations."""
+    preprocess_threads: int = Field(2, ge=1)
+    """Threads that decode and resize images, off the event loop."""
+
+    # Limits: each refused with a clear 4xx.
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    """Largest request body (413); checked on Content-Length before the body is read."""
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    """Largest image, width x height, checked on the header before decoding (413)."""
+    max_items_per_request: int = Field(256, ge=1)
+    """Most images, texts or tensor rows in one request (413)."""
+    max_text_chars: int = Field(20_000, ge=1)
+    """Most characters in one text (422)."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Logging level."""

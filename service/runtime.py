@@ -1,0 +1,140 @@
+"""OnnxModel: one onnxruntime InferenceSession, its I/O metadata, warm-up, and batched runs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+# V2 datatype <-> numpy dtype <-> onnxruntime type string.
+V2_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(np.object_),
+}
+NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
+_ORT_TO_V2 = {
+    "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64", "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64", "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output: V2 datatype and shape, -1 for a dynamic dimension."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return V2_TO_NUMPY[self.datatype]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    dims = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
+    return TensorSpec(arg.name, _ORT_TO_V2.get(arg.type, arg.type), dims)
+
+
+def resolve_providers(requested: list[str]) -> list[str]:
+    available = ort.get_available_providers()
+    if requested in (["auto"], []):
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise ValueError(f"execution providers {missing} are not available (have {available})")
+    return requested
+
+
+class OnnxModel:
+    """An ONNX graph ready to run; ``run_batch`` joins requests into one run and splits the answers."""
+
+    def __init__(self, path: Path, *, providers: list[str], intra_op_threads: int = 0,
+                 inter_op_threads: int = 1, optimization: str = "all",
+                 pad_values: dict[str, int] | None = None) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = inter_op_threads
+        opts.graph_optimization_level = _OPT_LEVELS[optimization]
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=resolve_providers(providers))
+        self.inputs = [_spec(a) for a in self.session.get_inputs()]
+        self.outputs = [_spec(a) for a in self.session.get_outputs()]
+        self.output_names = [o.name for o in self.outputs]
+        # Batching needs a dynamic leading axis on every input and output.
+        self.batchable = all(t.shape and t.shape[0] == -1 for t in (*self.inputs, *self.outputs))
+        self.pad_values = pad_values or {}
+
+    def run(self, feeds: Feeds) -> Feeds:
+        return dict(zip(self.output_names, self.session.run(self.output_names, feeds), strict=True))
+
+    def warm_up(self) -> None:
+        """One run on zeros (dynamic dimensions as 1), so the first request does not pay for setup."""
+        feeds = {t.name: np.zeros(tuple(d if d > 0 else 1 for d in t.shape), dtype=t.dtype)
+                 for t in self.inputs if t.datatype != "BYTES"}
+        if len(feeds) == len(self.inputs):
+            self.run(feeds)
+
+    def run_batch(self, payloads: list[Feeds]) -> list[Feeds | Exception]:
+        """Run many requests' feeds (each with its own leading batch axis) as few runs; one answer each."""
+        if not self.batchable or len(payloads) == 1:
+            return [self._run_guarded(p) for p in payloads]
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for i, feeds in enumerate(payloads):
+            # Inputs that may be padded (token ids) join whatever their length; others need equal shapes.
+            key = tuple(None if name in self.pad_values else arr.shape[1:] for name, arr in sorted(feeds.items()))
+            groups.setdefault(key, []).append(i)
+        results: list[Feeds | Exception] = [Exception("not run")] * len(payloads)
+        for members in groups.values():
+            group = [payloads[i] for i in members]
+            answers = [self._run_guarded(group[0])] if len(group) == 1 else self._run_joined(group)
+            for i, answer in zip(members, answers, strict=True):
+                results[i] = answer
+        return results
+
+    def _run_guarded(self, feeds: Feeds) -> Feeds | Exception:
+        try:
+            return self.run(feeds)
+        except Exception as e:  # onnxruntime's own errors: fail this request only
+            return e
+
+    def _run_joined(self, group: list[Feeds]) -> list[Feeds | Exception]:
+        rows = [len(next(iter(f.values()))) for f in group]
+        joined = {name: self._concat(name, [f[name] for f in group]) for name in group[0]}
+        try:
+            out = self.run(joined)
+        except Exception:
+            # Something in the joined run failed: run each alone so only the culprit fails.
+            return [self._run_guarded(f) for f in group]
+        bounds = np.cumsum(rows)[:-1]
+        split = {name: np.split(arr, bounds) for name, arr in out.items()}
+        return [{name: parts[i] for name, parts in split.items()} for i in range(len(group))]
+
+    def _concat(self, name: str, arrays: list[np.ndarray]) -> np.ndarray:
+        if name in self.pad_values:
+            width = max(a.shape[1] for a in arrays)
+            if any(a.shape[1] != width for a in arrays):
+                pad = self.pad_values[name]
+                arrays = [a if a.shape[1] == width else
+                          np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=pad) for a in arrays]
+        return np.concatenate(arrays)

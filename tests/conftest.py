@@ -1,0 +1,96 @@
+"""Shared fixtures: a real modelserve process on 127.0.0.1, started and stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+EXAMPLES = ROOT / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def run_server(models: Path, tmp_path: Path, env: dict[str, str] | None = None,
+               wait_ready: bool = True, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """`python -m service serve` on a free loopback port; waits (bounded) for readiness; kills by PID."""
+    port = free_port()
+    log_path = tmp_path / f"server-{port}.log"
+    full_env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--models", str(models), *extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+    server = Server(f"http://127.0.0.1:{port}", port, proc, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
+            try:
+                r = httpx.get(f"{server.url}/v2/health/{'ready' if wait_ready else 'live'}", timeout=1)
+                if r.status_code == 200 or (not wait_ready and r.status_code < 500):
+                    break
+                if wait_ready and r.status_code == 503 and "failed" in r.text and '"error":"models failed' in r.text:
+                    break  # loaded, with failures: the test inspects them
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready in 60 s:\n{server.log()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shipped models, served once for the whole session."""
+    with run_server(MODELS, tmp_path_factory.mktemp("server")) as s:
+        yield s
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def digit_png() -> Callable[[int], bytes]:
+    return lambda label: (EXAMPLES / "digits" / f"{label}.png").read_bytes()

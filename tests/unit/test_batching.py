@@ -1,0 +1,265 @@
+"""DynamicBatcher on plain functions: batching, routing of answers, limits, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from service.batching import DynamicBatcher
+from service.errors import InferenceFailed, Overloaded, QueueTimeout
+
+
+def doubler(calls: list[list[Any]], delay_s: float = 0.0):
+    """A model that doubles numbers, records each run, and (optionally) takes time."""
+
+    def run(payloads: list[Any]) -> list[Any]:
+        calls.append(list(payloads))
+        if delay_s:
+            time.sleep(delay_s)
+        return [p * 2 for p in payloads]
+
+    return run
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_lone_request_runs_at_once_even_with_a_queue_delay() -> None:
+    async def main() -> float:
+        calls: list[list[Any]] = []
+        b = DynamicBatcher(doubler(calls), max_queue_delay_ms=0)
+        await b.start()
+        t = time.perf_counter()
+        assert await b.submit(21) == 42
+        elapsed = time.perf_counter() - t
+        await b.close()
+        return elapsed
+
+    assert run_async(main()) < 0.05
+
+
+def test_queue_delay_waits_from_first_arrival_but_not_longer() -> None:
+    async def main() -> tuple[float, list[list[Any]]]:
+        calls: list[list[Any]] = []
+        b = DynamicBatcher(doubler(calls), max_queue_delay_ms=50, max_batch_size=8)
+        await b.start()
+        t = time.perf_counter()
+        results = await asyncio.gather(b.submit(1), b.submit(2))
+        elapsed = time.perf_counter() - t
+        await b.close()
+        assert results == [2, 4]
+        return elapsed, calls
+
+    elapsed, calls = run_async(main())
+    assert calls == [[1, 2]]  # waited and took both in one run
+    assert 0.04 < elapsed < 0.5
+
+
+def test_64_concurrent_requests_run_in_fewer_runs_and_each_gets_its_own_answer() -> None:
+    async def main() -> tuple[list[int], list[list[Any]]]:
+        calls: list[list[Any]] = []
+        b = DynamicBatcher(doubler(calls, delay_s=0.005), max_batch_size=16)
+        await b.start()
+        results = await asyncio.gather(*(b.submit(i) for i in range(64)))
+        await b.close()
+        return results, calls
+
+    results, calls = run_async(main())
+    assert results == [2 * i for i in range(64)]  # same as unbatched, in the caller's order
+    assert len(calls) < 64
+    assert all(len(c) <= 16 for c in calls)
+    assert sorted(x for c in calls for x in c) == list(range(64))  # each request ran exactly once
+
+
+def test_batches_count_rows_not_requests() -> None:
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        b = DynamicBatcher(doubler(calls, delay_s=0.01), max_batch_size=8)
+        await b.start()
+        blocker = asyncio.create_task(b.submit(0, rows=1))
+        await asyncio.sleep(0.002)  # the first run is busy; the rest queue
+        await asyncio.gather(blocker, *(b.submit(i, rows=3) for i in range(1, 6)))
+        await b.close()
+        return calls
+
+    calls = run_async(main())
+    assert calls[0] == [0]
+    assert all(len(c) * 3 <= 8 for c in calls[1:])  # 3-row requests: at most 2 per 8-row batch
+
+
+def test_request_bigger_than_max_batch_runs_alone() -> None:
+    async def main() -> tuple[Any, list[list[Any]]]:
+        calls: list[list[Any]] = []
+        b = DynamicBatcher(doubler(calls), max_batch_size=4)
+        await b.start()
+        result = await b.submit(5, rows=10)
+        await b.close()
+        return result, calls
+
+    assert run_async(main()) == (10, [[5]])
+
+
+def test_full_queue_answers_overloaded_at_once() -> None:
+    async def main() -> None:
+        gate = threading.Event()
+
+        def slow(payloads: list[Any]) -> list[Any]:
+            gate.wait(5)
+            return payloads
+
+        b = DynamicBatcher(slow, max_batch_size=1, max_queue_size=2)
+        await b.start()
+        running = asyncio.create_task(b.submit("running"))
+        await asyncio.sleep(0.01)
+        queued = [asyncio.create_task(b.submit(i)) for i in range(2)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded) as err:
+            await b.submit("one too many")
+        assert err.value.status_code == 503
+        assert err.value.headers["Retry-After"]
+        gate.set()
+        assert await running == "running"
+        assert await asyncio.gather(*queued) == [0, 1]
+        await b.close()
+
+    run_async(main())
+
+
+def test_request_past_its_timeout_answers_504_and_never_runs() -> None:
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        gate = threading.Event()
+
+        def slow(payloads: list[Any]) -> list[Any]:
+            calls.append(list(payloads))
+            gate.wait(5)
+            return payloads
+
+        b = DynamicBatcher(slow, max_batch_size=1, timeout_s=0.05)
+        await b.start()
+        first = asyncio.create_task(b.submit("first"))
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueTimeout) as err:
+            await b.submit("late")
+        assert err.value.status_code == 504
+        gate.set()
+        assert await first == "first"
+        await asyncio.sleep(0.05)
+        await b.close()
+        return calls
+
+    assert run_async(main()) == [["first"]]  # "late" never ran
+
+
+def test_cancelled_caller_is_dropped_before_running() -> None:
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        gate = threading.Event()
+
+        def slow(payloads: list[Any]) -> list[Any]:
+            calls.append(list(payloads))
+            gate.wait(5)
+            return payloads
+
+        b = DynamicBatcher(slow, max_batch_size=8)
+        await b.start()
+        first = asyncio.create_task(b.submit("first"))
+        await asyncio.sleep(0.01)
+        gone = asyncio.create_task(b.submit("client left"))
+        stays = asyncio.create_task(b.submit("stays"))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        gate.set()
+        assert await first == "first"
+        assert await stays == "stays"
+        await b.close()
+        return calls
+
+    assert run_async(main()) == [["first"], ["stays"]]
+
+
+def test_a_raising_batch_fails_only_its_own_requests() -> None:
+    async def main() -> None:
+        gate = threading.Event()
+
+        def flaky(payloads: list[Any]) -> list[Any]:
+            if "boom" in payloads:
+                raise RuntimeError("model exploded")
+            gate.wait(5)
+            return payloads
+
+        b = DynamicBatcher(flaky, max_batch_size=2)
+        await b.start()
+        good_first = asyncio.create_task(b.submit("ok-1"))
+        await asyncio.sleep(0.01)
+        doomed = [asyncio.create_task(b.submit("boom")), asyncio.create_task(b.submit("with-boom"))]
+        await asyncio.sleep(0.01)
+        gate.set()
+        assert await good_first == "ok-1"
+        for task in doomed:
+            with pytest.raises(InferenceFailed, match="model exploded"):
+                await task
+        assert await b.submit("ok-2") == "ok-2"  # the batcher goes on
+        await b.close()
+
+    run_async(main())
+
+
+def test_per_request_exceptions_fail_only_that_request() -> None:
+    async def main() -> None:
+        def picky(payloads: list[Any]) -> list[Any]:
+            return [ValueError("bad row") if p < 0 else p for p in payloads]
+
+        b = DynamicBatcher(picky)
+        await b.start()
+        good, bad = await asyncio.gather(b.submit(1), b.submit(-1), return_exceptions=True)
+        assert good == 1
+        assert isinstance(bad, InferenceFailed)
+        await b.close()
+
+    run_async(main())
+
+
+def test_instances_run_batches_concurrently() -> None:
+    async def main() -> float:
+        b = DynamicBatcher(doubler([], delay_s=0.1), max_batch_size=1, instances=4)
+        await b.start()
+        t = time.perf_counter()
+        await asyncio.gather(*(b.submit(i) for i in range(4)))
+        elapsed = time.perf_counter() - t
+        await b.close()
+        return elapsed
+
+    assert run_async(main()) < 0.3  # four 0.1 s runs side by side, not 0.4 s in a row
+
+
+def test_close_drains_queued_requests_then_refuses_new_ones() -> None:
+    async def main() -> None:
+        b = DynamicBatcher(doubler([], delay_s=0.02), max_batch_size=2)
+        await b.start()
+        tasks = [asyncio.create_task(b.submit(i)) for i in range(6)]
+        await asyncio.sleep(0)
+        await b.close()
+        assert await asyncio.gather(*tasks) == [0, 2, 4, 6, 8, 10]
+        with pytest.raises(Overloaded):
+            await b.submit(1)
+
+    run_async(main())
+
+
+def test_stats_count_runs_and_rows() -> None:
+    async def main() -> None:
+        b = DynamicBatcher(doubler([]), keep_batch_sizes=10)
+        await b.start()
+        await b.submit(1, rows=3)
+        await b.submit(2, rows=2)
+        await b.close()
+        assert (b.stats.runs, b.stats.rows, b.stats.requests) == (2, 5, 2)
+        assert b.stats.batch_sizes == [3, 2]
+
+    run_async(main())
