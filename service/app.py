@@ -27,7 +27,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.preprocess_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
+        app.state.preprocess_pool = ThreadPoolExecutor(
+            settings.preprocess_threads, thread_name_prefix="preprocess"
+        )
         repository = ModelRepository(settings)
         app.state.repository = repository
         await repository.load_all()
@@ -39,8 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repository.close()
             app.state.preprocess_pool.shutdown(wait=False)
 
-    app = FastAPI(title="modelserve", version=__version__, lifespan=lifespan,
-                  description="ONNX classifiers behind dynamic batching: /predict and the Open Inference Protocol.")
+    app = FastAPI(
+        title="modelserve",
+        version=__version__,
+        lifespan=lifespan,
+        description="ONNX classifiers behind dynamic batching: /predict and the Open Inference Protocol.",
+    )
     app.state.settings = settings
     app.state.shutting_down = False
     app.include_router(predict.router)

@@ -55,9 +55,19 @@ class BatchObserver:
 
 
 class DynamicBatcher:
-    def __init__(self, run_batch: RunBatch, *, name: str = "model", max_batch_size: int = 64,
-                 max_queue_delay_ms: float = 0.0, max_queue_size: int = 512, timeout_s: float = 30.0,
-                 instances: int = 1, observer: BatchObserver | None = None, keep_batch_sizes: int = 0) -> None:
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        name: str = "model",
+        max_batch_size: int = 64,
+        max_queue_delay_ms: float = 0.0,
+        max_queue_size: int = 512,
+        timeout_s: float = 30.0,
+        instances: int = 1,
+        observer: BatchObserver | None = None,
+        keep_batch_sizes: int = 0,
+    ) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0
@@ -91,8 +101,9 @@ class DynamicBatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._executor = ThreadPoolExecutor(self.instances, thread_name_prefix=f"infer-{self.name}")
-        self._workers = [asyncio.create_task(self._work(), name=f"batcher-{self.name}-{i}")
-                         for i in range(self.instances)]
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"batcher-{self.name}-{i}") for i in range(self.instances)
+        ]
 
     async def submit(self, payload: Any, rows: int = 1) -> Any:
         """Queue one request of ``rows`` rows and wait for its answer."""
@@ -118,7 +129,10 @@ class DynamicBatcher:
         if not pending.started and not pending.future.done():
             self.stats.timed_out += 1
             pending.future.set_exception(
-                QueueTimeout(f"model {self.name}: request waited {self.timeout_s:g} s in the queue and was not run"))
+                QueueTimeout(
+                    f"model {self.name}: request waited {self.timeout_s:g} s in the queue and was not run"
+                )
+            )
 
     async def _work(self) -> None:
         assert self._arrived is not None
@@ -176,7 +190,9 @@ class DynamicBatcher:
         try:
             results = await loop.run_in_executor(self._executor, self._run_batch, [p.payload for p in batch])
             if len(results) != len(batch):
-                raise InferenceFailed(f"model {self.name} returned {len(results)} results for {len(batch)} requests")
+                raise InferenceFailed(
+                    f"model {self.name} returned {len(results)} results for {len(batch)} requests"
+                )
             for p, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     _set_exception(p.future, _as_service_error(result, self.name))
@@ -209,8 +225,12 @@ class DynamicBatcher:
             try:
                 await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
             except TimeoutError:
-                log.warning("model %s: %d requests still queued after %.0f s drain", self.name,
-                            len(self._queue), drain_timeout_s)
+                log.warning(
+                    "model %s: %d requests still queued after %.0f s drain",
+                    self.name,
+                    len(self._queue),
+                    drain_timeout_s,
+                )
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)

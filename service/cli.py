@@ -11,8 +11,16 @@ from pathlib import Path
 def _serve(args: argparse.Namespace) -> int:
     from service.server import run
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("models_dir", args.models),
-                                   ("workers", args.workers)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("host", args.host),
+            ("port", args.port),
+            ("models_dir", args.models),
+            ("workers", args.workers),
+        )
+        if v is not None
+    }
     run(**overrides)
     return 0
 
@@ -20,7 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the model repository over HTTP (flags override MODELSERVE_* env)")
+    serve = sub.add_parser(
+        "serve", help="serve the model repository over HTTP (flags override MODELSERVE_* env)"
+    )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--models", type=Path, help="model repository folder")

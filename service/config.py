@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1)
     """uvicorn worker processes; each loads every model (memory x workers)."""
     default_model: str | None = None
-    """Model that /predict uses when none is named (else: the only model, or the only one of that input kind)."""
+    """Model /predict uses when none is named (else the only model, or the only one of that input kind)."""
     strict_readiness: bool = True
     """Ready only if every model loaded; when false, ready once loading ends with at least one model."""
 

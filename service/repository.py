@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from service.batching import BatchObserver, DynamicBatcher
+from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import NotFound
 from service.preprocess.image import ImageSpec
@@ -51,7 +51,7 @@ class ModelConfig(BaseModel):
             wanted = policy["specific"]
             return [v for v in versions if v in (wanted if isinstance(wanted, list) else [wanted])]
         n = policy["latest"]
-        return versions[-int(n if isinstance(n, int) else 1):]
+        return versions[-int(n if isinstance(n, int) else 1) :]
 
 
 class ModelMeta(BaseModel):
@@ -94,9 +94,13 @@ class ModelVersion:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name, "version": str(self.version), "input_kind": self.input_kind,
-            "task": self.meta.task, "labels": self.meta.labels,
-            "inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
+            "name": self.name,
+            "version": str(self.version),
+            "input_kind": self.input_kind,
+            "task": self.meta.task,
+            "labels": self.meta.labels,
+            "inputs": [t.as_dict() for t in self.inputs],
+            "outputs": [t.as_dict() for t in self.outputs],
             "max_batch_size": self.batcher.max_batch_size,
         }
 
@@ -107,8 +111,9 @@ class _Entry:
     failed: dict[int | str, str] = field(default_factory=dict)
 
 
-def _load_version(name: str, version: int, path: Path, settings: Settings, config: ModelConfig,
-                  observer_factory: Any) -> ModelVersion:
+def _load_version(
+    name: str, version: int, path: Path, settings: Settings, config: ModelConfig, observer_factory: Any
+) -> ModelVersion:
     """Blocking: build the session, read metadata, warm up. Runs in a thread."""
     start = time.perf_counter()
     onnx_path = path / "model.onnx"
@@ -123,12 +128,21 @@ def _load_version(name: str, version: int, path: Path, settings: Settings, confi
         image_spec = ImageSpec(int(pre["height"]), int(pre["width"]), int(pre["channels"]))
     elif meta.input_kind == "text":
         pre = meta.preprocessing["text"]
-        tokenizer = Tokenizer.from_vocab_file(path / pre.get("vocabulary", "vocab.txt"), lowercase=pre["lowercase"],
-                                              max_length=pre["max_length"], pad_id=pre["pad_id"],
-                                              unk_id=pre["unk_id"])
-    model = OnnxModel(onnx_path, providers=settings.providers, intra_op_threads=settings.intra_op_threads,
-                      inter_op_threads=settings.inter_op_threads, optimization=settings.graph_optimization_level,
-                      pad_values=pad_values)
+        tokenizer = Tokenizer.from_vocab_file(
+            path / pre.get("vocabulary", "vocab.txt"),
+            lowercase=pre["lowercase"],
+            max_length=pre["max_length"],
+            pad_id=pre["pad_id"],
+            unk_id=pre["unk_id"],
+        )
+    model = OnnxModel(
+        onnx_path,
+        providers=settings.providers,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+        optimization=settings.graph_optimization_level,
+        pad_values=pad_values,
+    )
     if tokenizer is not None:
         model.pad_values[model.inputs[0].name] = tokenizer.pad_id
     _check_meta(meta, model, image_spec)
@@ -139,14 +153,18 @@ def _load_version(name: str, version: int, path: Path, settings: Settings, confi
         return getattr(settings, key) if value is None else value
 
     batcher = DynamicBatcher(
-        model.run_batch, name=f"{name}:{version}",
+        model.run_batch,
+        name=f"{name}:{version}",
         max_batch_size=knob("max_batch_size") if model.batchable else 1,
-        max_queue_delay_ms=knob("max_queue_delay_ms"), max_queue_size=knob("max_queue_size"),
-        timeout_s=knob("timeout_s"), instances=knob("instances"),
+        max_queue_delay_ms=knob("max_queue_delay_ms"),
+        max_queue_size=knob("max_queue_size"),
+        timeout_s=knob("timeout_s"),
+        instances=knob("instances"),
         observer=observer_factory(name, version) if observer_factory else None,
     )
-    return ModelVersion(name, version, path, meta, model, batcher, image_spec, tokenizer,
-                        load_s=time.perf_counter() - start)
+    return ModelVersion(
+        name, version, path, meta, model, batcher, image_spec, tokenizer, load_s=time.perf_counter() - start
+    )
 
 
 def _check_meta(meta: ModelMeta, model: OnnxModel, image_spec: ImageSpec | None) -> None:
@@ -154,15 +172,21 @@ def _check_meta(meta: ModelMeta, model: OnnxModel, image_spec: ImageSpec | None)
     if meta.input_kind == "tensor":
         return
     if len(model.inputs) != 1:
-        raise ValueError(f"a {meta.input_kind} model needs exactly one input, the graph has {len(model.inputs)}")
+        raise ValueError(
+            f"a {meta.input_kind} model needs exactly one input, the graph has {len(model.inputs)}"
+        )
     spec = model.inputs[0]
     if image_spec is not None:
         expected = (-1, image_spec.height, image_spec.width, image_spec.channels)
         if spec.datatype != "UINT8" or spec.shape != expected:
-            raise ValueError(f"image model input must be UINT8 {list(expected)}, graph has {spec.datatype} "
-                             f"{list(spec.shape)}")
+            raise ValueError(
+                f"image model input must be UINT8 {list(expected)}, graph has {spec.datatype} "
+                f"{list(spec.shape)}"
+            )
     elif spec.datatype != "INT64" or len(spec.shape) != 2:
-        raise ValueError(f"text model input must be INT64 [-1, -1], graph has {spec.datatype} {list(spec.shape)}")
+        raise ValueError(
+            f"text model input must be INT64 [-1, -1], graph has {spec.datatype} {list(spec.shape)}"
+        )
     scores = meta.scores_output or model.outputs[0].name
     if scores not in model.output_names:
         raise ValueError(f"scores output {scores!r} is not a graph output ({model.output_names})")
@@ -198,12 +222,14 @@ class ModelRepository:
         entry = self._entries.get(name)
         if entry is None or not entry.versions:
             known = ", ".join(self.names()) or "none"
-            reason = f" (failed to load: {'; '.join(entry.failed.values())})" if entry and entry.failed else ""
+            reason = (
+                f" (failed to load: {'; '.join(entry.failed.values())})" if entry and entry.failed else ""
+            )
             raise NotFound(f"unknown model {name!r}{reason}; served models: {known}")
         if version in (None, ""):
             return entry.versions[max(entry.versions)]
         try:
-            number = int(version)  # type: ignore[arg-type]
+            number = int(version)
         except ValueError:
             raise NotFound(f"model {name!r} has no version {version!r}: versions are integers") from None
         if number not in entry.versions:
@@ -212,8 +238,11 @@ class ModelRepository:
         return entry.versions[number]
 
     def failures(self) -> dict[str, str]:
-        return {f"{name}" + (f":{v}" if v != "" else ""): reason
-                for name, e in sorted(self._entries.items()) for v, reason in e.failed.items()}
+        return {
+            f"{name}" + (f":{v}" if v != "" else ""): reason
+            for name, e in sorted(self._entries.items())
+            for v, reason in e.failed.items()
+        }
 
     def is_ready(self) -> bool:
         if not self.loaded:
@@ -257,16 +286,22 @@ class ModelRepository:
             for version in wanted:
                 path = model_dir / str(version)
                 try:
-                    mv = await asyncio.to_thread(_load_version, name, version, path, self.settings, config,
-                                                 self._observer_factory)
+                    mv = await asyncio.to_thread(
+                        _load_version, name, version, path, self.settings, config, self._observer_factory
+                    )
                     await mv.batcher.start()
                 except Exception as e:
                     log.error("model %s version %d not loaded: %s: %s", name, version, type(e).__name__, e)
                     entry.failed[version] = f"{type(e).__name__}: {e}"
                     continue
                 entry.versions[version] = mv
-                log.info("model %s version %d loaded (%s input) in %.0f ms", name, version, mv.input_kind,
-                         mv.load_s * 1000)
+                log.info(
+                    "model %s version %d loaded (%s input) in %.0f ms",
+                    name,
+                    version,
+                    mv.input_kind,
+                    mv.load_s * 1000,
+                )
             self._swap(name, entry)
         # Old versions finish what they queued, then stop: no request sees a missing model.
         if old is not None:
@@ -286,7 +321,9 @@ class ModelRepository:
 
     async def close(self, drain_timeout_s: float = 30.0) -> None:
         entries, self._entries = list(self._entries.values()), {}
-        await asyncio.gather(*(mv.batcher.close(drain_timeout_s) for e in entries for mv in e.versions.values()))
+        await asyncio.gather(
+            *(mv.batcher.close(drain_timeout_s) for e in entries for mv in e.versions.values())
+        )
 
 
 def _read_config(model_dir: Path) -> ModelConfig:

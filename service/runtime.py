@@ -13,17 +13,34 @@ log = logging.getLogger(__name__)
 
 # V2 datatype <-> numpy dtype <-> onnxruntime type string.
 V2_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(np.object_),
 }
 NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
 _ORT_TO_V2 = {
-    "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64", "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64", "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
 }
 _OPT_LEVELS = {
@@ -70,14 +87,23 @@ def resolve_providers(requested: list[str]) -> list[str]:
 class OnnxModel:
     """An ONNX graph ready to run; ``run_batch`` joins requests into one run and splits the answers."""
 
-    def __init__(self, path: Path, *, providers: list[str], intra_op_threads: int = 0,
-                 inter_op_threads: int = 1, optimization: str = "all",
-                 pad_values: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        providers: list[str],
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 1,
+        optimization: str = "all",
+        pad_values: dict[str, int] | None = None,
+    ) -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads
         opts.graph_optimization_level = _OPT_LEVELS[optimization]
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=resolve_providers(providers))
+        self.session = ort.InferenceSession(
+            str(path), sess_options=opts, providers=resolve_providers(providers)
+        )
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
         self.output_names = [o.name for o in self.outputs]
@@ -90,8 +116,11 @@ class OnnxModel:
 
     def warm_up(self) -> None:
         """One run on zeros (dynamic dimensions as 1), so the first request does not pay for setup."""
-        feeds = {t.name: np.zeros(tuple(d if d > 0 else 1 for d in t.shape), dtype=t.dtype)
-                 for t in self.inputs if t.datatype != "BYTES"}
+        feeds = {
+            t.name: np.zeros(tuple(d if d > 0 else 1 for d in t.shape), dtype=t.dtype)
+            for t in self.inputs
+            if t.datatype != "BYTES"
+        }
         if len(feeds) == len(self.inputs):
             self.run(feeds)
 
@@ -102,7 +131,9 @@ class OnnxModel:
         groups: dict[tuple[object, ...], list[int]] = {}
         for i, feeds in enumerate(payloads):
             # Inputs that may be padded (token ids) join whatever their length; others need equal shapes.
-            key = tuple(None if name in self.pad_values else arr.shape[1:] for name, arr in sorted(feeds.items()))
+            key = tuple(
+                None if name in self.pad_values else arr.shape[1:] for name, arr in sorted(feeds.items())
+            )
             groups.setdefault(key, []).append(i)
         results: list[Feeds | Exception] = [Exception("not run")] * len(payloads)
         for members in groups.values():
@@ -135,6 +166,10 @@ class OnnxModel:
             width = max(a.shape[1] for a in arrays)
             if any(a.shape[1] != width for a in arrays):
                 pad = self.pad_values[name]
-                arrays = [a if a.shape[1] == width else
-                          np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=pad) for a in arrays]
+                arrays = [
+                    a
+                    if a.shape[1] == width
+                    else np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=pad)
+                    for a in arrays
+                ]
         return np.concatenate(arrays)

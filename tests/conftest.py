@@ -39,17 +39,37 @@ class Server:
 
 
 @contextmanager
-def run_server(models: Path, tmp_path: Path, env: dict[str, str] | None = None,
-               wait_ready: bool = True, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
+def run_server(
+    models: Path,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[Server]:
     """`python -m service serve` on a free loopback port; waits (bounded) for readiness; kills by PID."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     full_env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--models", str(models), *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--models",
+                str(models),
+                *extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
+        )
     server = Server(f"http://127.0.0.1:{port}", port, proc, log_path)
     try:
         deadline = time.monotonic() + 60
@@ -60,7 +80,12 @@ def run_server(models: Path, tmp_path: Path, env: dict[str, str] | None = None,
                 r = httpx.get(f"{server.url}/v2/health/{'ready' if wait_ready else 'live'}", timeout=1)
                 if r.status_code == 200 or (not wait_ready and r.status_code < 500):
                     break
-                if wait_ready and r.status_code == 503 and "failed" in r.text and '"error":"models failed' in r.text:
+                if (
+                    wait_ready
+                    and r.status_code == 503
+                    and "failed" in r.text
+                    and '"error":"models failed' in r.text
+                ):
                     break  # loaded, with failures: the test inspects them
             except httpx.TransportError:
                 pass

@@ -12,14 +12,20 @@ from onnx import TensorProto, helper
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def affine_model(path: Path, scale: float = 2.0, shift: float = 1.0, width: int = 4,
-                 batch: int | str = "batch") -> Path:
+def affine_model(
+    path: Path, scale: float = 2.0, shift: float = 1.0, width: int = 4, batch: int | str = "batch"
+) -> Path:
     """y = x * scale + shift on FP32 x of shape (batch, width); writes path/model.onnx only (no metadata)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, width])
-    nodes = [helper.make_node("Mul", ["x", "scale"], ["scaled"]), helper.make_node("Add", ["scaled", "shift"], ["y"])]
-    inits = [helper.make_tensor("scale", TensorProto.FLOAT, [], [scale]),
-             helper.make_tensor("shift", TensorProto.FLOAT, [], [shift])]
+    nodes = [
+        helper.make_node("Mul", ["x", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "shift"], ["y"]),
+    ]
+    inits = [
+        helper.make_tensor("scale", TensorProto.FLOAT, [], [scale]),
+        helper.make_tensor("shift", TensorProto.FLOAT, [], [shift]),
+    ]
     graph = helper.make_graph(nodes, "affine", [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9

@@ -52,7 +52,7 @@ class Splits(Generic[D]):
 def _take(data: D, idx: np.ndarray) -> D:
     if isinstance(data, ImageData):
         return ImageData(data.images[idx], data.labels[idx])  # type: ignore[return-value]
-    return TextData([data.texts[i] for i in idx], data.labels[idx])  # type: ignore[return-value]
+    return TextData([data.texts[i] for i in idx], data.labels[idx])
 
 
 def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
@@ -83,8 +83,9 @@ def _with_validation(train: D, test: D, classes: list[str], source: str, seed: i
 def _resized(images: np.ndarray, spec: ImageSpec) -> np.ndarray:
     """Pass raw uint8 images through the serving preprocessor: (N, H, W, C) at the model's size."""
     mode = "L" if images.shape[-1] == 1 else "RGB"
-    return np.stack([to_array(Image.fromarray(img.squeeze(-1) if mode == "L" else img, mode), spec)
-                     for img in images])
+    return np.stack(
+        [to_array(Image.fromarray(img.squeeze(-1) if mode == "L" else img, mode), spec) for img in images]
+    )
 
 
 def load_digits(spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
@@ -138,8 +139,9 @@ def load_cifar10(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[ImageDa
     train_parts = [batch(p) for p in sorted(folder.glob("data_batch_*"))]
     if not train_parts:
         raise FileNotFoundError(f"{folder}: no data_batch_* files")
-    train = ImageData(np.concatenate([p.images for p in train_parts]),
-                      np.concatenate([p.labels for p in train_parts]))
+    train = ImageData(
+        np.concatenate([p.images for p in train_parts]), np.concatenate([p.labels for p in train_parts])
+    )
     test = batch(folder / "test_batch")
     meta = folder / "batches.meta"
     if meta.exists():
@@ -160,7 +162,9 @@ def load_image_folder(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[Im
     return _three_way(data, classes, f"image folder {folder}", seed)
 
 
-def _read_class_folders(folder: Path, spec: ImageSpec, classes: list[str] | None) -> tuple[ImageData, list[str]]:
+def _read_class_folders(
+    folder: Path, spec: ImageSpec, classes: list[str] | None
+) -> tuple[ImageData, list[str]]:
     classes = classes or sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise FileNotFoundError(f"{folder}: no class sub-folders")
@@ -194,7 +198,9 @@ def load_images(source: str, spec: ImageSpec, seed: int = 0) -> Splits[ImageData
 def _labelled(rows: list[tuple[str, str]]) -> tuple[TextData, list[str]]:
     classes = sorted({label for _, label in rows})
     index = {c: i for i, c in enumerate(classes)}
-    return TextData([t for t, _ in rows], np.asarray([index[lab] for _, lab in rows], dtype=np.int64)), classes
+    return TextData(
+        [t for t, _ in rows], np.asarray([index[lab] for _, lab in rows], dtype=np.int64)
+    ), classes
 
 
 def load_text_table(path: Path, seed: int = 0) -> Splits[TextData]:
@@ -210,10 +216,17 @@ def load_text_table(path: Path, seed: int = 0) -> Splits[TextData]:
         raise ValueError(f"{path}: needs 'text' and 'label' fields")
     data, classes = _labelled([(str(r["text"]), str(r["label"])) for r in records])
     if all(r.get("split") in ("train", "validation", "test") for r in records):
-        idx = {s: np.asarray([i for i, r in enumerate(records) if r["split"] == s], dtype=np.int64)
-               for s in ("train", "validation", "test")}
-        return Splits(_take(data, idx["train"]), _take(data, idx["validation"]), _take(data, idx["test"]),
-                      classes, f"text table {path}")
+        idx = {
+            s: np.asarray([i for i, r in enumerate(records) if r["split"] == s], dtype=np.int64)
+            for s in ("train", "validation", "test")
+        }
+        return Splits(
+            _take(data, idx["train"]),
+            _take(data, idx["validation"]),
+            _take(data, idx["test"]),
+            classes,
+            f"text table {path}",
+        )
     return _three_way(data, classes, f"text table {path}", seed)
 
 

@@ -71,16 +71,23 @@ def _sample_batches(ckpt: dict[str, Any]) -> list[np.ndarray]:
         images = np.asarray(ckpt["samples"], dtype=np.uint8)
         return [images[:1], images[:7]]
     ids = _encoded_samples(ckpt)
-    return [pad_batch(ids[:1], ckpt["preprocessing"]["text"]["pad_id"]),
-            pad_batch(ids[:7], ckpt["preprocessing"]["text"]["pad_id"])]
+    return [
+        pad_batch(ids[:1], ckpt["preprocessing"]["text"]["pad_id"]),
+        pad_batch(ids[:7], ckpt["preprocessing"]["text"]["pad_id"]),
+    ]
 
 
 def _encoded_samples(ckpt: dict[str, Any]) -> list[np.ndarray]:
     from service.preprocess.text import Tokenizer
 
     pre = ckpt["preprocessing"]["text"]
-    tok = Tokenizer(ckpt["vocab"], lowercase=pre["lowercase"], max_length=pre["max_length"],
-                    pad_id=pre["pad_id"], unk_id=pre["unk_id"])
+    tok = Tokenizer(
+        ckpt["vocab"],
+        lowercase=pre["lowercase"],
+        max_length=pre["max_length"],
+        pad_id=pre["pad_id"],
+        unk_id=pre["unk_id"],
+    )
     return [tok.encode(t) for t in ckpt["samples"]]
 
 
@@ -126,7 +133,11 @@ def export(checkpoint: Path, models_dir: Path, name: str, version: int | None = 
     k = len(ckpt["classes"])
     if ckpt["kind"] == "image":
         pre = ckpt["preprocessing"]["image"]
-        input_spec = {"name": "pixels", "datatype": "UINT8", "shape": [-1, pre["height"], pre["width"], pre["channels"]]}
+        input_spec: dict[str, Any] = {
+            "name": "pixels",
+            "datatype": "UINT8",
+            "shape": [-1, pre["height"], pre["width"], pre["channels"]],
+        }
         dynamic = {"pixels": {0: "batch"}}
         dummy = torch.zeros((2, pre["height"], pre["width"], pre["channels"]), dtype=torch.uint8)
     else:
@@ -140,9 +151,16 @@ def export(checkpoint: Path, models_dir: Path, name: str, version: int | None = 
         onnx_path = staging / "model.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and LSTM notes
-            torch.onnx.export(_WithProbabilities(net).eval(), (dummy,), str(onnx_path), input_names=[input_spec["name"]],
-                              output_names=["logits", "probabilities"], dynamic_axes=dynamic,
-                              opset_version=OPSET, dynamo=False)
+            torch.onnx.export(
+                _WithProbabilities(net).eval(),
+                (dummy,),
+                str(onnx_path),
+                input_names=[input_spec["name"]],
+                output_names=["logits", "probabilities"],
+                dynamic_axes=dynamic,
+                opset_version=OPSET,
+                dynamo=False,
+            )
         onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
         max_diff = check_parity(ckpt, net, onnx_path)
         log.info("%s v%d: onnxruntime parity %.2e (<= %.0e)", name, version, max_diff, TOLERANCE)
@@ -153,8 +171,10 @@ def export(checkpoint: Path, models_dir: Path, name: str, version: int | None = 
             "task": "classification",
             "input_kind": ckpt["kind"],
             "inputs": [input_spec],
-            "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, k]},
-                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]}],
+            "outputs": [
+                {"name": "logits", "datatype": "FP32", "shape": [-1, k]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]},
+            ],
             "scores_output": "probabilities",
             "labels": ckpt["classes"],
             "preprocessing": ckpt["preprocessing"],

@@ -1,6 +1,6 @@
 """Write examples/digits/<label>.png: one held-out test digit per class, for curl and the tests.
 
-    python -m training.make_examples
+python -m training.make_examples
 """
 
 from __future__ import annotations

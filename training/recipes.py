@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 def default_image_spec(source: str) -> ImageSpec:
     """28x28 grey for digits and MNIST, 32x32 RGB otherwise (CIFAR-10's shape)."""
     path = Path(source)
-    if source == "digits" or (path.is_dir() and any(p.name.startswith("train-images") for p in path.iterdir())):
+    if source == "digits" or (
+        path.is_dir() and any(p.name.startswith("train-images") for p in path.iterdir())
+    ):
         return ImageSpec(28, 28, 1)
     return ImageSpec(32, 32, 3)
 
@@ -42,83 +44,162 @@ def _shifted(images: np.ndarray, rng: np.random.Generator, max_shift: int) -> np
     n, h, w, _ = images.shape
     padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
     dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, n))
-    return np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return np.stack([padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
-def _image_batches(data: ImageData, batch_size: int, rng: np.random.Generator | None,
-                   max_shift: int = 0) -> Iterator[Batch]:
+def _image_batches(
+    data: ImageData, batch_size: int, rng: np.random.Generator | None, max_shift: int = 0
+) -> Iterator[Batch]:
     order = rng.permutation(len(data.labels)) if rng is not None else np.arange(len(data.labels))
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         images = data.images[idx]
         if rng is not None and max_shift:
             images = _shifted(images, rng, max_shift)
         yield torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(data.labels[idx])
 
 
-def train_image_model(source: str, name: str, runs_dir: Path, cfg: TrainConfig,
-                      spec: ImageSpec | None = None, widths: tuple[int, ...] | None = None) -> Path:
+def train_image_model(
+    source: str,
+    name: str,
+    runs_dir: Path,
+    cfg: TrainConfig,
+    spec: ImageSpec | None = None,
+    widths: tuple[int, ...] | None = None,
+) -> Path:
     """Train a CNN on ``source`` and write runs/<name>/{checkpoint.pt, report.json, confusion.png}."""
     seed_everything(cfg.seed)
     spec = spec or default_image_spec(source)
     splits: Splits[ImageData] = load_images(source, spec, cfg.seed)
     scaled = splits.train.images.reshape(-1, spec.channels).astype(np.float64) / 255.0
-    net_cfg = ImageCNNConfig(channels=spec.channels, image_size=spec.height, num_classes=len(splits.classes),
-                             mean=tuple(np.round(scaled.mean(0), 5).tolist()),
-                             std=tuple(np.round(scaled.std(0) + 1e-6, 5).tolist()))
+    net_cfg = ImageCNNConfig(
+        channels=spec.channels,
+        image_size=spec.height,
+        num_classes=len(splits.classes),
+        mean=tuple(np.round(scaled.mean(0), 5).tolist()),
+        std=tuple(np.round(scaled.std(0) + 1e-6, 5).tolist()),
+    )
     if widths:
         net_cfg.widths = widths
     model = ImageCNN(net_cfg)
     rng = np.random.default_rng(cfg.seed)
     shift = max(1, spec.height // 14)
-    history = fit(model, lambda _e: _image_batches(splits.train, cfg.batch_size, rng, shift),
-                  lambda: _image_batches(splits.validation, 256, None), cfg)
+    history = fit(
+        model,
+        lambda _e: _image_batches(splits.train, cfg.batch_size, rng, shift),
+        lambda: _image_batches(splits.validation, 256, None),
+        cfg,
+    )
     truth, preds = predict_labels(model, _image_batches(splits.test, 256, None))
-    preprocessing = {"image": {"height": spec.height, "width": spec.width, "channels": spec.channels,
-                               "resize": "bilinear", "mean": list(net_cfg.mean), "std": list(net_cfg.std)}}
-    return _save(runs_dir / name, name, "image", model, asdict(net_cfg), splits, cfg, history,
-                 classification_report(truth, preds, splits.classes), preprocessing,
-                 samples=splits.test.images[:7], vocab=None)
+    preprocessing = {
+        "image": {
+            "height": spec.height,
+            "width": spec.width,
+            "channels": spec.channels,
+            "resize": "bilinear",
+            "mean": list(net_cfg.mean),
+            "std": list(net_cfg.std),
+        }
+    }
+    return _save(
+        runs_dir / name,
+        name,
+        "image",
+        model,
+        asdict(net_cfg),
+        splits,
+        cfg,
+        history,
+        classification_report(truth, preds, splits.classes),
+        preprocessing,
+        samples=splits.test.images[:7],
+        vocab=None,
+    )
 
 
-def _text_batches(ids: list[np.ndarray], labels: np.ndarray, batch_size: int, pad_id: int,
-                  rng: np.random.Generator | None) -> Iterator[Batch]:
+def _text_batches(
+    ids: list[np.ndarray], labels: np.ndarray, batch_size: int, pad_id: int, rng: np.random.Generator | None
+) -> Iterator[Batch]:
     order = rng.permutation(len(ids)) if rng is not None else np.arange(len(ids))
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         x = pad_batch([ids[i] for i in idx], pad_id)
         yield torch.from_numpy(x), torch.from_numpy(labels[idx])
 
 
-def train_text_model(source: str, name: str, runs_dir: Path, cfg: TrainConfig, max_length: int = 128,
-                     vocab_size: int = 20000, **net_options: Any) -> Path:
+def train_text_model(
+    source: str,
+    name: str,
+    runs_dir: Path,
+    cfg: TrainConfig,
+    max_length: int = 128,
+    vocab_size: int = 20000,
+    **net_options: Any,
+) -> Path:
     """Train an LSTM on ``source`` and write runs/<name>/{checkpoint.pt, report.json, confusion.png}."""
     seed_everything(cfg.seed)
     splits: Splits[TextData] = load_texts(source, cfg.seed)
     tok = Tokenizer.build(splits.train.texts, max_size=vocab_size, max_length=max_length)
     encode = lambda data: [tok.encode(t) for t in data.texts]  # noqa: E731
     train_ids, val_ids, test_ids = encode(splits.train), encode(splits.validation), encode(splits.test)
-    net_cfg = TextLSTMConfig(vocab_size=len(tok.vocab), num_classes=len(splits.classes), pad_id=tok.pad_id,
-                             **net_options)
+    net_cfg = TextLSTMConfig(
+        vocab_size=len(tok.vocab), num_classes=len(splits.classes), pad_id=tok.pad_id, **net_options
+    )
     model = TextLSTM(net_cfg)
     rng = np.random.default_rng(cfg.seed)
-    history = fit(model, lambda _e: _text_batches(train_ids, splits.train.labels, cfg.batch_size, tok.pad_id, rng),
-                  lambda: _text_batches(val_ids, splits.validation.labels, 256, tok.pad_id, None), cfg)
+    history = fit(
+        model,
+        lambda _e: _text_batches(train_ids, splits.train.labels, cfg.batch_size, tok.pad_id, rng),
+        lambda: _text_batches(val_ids, splits.validation.labels, 256, tok.pad_id, None),
+        cfg,
+    )
     truth, preds = predict_labels(model, _text_batches(test_ids, splits.test.labels, 256, tok.pad_id, None))
-    preprocessing = {"text": {"vocabulary": "vocab.txt", "lowercase": tok.lowercase, "max_length": max_length,
-                              "pad_id": tok.pad_id, "unk_id": tok.unk_id}}
-    return _save(runs_dir / name, name, "text", model, asdict(net_cfg), splits, cfg, history,
-                 classification_report(truth, preds, splits.classes), preprocessing,
-                 samples=splits.test.texts[:7], vocab=tok.vocab)
+    preprocessing = {
+        "text": {
+            "vocabulary": "vocab.txt",
+            "lowercase": tok.lowercase,
+            "max_length": max_length,
+            "pad_id": tok.pad_id,
+            "unk_id": tok.unk_id,
+        }
+    }
+    return _save(
+        runs_dir / name,
+        name,
+        "text",
+        model,
+        asdict(net_cfg),
+        splits,
+        cfg,
+        history,
+        classification_report(truth, preds, splits.classes),
+        preprocessing,
+        samples=splits.test.texts[:7],
+        vocab=tok.vocab,
+    )
 
 
-def _save(out_dir: Path, name: str, kind: str, model: torch.nn.Module, net_config: dict[str, Any],
-          splits: Splits[Any], cfg: TrainConfig, history: dict[str, Any], test_report: dict[str, Any],
-          preprocessing: dict[str, Any], samples: Any, vocab: list[str] | None) -> Path:
+def _save(
+    out_dir: Path,
+    name: str,
+    kind: str,
+    model: torch.nn.Module,
+    net_config: dict[str, Any],
+    splits: Splits[Any],
+    cfg: TrainConfig,
+    history: dict[str, Any],
+    test_report: dict[str, Any],
+    preprocessing: dict[str, Any],
+    samples: Any,
+    vocab: list[str] | None,
+) -> Path:
     report = {
         "data": splits.source,
-        "sizes": {"train": len(splits.train.labels), "validation": len(splits.validation.labels),
-                  "test": len(splits.test.labels)},
+        "sizes": {
+            "train": len(splits.train.labels),
+            "validation": len(splits.validation.labels),
+            "test": len(splits.test.labels),
+        },
         "trained_at": now_iso(),
         "seed": cfg.seed,
         **history,
@@ -127,7 +208,17 @@ def _save(out_dir: Path, name: str, kind: str, model: torch.nn.Module, net_confi
     write_report(report, splits.classes, out_dir, f"{name} ({kind})")
     log.info("%s: test accuracy %.4f on %d examples", name, test_report["accuracy"], test_report["n"])
     path = out_dir / "checkpoint.pt"
-    torch.save({"kind": kind, "net_config": net_config, "state_dict": model.state_dict(),
-                "classes": splits.classes, "preprocessing": preprocessing, "report": report,
-                "samples": samples, "vocab": vocab}, path)
+    torch.save(
+        {
+            "kind": kind,
+            "net_config": net_config,
+            "state_dict": model.state_dict(),
+            "classes": splits.classes,
+            "preprocessing": preprocessing,
+            "report": report,
+            "samples": samples,
+            "vocab": vocab,
+        },
+        path,
+    )
     return path

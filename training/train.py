@@ -71,8 +71,9 @@ def fit(
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         total, n = 0.0, 0
-        bar = tqdm(train_batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress)
+        bar = tqdm(
+            train_batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress
+        )
         for x, y in bar:
             opt.zero_grad()
             loss = loss_fn(model(x), y)
@@ -85,7 +86,9 @@ def fit(
         sched.step()
         truth, preds = predict_labels(model, val_batches())
         val_acc = float((truth == preds).mean())
-        history.append({"epoch": epoch, "train_loss": round(total / max(n, 1), 5), "val_accuracy": round(val_acc, 5)})
+        history.append(
+            {"epoch": epoch, "train_loss": round(total / max(n, 1), 5), "val_accuracy": round(val_acc, 5)}
+        )
         log.info("epoch %d: train loss %.4f, validation accuracy %.4f", epoch, total / max(n, 1), val_acc)
         if val_acc > best_acc:
             best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
@@ -100,7 +103,9 @@ def classification_report(truth: np.ndarray, preds: np.ndarray, classes: list[st
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (truth, preds), 1)
-    per_class = {c: round(float(confusion[i, i] / max(confusion[i].sum(), 1)), 5) for i, c in enumerate(classes)}
+    per_class = {
+        c: round(float(confusion[i, i] / max(confusion[i].sum(), 1)), 5) for i, c in enumerate(classes)
+    }
     return {
         "accuracy": round(float((truth == preds).mean()), 5),
         "n": len(truth),
@@ -126,8 +131,15 @@ def save_confusion_png(report: dict[str, Any], classes: list[str], path: Path, t
     ax.set_title(f"{title}: accuracy {report['accuracy']:.2%}")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+                fontsize=8,
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -53,7 +53,9 @@ def decode(data: bytes, *, max_pixels: int, content_type: str | None = None) -> 
         raise BadRequest("cannot decode the image: not a supported image format or corrupt data") from None
     width, height = img.size
     if width * height > max_pixels:
-        raise PayloadTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        raise PayloadTooLarge(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+        )
     declared = (content_type or "").split(";")[0].strip().lower()
     expected = _FORMAT_OF_TYPE.get(declared)
     if expected is not None and img.format != expected:
@@ -86,6 +88,8 @@ def to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).reshape(spec.height, spec.width, spec.channels)
 
 
-def decode_to_array(data: bytes, spec: ImageSpec, *, max_pixels: int, content_type: str | None = None) -> np.ndarray:
+def decode_to_array(
+    data: bytes, spec: ImageSpec, *, max_pixels: int, content_type: str | None = None
+) -> np.ndarray:
     """``decode`` then ``to_array``: what the service runs, off the event loop, for each image."""
     return to_array(decode(data, max_pixels=max_pixels, content_type=content_type), spec)

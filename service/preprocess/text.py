@@ -42,7 +42,12 @@ class Tokenizer:
 
     @classmethod
     def build(
-        cls, texts: Iterable[str], *, max_size: int = 20000, min_freq: int = 1, lowercase: bool = True,
+        cls,
+        texts: Iterable[str],
+        *,
+        max_size: int = 20000,
+        min_freq: int = 1,
+        lowercase: bool = True,
         max_length: int = 64,
     ) -> Tokenizer:
         """A vocabulary of the most frequent words (ties broken alphabetically, so builds repeat)."""

@@ -24,7 +24,9 @@ async def ready(request: Request) -> Response:
     if repo.is_ready():
         return json_response({"ready": True, "models": repo.names()})
     body = {"ready": False, "models": repo.names(), "failed": repo.failures()}
-    body["error"] = "models are still loading" if not repo.loaded else f"models failed to load: {repo.failures()}"
+    body["error"] = (
+        "models are still loading" if not repo.loaded else f"models failed to load: {repo.failures()}"
+    )
     return json_response(body, 503)
 
 

@@ -42,12 +42,15 @@ def require_kind(mv: ModelVersion, kind: str) -> None:
     if mv.input_kind == kind:
         return
     if mv.input_kind == "tensor":
-        raise UnsupportedMediaType(f"model {mv.name!r} takes tensors, not {kind}s: "
-                                   f"POST /v2/models/{mv.name}/infer")
+        raise UnsupportedMediaType(
+            f"model {mv.name!r} takes tensors, not {kind}s: POST /v2/models/{mv.name}/infer"
+        )
     raise UnsupportedMediaType(f"model {mv.name!r} takes {mv.input_kind}s; this request sent {kind}s")
 
 
-async def image_feeds(mv: ModelVersion, images: Sequence[ImageInput], settings: Settings, pool: Executor) -> Feeds:
+async def image_feeds(
+    mv: ModelVersion, images: Sequence[ImageInput], settings: Settings, pool: Executor
+) -> Feeds:
     """Decode and resize in the thread pool: {input: uint8 (N, H, W, C)}."""
     require_kind(mv, "image")
     check_count(len(images), "images", settings)
@@ -58,7 +61,9 @@ async def image_feeds(mv: ModelVersion, images: Sequence[ImageInput], settings: 
         arrays = []
         for i, image in enumerate(images):
             try:
-                arrays.append(decode_to_array(image.data, spec, max_pixels=limit, content_type=image.content_type))
+                arrays.append(
+                    decode_to_array(image.data, spec, max_pixels=limit, content_type=image.content_type)
+                )
             except (BadRequest, PayloadTooLarge, UnsupportedMediaType) as e:
                 if len(images) == 1:
                     raise

@@ -1,13 +1,14 @@
 """The simple API: POST images or text, get labels and scores.
 
-    curl -F file=@examples/digits/7.png 'localhost:8080/predict?model=digits'
-    curl -H 'Content-Type: application/json' -d '{"text": "not bad at all"}' 'localhost:8080/predict?model=sentiment'
+curl -F file=@examples/digits/7.png 'localhost:8080/predict?model=digits'
+curl -H 'Content-Type: application/json' -d '{"text": "not bad at all"}' localhost:8080/predict
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -23,8 +24,10 @@ from service.repository import ModelRepository, ModelVersion
 
 router = APIRouter(tags=["predict"])
 TopK = Annotated[int, Query(ge=1, le=1000, description="how many of the best labels to return per input")]
-ACCEPTED = ("multipart/form-data (image files), image/* or application/octet-stream (one image), "
-            "application/json ({image|images|text|texts}), text/plain (one text)")
+ACCEPTED = (
+    "multipart/form-data (image files), image/* or application/octet-stream (one image), "
+    "application/json ({image|images|text|texts}), text/plain (one text)"
+)
 
 
 async def _raw_inputs(request: Request, body: bytes) -> tuple[str, list[Any]]:
@@ -45,18 +48,22 @@ async def _raw_inputs(request: Request, body: bytes) -> tuple[str, list[Any]]:
             raise BadRequest("the text/plain body is not valid UTF-8") from None
     if not kind:
         raise UnsupportedMediaType(f"missing Content-Type; send one of: {ACCEPTED}")
-    hint = " (curl -d sends form encoding: use -F file=@image.png or set -H 'Content-Type')" \
-        if kind == "application/x-www-form-urlencoded" else ""
+    hint = (
+        " (curl -d sends form encoding: use -F file=@image.png or set -H 'Content-Type')"
+        if kind == "application/x-www-form-urlencoded"
+        else ""
+    )
     raise UnsupportedMediaType(f"unsupported Content-Type {kind!r}{hint}; send one of: {ACCEPTED}")
 
 
 async def _multipart(request: Request, body: bytes) -> tuple[str, list[Any]]:
-    async def stream():  # type: ignore[no-untyped-def]
+    async def stream() -> AsyncGenerator[bytes, None]:
         yield body
 
     try:
-        form = await MultiPartParser(Headers(scope=request.scope), stream(), max_files=100_000,
-                                     max_fields=1000).parse()
+        form = await MultiPartParser(
+            Headers(scope=request.scope), stream(), max_files=100_000, max_fields=1000
+        ).parse()
     except MultiPartException as e:
         raise BadRequest(f"malformed multipart body: {e.message}") from None
     images, texts = [], []
@@ -89,8 +96,13 @@ def _json_inputs(doc: Any) -> tuple[str, list[Any]]:
         if not isinstance(item, str):
             raise BadRequest(f"image {i} must be a base64 string")
         try:
-            images.append(ImageInput(base64.b64decode(item.split(",", 1)[-1] if item.startswith("data:") else item,
-                                                      validate=True)))
+            images.append(
+                ImageInput(
+                    base64.b64decode(
+                        item.split(",", 1)[-1] if item.startswith("data:") else item, validate=True
+                    )
+                )
+            )
         except (binascii.Error, ValueError):
             raise BadRequest(f"image {i} is not valid base64") from None
     return "image", images
@@ -109,8 +121,10 @@ def _pick_model(repo: ModelRepository, name: str | None, kind: str, default: str
     of_kind = sorted({mv.name for mv in served if mv.input_kind == kind})
     if len(of_kind) == 1:
         return repo.get(of_kind[0])
-    raise BadRequest(f"name a model: POST /predict?model=NAME (served: {', '.join(names) or 'none'}), "
-                     "or set MODELSERVE_DEFAULT_MODEL")
+    raise BadRequest(
+        f"name a model: POST /predict?model=NAME (served: {', '.join(names) or 'none'}), "
+        "or set MODELSERVE_DEFAULT_MODEL"
+    )
 
 
 async def _predict(request: Request, name: str | None, version: str | None, k: int) -> Response:
@@ -118,15 +132,19 @@ async def _predict(request: Request, name: str | None, version: str | None, k: i
     settings = state.settings
     body = await read_body(request, settings.max_body_bytes)
     kind, items = await _raw_inputs(request, body)
-    mv = _pick_model(state.repository, name, kind, settings.default_model) if version is None \
+    mv = (
+        _pick_model(state.repository, name, kind, settings.default_model)
+        if version is None
         else state.repository.get(name or "", version)
+    )
     if kind == "image":
         feeds = await image_feeds(mv, items, settings, state.preprocess_pool)
     else:
         feeds = await text_feeds(mv, items, settings, state.preprocess_pool)
     outputs = await mv.batcher.submit(feeds, rows=len(items))
-    return json_response({"model": mv.name, "version": str(mv.version),
-                          "predictions": top_k(mv, scores_of(mv, outputs), k)})
+    return json_response(
+        {"model": mv.name, "version": str(mv.version), "predictions": top_k(mv, scores_of(mv, outputs), k)}
+    )
 
 
 @router.post("/predict", summary="Classify images or texts with the default (or ?model=) model")
@@ -151,8 +169,14 @@ async def list_models(request: Request) -> Response:
     for name in repo.names():
         versions = repo.versions(name)
         latest = versions[-1]
-        models.append({"name": name, "versions": [str(mv.version) for mv in versions],
-                       "latest": str(latest.version), "input_kind": latest.input_kind,
-                       "labels": latest.meta.labels,
-                       "inputs": [t.as_dict() for t in latest.inputs]})
+        models.append(
+            {
+                "name": name,
+                "versions": [str(mv.version) for mv in versions],
+                "latest": str(latest.version),
+                "input_kind": latest.input_kind,
+                "labels": latest.meta.labels,
+                "inputs": [t.as_dict() for t in latest.inputs],
+            }
+        )
     return json_response({"models": models, "failed": repo.failures()})

@@ -36,33 +36,67 @@ def jpeg_bytes() -> bytes:
 def test_error_table(client: httpx.Client, digit_png: Callable[[int], bytes]) -> None:
     png = digit_png(3)
     cases: list[tuple[str, dict[str, object], int, str]] = [
-        ("/predict?model=digits", {"files": {"f": ("x.png", b"\x89PNG\r\n\x1a\ngarbage", "image/png")}}, 400, "decode"),
+        (
+            "/predict?model=digits",
+            {"files": {"f": ("x.png", b"\x89PNG\r\n\x1a\ngarbage", "image/png")}},
+            400,
+            "decode",
+        ),
         ("/predict?model=digits", {"files": {"f": ("x.jpg", png, "image/jpeg")}}, 415, "declared image/jpeg"),
         ("/predict?model=digits", {"content": b"", "headers": {"content-type": "image/png"}}, 400, "empty"),
-        ("/predict?model=digits", {"content": b'{"images": [', "headers": {"content-type": "application/json"}},
-         400, "not valid JSON"),
+        (
+            "/predict?model=digits",
+            {"content": b'{"images": [', "headers": {"content-type": "application/json"}},
+            400,
+            "not valid JSON",
+        ),
         ("/predict?model=digits", {"json": {"pictures": []}}, 400, "exactly one of"),
         ("/predict?model=digits", {"json": {"images": "abc"}}, 400, "must be a list"),
         ("/predict?model=digits", {"json": {"image": "###"}}, 400, "base64"),
         ("/predict?model=digits", {"json": {"images": []}}, 400, "no images"),
         ("/predict?model=nope", {"json": {"text": "hi"}}, 404, "unknown model 'nope'"),
-        ("/models/digits/versions/7/predict", {"content": png, "headers": {"content-type": "image/png"}}, 404,
-         "no loaded version 7"),
-        ("/models/digits/versions/x/predict", {"content": png, "headers": {"content-type": "image/png"}}, 404,
-         "integers"),
-        ("/predict?model=digits", {"content": b"<xml/>", "headers": {"content-type": "application/xml"}}, 415,
-         "unsupported Content-Type"),
+        (
+            "/models/digits/versions/7/predict",
+            {"content": png, "headers": {"content-type": "image/png"}},
+            404,
+            "no loaded version 7",
+        ),
+        (
+            "/models/digits/versions/x/predict",
+            {"content": png, "headers": {"content-type": "image/png"}},
+            404,
+            "integers",
+        ),
+        (
+            "/predict?model=digits",
+            {"content": b"<xml/>", "headers": {"content-type": "application/xml"}},
+            415,
+            "unsupported Content-Type",
+        ),
         ("/predict?model=digits", {"content": png, "headers": {"content-type": ""}}, 415, "Content-Type"),
         ("/predict?model=digits", {"json": {"text": "a sentence"}}, 415, "takes images"),
-        ("/predict?model=sentiment", {"content": png, "headers": {"content-type": "image/png"}}, 415, "takes texts"),
+        (
+            "/predict?model=sentiment",
+            {"content": png, "headers": {"content-type": "image/png"}},
+            415,
+            "takes texts",
+        ),
         ("/predict?model=sentiment", {"json": {"text": ""}}, 422, "empty"),
         ("/predict?model=sentiment", {"json": {"texts": ["ok", 5]}}, 422, "must be a string"),
         ("/predict?model=sentiment", {"json": {"text": "x" * 20_001}}, 422, "limit"),
         ("/predict?model=sentiment", {"json": {"texts": ["fine"] * 257}}, 413, "limit is 256"),
-        ("/predict?model=sentiment", {"content": b"\xff\xfe\xfa", "headers": {"content-type": "text/plain"}}, 400,
-         "UTF-8"),
-        ("/predict?model=digits", {"files": {"f": ("bomb.png", png_header_only(50_000, 50_000), "image/png")}}, 413,
-         "too large"),
+        (
+            "/predict?model=sentiment",
+            {"content": b"\xff\xfe\xfa", "headers": {"content-type": "text/plain"}},
+            400,
+            "UTF-8",
+        ),
+        (
+            "/predict?model=digits",
+            {"files": {"f": ("bomb.png", png_header_only(50_000, 50_000), "image/png")}},
+            413,
+            "too large",
+        ),
         ("/predict?model=digits&top_k=0", {"json": {"image": base64.b64encode(png).decode()}}, 422, "top_k"),
         ("/predict", {"content": b"hello", "headers": {"content-type": "text/plain"}}, 200, ""),
     ]
@@ -82,8 +116,10 @@ def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
 def test_a_huge_content_length_is_refused_before_the_body_arrives(server: Server) -> None:
     """A client claims 1 GB and sends a few bytes: 413 comes at once, not after a wait for the rest."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(b"POST /predict?model=digits HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                  b"Content-Length: 1000000000\r\n\r\n\x89PNG")
+        s.sendall(
+            b"POST /predict?model=digits HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: 1000000000\r\n\r\n\x89PNG"
+        )
         start = time.monotonic()
         reply = ""
         while '"}' not in reply and time.monotonic() - start < 5:  # headers and body may come apart
@@ -103,12 +139,18 @@ def test_a_chunked_body_past_the_limit_is_cut_off(tmp_path: Path) -> None:
             for _ in range(50):
                 yield b"\0" * 10_000
 
-        r = httpx.post(f"{srv.url}/predict?model=digits", content=chunks(),
-                       headers={"content-type": "image/png"}, timeout=10)
+        r = httpx.post(
+            f"{srv.url}/predict?model=digits",
+            content=chunks(),
+            headers={"content-type": "image/png"},
+            timeout=10,
+        )
         assert "exceeds the limit of 100000" in error_of(r, 413)
 
 
-def test_bad_requests_in_a_crowd_do_not_hurt_good_ones(server: Server, digit_png: Callable[[int], bytes]) -> None:
+def test_bad_requests_in_a_crowd_do_not_hurt_good_ones(
+    server: Server, digit_png: Callable[[int], bytes]
+) -> None:
     good = digit_png(6)
     bad_payloads = [b"not an image", png_header_only(50_000, 50_000), jpeg_bytes()[:100]]
 
@@ -120,7 +162,9 @@ def test_bad_requests_in_a_crowd_do_not_hurt_good_ones(server: Server, digit_png
                     content, ctype = bad_payloads[i % len(bad_payloads)], "application/octet-stream"
                 else:
                     content, ctype = good, "image/png"
-                calls.append(ac.post("/predict?model=digits", content=content, headers={"content-type": ctype}))
+                calls.append(
+                    ac.post("/predict?model=digits", content=content, headers={"content-type": ctype})
+                )
             return await asyncio.gather(*calls)
 
     responses = asyncio.run(main())
@@ -131,8 +175,15 @@ def test_bad_requests_in_a_crowd_do_not_hurt_good_ones(server: Server, digit_png
             assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "6"
 
 
-@pytest.mark.parametrize("path", ["/v2/health/live", "/v2/health/ready", "/v2/models/digits/ready",
-                                  "/v2/models/sentiment/versions/1/ready"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/digits/ready",
+        "/v2/models/sentiment/versions/1/ready",
+    ],
+)
 def test_health_endpoints(client: httpx.Client, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 200, r.text

@@ -20,10 +20,13 @@ SENTENCES = {
 }
 
 
-def test_every_example_digit_is_recognised_from_a_multipart_upload(client: httpx.Client,
-                                                                     digit_png: Callable[[int], bytes]) -> None:
+def test_every_example_digit_is_recognised_from_a_multipart_upload(
+    client: httpx.Client, digit_png: Callable[[int], bytes]
+) -> None:
     for label in range(10):
-        r = client.post("/predict?model=digits", files={"file": (f"{label}.png", digit_png(label), "image/png")})
+        r = client.post(
+            "/predict?model=digits", files={"file": (f"{label}.png", digit_png(label), "image/png")}
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert (body["model"], body["version"]) == ("digits", "1")
@@ -31,7 +34,9 @@ def test_every_example_digit_is_recognised_from_a_multipart_upload(client: httpx
         assert 0.5 < body["predictions"][0]["score"] <= 1.0
 
 
-def test_many_files_in_one_request_answer_in_order(client: httpx.Client, digit_png: Callable[[int], bytes]) -> None:
+def test_many_files_in_one_request_answer_in_order(
+    client: httpx.Client, digit_png: Callable[[int], bytes]
+) -> None:
     labels = [3, 1, 4, 1, 5, 9, 2, 6]
     files = [("files", (f"{d}.png", digit_png(d), "image/png")) for d in labels]
     r = client.post("/models/digits/predict", files=files)
@@ -40,10 +45,13 @@ def test_many_files_in_one_request_answer_in_order(client: httpx.Client, digit_p
 
 
 def test_raw_body_and_base64_json_images(client: httpx.Client, digit_png: Callable[[int], bytes]) -> None:
-    r = client.post("/models/digits/versions/1/predict", content=digit_png(7), headers={"content-type": "image/png"})
+    r = client.post(
+        "/models/digits/versions/1/predict", content=digit_png(7), headers={"content-type": "image/png"}
+    )
     assert r.json()["predictions"][0]["label"] == "7"
-    r = client.post("/predict?model=digits", content=digit_png(2),
-                    headers={"content-type": "application/octet-stream"})
+    r = client.post(
+        "/predict?model=digits", content=digit_png(2), headers={"content-type": "application/octet-stream"}
+    )
     assert r.json()["predictions"][0]["label"] == "2"
     b64 = [base64.b64encode(digit_png(d)).decode() for d in (0, 8)]
     r = client.post("/predict?model=digits", json={"images": b64})
@@ -52,8 +60,12 @@ def test_raw_body_and_base64_json_images(client: httpx.Client, digit_png: Callab
     assert r.json()["predictions"][0]["label"] == "8"
 
 
-def test_default_model_is_chosen_by_input_kind(client: httpx.Client, digit_png: Callable[[int], bytes]) -> None:
-    assert client.post("/predict", files={"f": ("5.png", digit_png(5), "image/png")}).json()["model"] == "digits"
+def test_default_model_is_chosen_by_input_kind(
+    client: httpx.Client, digit_png: Callable[[int], bytes]
+) -> None:
+    assert (
+        client.post("/predict", files={"f": ("5.png", digit_png(5), "image/png")}).json()["model"] == "digits"
+    )
     assert client.post("/predict", json={"text": "great"}).json()["model"] == "sentiment"
 
 
@@ -61,8 +73,11 @@ def test_texts_as_json_plain_text_and_form_fields(client: httpx.Client) -> None:
     r = client.post("/predict?model=sentiment", json={"texts": list(SENTENCES)})
     assert r.status_code == 200, r.text
     assert [p["label"] for p in r.json()["predictions"]] == list(SENTENCES.values())
-    r = client.post("/models/sentiment/predict", content="I loved this film".encode(),
-                    headers={"content-type": "text/plain; charset=utf-8"})
+    r = client.post(
+        "/models/sentiment/predict",
+        content=b"I loved this film",
+        headers={"content-type": "text/plain; charset=utf-8"},
+    )
     assert r.json()["predictions"][0]["label"] == "positive"
     r = client.post("/models/sentiment/predict", data={"text": "terrible, a waste of money"})
     # A urlencoded form is refused with a hint; multipart text fields work.
@@ -93,26 +108,43 @@ def test_models_listing(client: httpx.Client) -> None:
     assert body["failed"] == {}
 
 
-def test_64_concurrent_mixed_requests_match_one_at_a_time(server: Server, digit_png: Callable[[int], bytes]) -> None:
+def test_64_concurrent_mixed_requests_match_one_at_a_time(
+    server: Server, digit_png: Callable[[int], bytes]
+) -> None:
     """Images and texts to two models, all at once: each answer equals the same input sent alone."""
-    texts = [*SENTENCES, "i would never buy this again", "what a mess", "a real gem", "not good",
-             "absolutely stunning soundtrack, i adored it"]
+    texts = [
+        *SENTENCES,
+        "i would never buy this again",
+        "what a mess",
+        "a real gem",
+        "not good",
+        "absolutely stunning soundtrack, i adored it",
+    ]
     requests: list[tuple[str, dict[str, object]]] = []
     for i in range(64):
         if i % 2:
-            requests.append(("/predict?model=digits&top_k=10",
-                             {"files": {"f": ("d.png", digit_png(i % 10), "image/png")}}))
+            requests.append(
+                (
+                    "/predict?model=digits&top_k=10",
+                    {"files": {"f": ("d.png", digit_png(i % 10), "image/png")}},
+                )
+            )
         else:
-            requests.append(("/predict?model=sentiment&top_k=2", {"json": {"texts": texts[: 1 + i % len(texts)]}}))
+            requests.append(
+                ("/predict?model=sentiment&top_k=2", {"json": {"texts": texts[: 1 + i % len(texts)]}})
+            )
 
     async def send_all(concurrent: bool) -> list[dict[str, object]]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30,
-                                     limits=httpx.Limits(max_connections=64)) as ac:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=64)
+        ) as ac:
             if concurrent:
                 responses = await asyncio.gather(*(ac.post(url, **kw) for url, kw in requests))  # type: ignore[arg-type]
             else:
                 responses = [await ac.post(url, **kw) for url, kw in requests]  # type: ignore[arg-type]
-        assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+        assert all(r.status_code == 200 for r in responses), [
+            r.text for r in responses if r.status_code != 200
+        ]
         return [r.json() for r in responses]
 
     alone = asyncio.run(send_all(concurrent=False))

@@ -1,0 +1,84 @@
+"""Train each kind end to end on fast settings, export, and check parity, padding invariance and accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from service.preprocess.text import Tokenizer, pad_batch
+from training.export import ExportError, check_parity, export, load_checkpoint
+from training.recipes import train_image_model, train_text_model
+from training.train import TrainConfig
+
+FAST = TrainConfig(epochs=4, batch_size=64, progress=False)
+
+
+@pytest.fixture(scope="module")
+def image_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_image_model("digits", "digits", tmp_path_factory.mktemp("runs"), FAST)
+
+
+@pytest.fixture(scope="module")
+def text_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_text_model("sentiment", "sentiment", tmp_path_factory.mktemp("runs"), FAST)
+
+
+def test_image_model_trains_exports_and_matches_torch(image_checkpoint: Path, tmp_path: Path) -> None:
+    report = json.loads((image_checkpoint.parent / "report.json").read_text())
+    assert report["test"]["accuracy"] > 0.85  # four fast epochs
+    assert len(report["test"]["confusion_matrix"]) == 10
+    assert (image_checkpoint.parent / "confusion.png").stat().st_size > 1000
+    target = export(image_checkpoint, tmp_path, "digits")
+    assert target == tmp_path / "digits" / "1"
+    meta = json.loads((target / "model.json").read_text())
+    assert meta["inputs"] == [{"name": "pixels", "datatype": "UINT8", "shape": [-1, 28, 28, 1]}]
+    assert meta["preprocessing"]["image"]["channels"] == 1
+    assert meta["export"]["parity_max_abs_diff"] <= 1e-4
+    sess = ort.InferenceSession(str(target / "model.onnx"))
+    _, net = load_checkpoint(image_checkpoint)
+    for n in (1, 7, 33):
+        pixels = np.random.default_rng(n).integers(0, 255, (n, 28, 28, 1), dtype=np.uint8)
+        logits, probs = sess.run(None, {"pixels": pixels})
+        with torch.no_grad():
+            assert np.abs(net(torch.from_numpy(pixels)).numpy() - logits).max() <= 1e-4
+        assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert export(image_checkpoint, tmp_path, "digits") == tmp_path / "digits" / "2"  # next free version
+
+
+def test_text_model_is_padding_invariant(text_checkpoint: Path, tmp_path: Path) -> None:
+    report = json.loads((text_checkpoint.parent / "report.json").read_text())
+    assert report["test"]["accuracy"] > 0.8
+    target = export(text_checkpoint, tmp_path, "sentiment", version=3)
+    meta = json.loads((target / "model.json").read_text())
+    pre = meta["preprocessing"]["text"]
+    assert meta["inputs"] == [{"name": "ids", "datatype": "INT64", "shape": [-1, -1]}]
+    tok = Tokenizer.from_vocab_file(
+        target / "vocab.txt", lowercase=pre["lowercase"], max_length=pre["max_length"]
+    )
+    sess = ort.InferenceSession(str(target / "model.onnx"))
+    texts = [
+        "good",
+        "not bad at all",
+        "a dreadful, tedious and painfully long film that i hated from the start",
+    ]
+    ids = [tok.encode(t) for t in texts]
+    batched = sess.run(["logits"], {"ids": pad_batch(ids, tok.pad_id)})[0]
+    for i, seq in enumerate(ids):
+        alone = sess.run(["logits"], {"ids": seq[None]})[0][0]
+        assert np.abs(alone - batched[i]).max() <= 1e-4
+        extra = np.concatenate([seq, np.zeros(20, np.int64)])[None]  # more padding than any batch needs
+        assert np.abs(sess.run(["logits"], {"ids": extra})[0][0] - alone).max() <= 1e-4
+
+
+def test_export_fails_loudly_when_the_graph_disagrees(image_checkpoint: Path, tmp_path: Path) -> None:
+    target = export(image_checkpoint, tmp_path, "digits")
+    ckpt, net = load_checkpoint(image_checkpoint)
+    with torch.no_grad():
+        net.head[1].bias += 1.0  # the torch model now differs from the exported graph
+    with pytest.raises(ExportError, match="differs from torch"):
+        check_parity(ckpt, net, target / "model.onnx")
