@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from service.config import Settings
 from service.errors import ServiceError
 from service.protocol import health, predict
 from service.protocol.http import json_response
+from service.protocol.v2 import register_v2_endpoints
 from service.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.repository = repository
         await repository.load_all()
         log.info("serving %s from %s", ", ".join(repository.names()) or "no models", settings.models_dir)
+        poller = None
+        if settings.repository_poll_s > 0:
+            poller = asyncio.create_task(repository.poll_forever(settings.repository_poll_s))
         try:
             yield
         finally:
+            if poller is not None:
+                poller.cancel()
             app.state.shutting_down = True
             await repository.close()
             app.state.preprocess_pool.shutdown(wait=False)
@@ -51,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.shutting_down = False
     app.include_router(predict.router)
     app.include_router(health.router)
+    register_v2_endpoints(app)
     _add_error_handlers(app)
     return app
 

@@ -85,7 +85,8 @@ class DynamicBatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._arrived: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
-        self._closing = False
+        self._closing = False  # draining: still takes requests already headed here
+        self._closed = False
 
     @property
     def queue_depth(self) -> int:
@@ -108,8 +109,8 @@ class DynamicBatcher:
     async def submit(self, payload: Any, rows: int = 1) -> Any:
         """Queue one request of ``rows`` rows and wait for its answer."""
         assert self._arrived is not None, "start() the batcher first"
-        if self._closing:
-            raise Overloaded(f"model {self.name} is shutting down")
+        if self._closed:
+            raise Overloaded(f"model {self.name} was unloaded; retry to reach its replacement")
         if len(self._queue) >= self.max_queue_size:
             self.stats.rejected += 1
             raise Overloaded(f"model {self.name} is overloaded: {len(self._queue)} requests queued")
@@ -214,23 +215,31 @@ class DynamicBatcher:
                 del self.stats.batch_sizes[: -self._keep_batch_sizes]
             self._observer.on_batch(rows, len(batch), run_s)
 
-    def _note_idle(self) -> None:
-        if not self._queue and self._in_flight == 0:
-            self._idle.set()  # type: ignore[union-attr]
-
-    async def close(self, drain_timeout_s: float = 30.0) -> None:
-        """Refuse new requests, let queued and running ones finish (bounded), then stop the workers."""
-        self._closing = True
+    async def _drain(self, timeout_s: float) -> None:
         if self._idle is not None and (self._queue or self._in_flight):
             try:
-                await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
             except TimeoutError:
                 log.warning(
                     "model %s: %d requests still queued after %.0f s drain",
                     self.name,
                     len(self._queue),
-                    drain_timeout_s,
+                    timeout_s,
                 )
+
+    def _note_idle(self) -> None:
+        if not self._queue and self._in_flight == 0:
+            self._idle.set()  # type: ignore[union-attr]
+
+    async def close(self, drain_timeout_s: float = 30.0, grace_s: float = 0.0) -> None:
+        """Let queued and running requests finish (bounded), keep taking requests for ``grace_s`` more
+        (those already on their way), then refuse new ones and stop the workers."""
+        self._closing = True
+        await self._drain(drain_timeout_s)
+        if grace_s:
+            await asyncio.sleep(grace_s)
+            await self._drain(drain_timeout_s)
+        self._closed = True
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)

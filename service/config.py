@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     """uvicorn worker processes; each loads every model (memory x workers)."""
     default_model: str | None = None
     """Model /predict uses when none is named (else the only model, or the only one of that input kind)."""
+    repository_poll_s: float = Field(0.0, ge=0)
+    """Poll the repository every this many seconds and load/reload/unload what changed; 0 turns it off."""
     strict_readiness: bool = True
     """Ready only if every model loaded; when false, ready once loading ends with at least one model."""
 

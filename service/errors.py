@@ -78,3 +78,9 @@ class InferenceFailed(ServiceError):
     """The model raised while running a batch: our fault, not the client's."""
 
     status_code = 500
+
+
+class ClientGone(ServiceError):
+    """The client closed the connection before its answer was ready (nginx's 499); nobody reads it."""
+
+    status_code = 499

@@ -19,12 +19,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from service.batching import DynamicBatcher
 from service.config import Settings
-from service.errors import NotFound
+from service.errors import BadRequest, NotFound
 from service.preprocess.image import ImageSpec
 from service.preprocess.text import Tokenizer
 from service.runtime import OnnxModel, TensorSpec
 
 log = logging.getLogger(__name__)
+# After a swap, the old version keeps taking requests this long: those that resolved it just before.
+RETIRE_GRACE_S = 2.0
 
 
 class ModelConfig(BaseModel):
@@ -204,6 +206,9 @@ class ModelRepository:
         self._entries: dict[str, _Entry] = {}
         self._observer_factory = observer_factory
         self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._unloaded: set[str] = set()  # unloaded by request: polling leaves them alone until they change
+        self._fingerprints: dict[str, tuple[object, ...]] = {}
         self.loaded = False  # the first scan finished
 
     # ------------------------------------------------------------------------------------ queries
@@ -244,6 +249,25 @@ class ModelRepository:
             for v, reason in e.failed.items()
         }
 
+    def index(self) -> list[dict[str, Any]]:
+        """Triton's repository index: every model on disk or loaded, each version's state."""
+        rows: list[dict[str, Any]] = []
+        for name in sorted(set(self.scan()) | self._entries.keys()):
+            entry = self._entries.get(name)
+            if entry is None:
+                reason = "unloaded" if name in self._unloaded else "not loaded"
+                rows.append({"name": name, "version": "", "state": "UNAVAILABLE", "reason": reason})
+                continue
+            rows += [
+                {"name": name, "version": str(v), "state": "READY", "reason": ""}
+                for v in sorted(entry.versions)
+            ]
+            rows += [
+                {"name": name, "version": str(v), "state": "UNAVAILABLE", "reason": why}
+                for v, why in entry.failed.items()
+            ]
+        return rows
+
     def is_ready(self) -> bool:
         if not self.loaded:
             return False
@@ -265,8 +289,22 @@ class ModelRepository:
             await self.load(name)
         self.loaded = True
 
+    async def load_or_fail(self, name: str) -> None:
+        """``load`` for the repository API: NotFound for no such folder, BadRequest when nothing loaded."""
+        if name not in self.scan():
+            raise NotFound(f"no model folder {name!r} in the repository {self.root}")
+        await self.load(name)
+        entry = self._entries.get(name)
+        if entry is None or not entry.versions or entry.failed:
+            reasons = "; ".join(
+                f"{v}: {r}" if v != "" else r for v, r in (entry.failed if entry else {}).items()
+            )
+            raise BadRequest(f"failed to load {name!r}: {reasons or 'no version loaded'}")
+
     async def load(self, name: str) -> None:
         """(Re)load a model's versions by its policy; new versions replace old ones atomically."""
+        self._unloaded.discard(name)
+        self._fingerprints[name] = await asyncio.to_thread(self._fingerprint, name)
         async with self._lock:
             old = self._entries.get(name)
             entry = _Entry()
@@ -302,28 +340,72 @@ class ModelRepository:
                     mv.input_kind,
                     mv.load_s * 1000,
                 )
-            self._swap(name, entry)
-        # Old versions finish what they queued, then stop: no request sees a missing model.
+            self._entries[name] = entry  # the swap: new requests resolve to the new versions from here on
         if old is not None:
-            for mv in old.versions.values():
-                await mv.batcher.close()
+            self._retire(old)
 
-    def _swap(self, name: str, entry: _Entry) -> None:
-        self._entries[name] = entry
+    def _retire(self, entry: _Entry) -> None:
+        """Old versions finish what is queued, and what was already headed their way, in the background."""
+        for mv in entry.versions.values():
+            task = asyncio.create_task(
+                mv.batcher.close(grace_s=RETIRE_GRACE_S), name=f"retire-{mv.batcher.name}"
+            )
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def unload(self, name: str) -> None:
+        """Stop serving a model; requests already queued for it still finish."""
         async with self._lock:
             entry = self._entries.pop(name, None)
-        if entry is None:
-            raise NotFound(f"unknown model {name!r}")
-        for mv in entry.versions.values():
-            await mv.batcher.close()
+            if entry is None and name not in self.scan():
+                raise NotFound(f"unknown model {name!r}")
+            self._unloaded.add(name)
+        if entry is not None:
+            self._retire(entry)
 
     async def close(self, drain_timeout_s: float = 30.0) -> None:
         entries, self._entries = list(self._entries.values()), {}
-        await asyncio.gather(
-            *(mv.batcher.close(drain_timeout_s) for e in entries for mv in e.versions.values())
-        )
+        closing = [mv.batcher.close(drain_timeout_s) for e in entries for mv in e.versions.values()]
+        await asyncio.gather(*closing, *self._retiring)
+
+    # ------------------------------------------------------------------------------------ polling
+    def _fingerprint(self, name: str) -> tuple[object, ...]:
+        """What changes when a model's files do: every file's path, size and mtime (hidden ones aside)."""
+        root = self.root / name
+        found = []
+        try:
+            for path in root.rglob("*"):
+                rel = path.relative_to(root)
+                if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+                    stat = path.stat()
+                    found.append((str(rel), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            return ()
+        return tuple(sorted(found))
+
+    async def poll_forever(self, interval_s: float) -> None:
+        """Load new and changed models, unload removed ones, every ``interval_s`` seconds."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.poll_once()
+            except Exception:
+                log.exception("repository poll failed")
+
+    async def poll_once(self) -> None:
+        on_disk = set(self.scan())
+        for name in sorted(on_disk):
+            current = await asyncio.to_thread(self._fingerprint, name)
+            if current != self._fingerprints.get(name):
+                log.info("model %s changed on disk: loading", name)
+                await self.load(name)
+        for name in sorted(self._entries.keys() - on_disk):
+            log.info("model %s removed from disk: unloading", name)
+            async with self._lock:
+                entry = self._entries.pop(name, None)
+            if entry is not None:
+                self._retire(entry)
+            self._fingerprints.pop(name, None)
 
 
 def _read_config(model_dir: Path) -> ModelConfig:

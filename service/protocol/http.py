@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive
 
-from service.errors import BadRequest, PayloadTooLarge
+from service.errors import BadRequest, ClientGone, PayloadTooLarge
+
+T = TypeVar("T")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -51,3 +56,23 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def await_unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` (a batcher submit) but cancel it if the client goes away: a dropped request is
+    never run. Call only after the body was read, when the next ASGI message can only be a disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(request.receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientGone("the client closed the connection")
+    return task.result()

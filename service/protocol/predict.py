@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from service.errors import BadRequest, UnsupportedMediaType
 from service.preprocess.image import GENERIC_TYPES, IMAGE_TYPES
-from service.protocol.http import json_response, media_type, parse_json, read_body
+from service.protocol.http import await_unless_disconnected, json_response, media_type, parse_json, read_body
 from service.protocol.inputs import ImageInput, image_feeds, scores_of, text_feeds, top_k
 from service.repository import ModelRepository, ModelVersion
 
@@ -141,7 +141,7 @@ async def _predict(request: Request, name: str | None, version: str | None, k: i
         feeds = await image_feeds(mv, items, settings, state.preprocess_pool)
     else:
         feeds = await text_feeds(mv, items, settings, state.preprocess_pool)
-    outputs = await mv.batcher.submit(feeds, rows=len(items))
+    outputs = await await_unless_disconnected(request, mv.batcher.submit(feeds, rows=len(items)))
     return json_response(
         {"model": mv.name, "version": str(mv.version), "predictions": top_k(mv, scores_of(mv, outputs), k)}
     )

@@ -1,0 +1,382 @@
+"""Open Inference Protocol (KServe V2) codec: JSON and binary tensors in, model feeds out, and back.
+
+Binary tensor extension (Triton's): with an ``Inference-Header-Content-Length: N`` header, the first N
+bytes of the body are the JSON header and the rest holds, in input order, the raw data of each input
+that has ``parameters.binary_data_size``. BYTES elements are each a 4-byte little-endian length and the
+bytes. Outputs come back the same way when asked (``binary_data`` per output, or the request parameter
+``binary_data_output``). Classification extension: an output asked with ``classification: k`` answers
+BYTES ``"score:index:label"``, the k best per row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service.errors import BadRequest, InvalidInput, PayloadTooLarge
+from service.repository import ModelVersion
+from service.runtime import NUMPY_TO_V2, V2_TO_NUMPY, Feeds, TensorSpec
+
+_INT_KINDS = "iub"
+_RESERVED = {"binary_data_output"}
+
+
+@dataclass
+class V2Input:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    value: np.ndarray | list[bytes]  # numeric array, or BYTES elements (flat)
+    binary: bool = False  # came as binary data (BYTES images are then raw, not base64)
+
+
+@dataclass
+class RequestedOutput:
+    name: str
+    binary: bool | None = None
+    classification: int = 0
+
+
+@dataclass
+class V2Request:
+    inputs: list[V2Input]
+    outputs: list[RequestedOutput] | None
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    binary_output: bool = False
+
+
+def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in obj:
+        raise BadRequest(f"{where}: missing {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise BadRequest(f"{where}: {key!r} has the wrong type")
+    return value
+
+
+def decode_request(body: bytes, header_length: str | None) -> V2Request:
+    """Parse a V2 infer request (JSON, or JSON + binary); 400 for anything malformed."""
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise BadRequest(f"invalid Inference-Header-Content-Length {header_length!r}") from None
+        if not 0 < n <= len(body):
+            raise BadRequest(f"Inference-Header-Content-Length {n} does not fit a {len(body)}-byte body")
+        header, binary = body[:n], memoryview(body)[n:]
+    else:
+        header, binary = body, memoryview(b"")
+    if not header:
+        raise BadRequest("the request body is empty")
+    try:
+        doc = orjson.loads(header)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"the inference header is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("the inference request must be a JSON object")
+    raw_inputs = _field(doc, "inputs", list, "request")
+    if not raw_inputs:
+        raise BadRequest("request: 'inputs' is empty")
+    offset = 0
+    inputs = []
+    for i, raw in enumerate(raw_inputs):
+        if not isinstance(raw, dict):
+            raise BadRequest(f"input {i}: must be an object")
+        item, offset = _decode_input(raw, binary, offset)
+        inputs.append(item)
+    if offset != len(binary):
+        raise BadRequest(f"{len(binary) - offset} bytes of binary data belong to no input")
+    params = doc.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise BadRequest("request: 'parameters' must be an object")
+    outputs = None
+    if doc.get("outputs") is not None:
+        outputs = [_decode_output(o, i) for i, o in enumerate(_field(doc, "outputs", list, "request"))]
+    request_id = doc.get("id")
+    return V2Request(
+        inputs,
+        outputs,
+        None if request_id is None else str(request_id),
+        params,
+        bool(params.get("binary_data_output", False)),
+    )
+
+
+def _decode_output(raw: Any, i: int) -> RequestedOutput:
+    if not isinstance(raw, dict):
+        raise BadRequest(f"output {i}: must be an object")
+    name = _field(raw, "name", str, f"output {i}")
+    params = raw.get("parameters") or {}
+    k = params.get("classification", 0)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise BadRequest(f"output {name}: 'classification' must be a non-negative integer")
+    binary = params.get("binary_data")
+    return RequestedOutput(name, None if binary is None else bool(binary), k)
+
+
+def _decode_input(raw: dict[str, Any], binary: memoryview, offset: int) -> tuple[V2Input, int]:
+    name = _field(raw, "name", str, "input")
+    where = f"input {name!r}"
+    datatype = _field(raw, "datatype", str, where).upper()
+    if datatype not in V2_TO_NUMPY:
+        raise BadRequest(f"{where}: unknown datatype {datatype!r} (one of {', '.join(V2_TO_NUMPY)})")
+    shape = _field(raw, "shape", list, where)
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadRequest(f"{where}: shape must be a list of non-negative integers, got {shape}")
+    count = math.prod(shape)
+    size = (raw.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise BadRequest(
+                f"{where}: binary_data_size {size} runs past the {len(binary)} bytes of binary data"
+            )
+        chunk = binary[offset : offset + size]
+        value = _from_binary(chunk, datatype, count, where)
+        return V2Input(name, datatype, tuple(shape), value, binary=True), offset + size
+    if "data" not in raw:
+        raise BadRequest(f"{where}: needs 'data' or parameters.binary_data_size")
+    return V2Input(
+        name, datatype, tuple(shape), _from_json(raw["data"], datatype, shape, count, where)
+    ), offset
+
+
+def _from_binary(chunk: memoryview, datatype: str, count: int, where: str) -> np.ndarray | list[bytes]:
+    if datatype == "BYTES":
+        items, pos, raw = [], 0, chunk.tobytes()
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise BadRequest(f"{where}: truncated BYTES element length")
+            (n,) = struct.unpack_from("<I", raw, pos)
+            if pos + 4 + n > len(raw):
+                raise BadRequest(f"{where}: BYTES element runs past its data")
+            items.append(raw[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+        if len(items) != count:
+            raise InvalidInput(f"{where}: shape holds {count} elements, binary data holds {len(items)}")
+        return items
+    dtype = V2_TO_NUMPY[datatype]
+    if len(chunk) != count * dtype.itemsize:
+        raise InvalidInput(
+            f"{where}: shape needs {count * dtype.itemsize} bytes of {datatype}, got {len(chunk)}"
+        )
+    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+
+
+def _from_json(
+    data: Any, datatype: str, shape: list[int], count: int, where: str
+) -> np.ndarray | list[bytes]:
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if len(flat) != count:
+            raise InvalidInput(f"{where}: shape {shape} holds {count} elements, data has {len(flat)}")
+        return [_as_bytes(x, where) for x in flat]
+    dtype = V2_TO_NUMPY[datatype]
+    try:
+        if dtype.kind in _INT_KINDS:
+            # Inferred first, to refuse 1.5 or true for an integer and 3 for a BOOL (numpy would cast).
+            inferred = np.asarray(data)
+            kind = inferred.dtype.kind
+            if inferred.size and (kind not in "iubf" or (dtype.kind == "b") != (kind == "b")):
+                raise InvalidInput(
+                    f"{where}: {datatype} data holds values of another type ({inferred.dtype})"
+                )
+            arr = np.asarray(data, dtype=dtype)  # OverflowError when a value does not fit
+            if kind == "f" and not np.array_equal(arr.astype(np.float64), inferred):
+                raise InvalidInput(f"{where}: {datatype} data holds values of another type (non-integers)")
+        else:
+            arr = np.asarray(data, dtype=dtype)
+    except OverflowError as e:
+        raise InvalidInput(f"{where}: values out of range for {datatype}: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise InvalidInput(f"{where}: data does not fit {datatype} {shape}: {e}") from None
+    if arr.size != count:
+        raise InvalidInput(f"{where}: shape {shape} holds {count} elements, data has {arr.size}")
+    return arr.reshape(shape)
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    stack = [data]
+    while stack:
+        for x in stack.pop():
+            if isinstance(x, list):
+                out.extend(_flatten(x))
+            else:
+                out.append(x)
+    return out
+
+
+def _as_bytes(x: Any, where: str) -> bytes:
+    if isinstance(x, str):
+        return x.encode("utf-8")
+    raise InvalidInput(f"{where}: BYTES data must be strings")
+
+
+# ------------------------------------------------------------------------------------ to the model
+
+
+def raw_bytes_input(mv: ModelVersion, request: V2Request) -> V2Input | None:
+    """For an image or text model: the BYTES input of encoded images or strings, if that is what came."""
+    if mv.input_kind == "tensor" or len(request.inputs) != 1 or request.inputs[0].datatype != "BYTES":
+        return None
+    return request.inputs[0]
+
+
+def encoded_images(tensor: V2Input) -> list[bytes]:
+    """JSON carries images as base64 strings; binary data carries the encoded bytes as they are."""
+    assert isinstance(tensor.value, list)
+    if tensor.binary:
+        return tensor.value
+    try:
+        return [base64.b64decode(x, validate=True) for x in tensor.value]
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"input {tensor.name!r}: BYTES image data in JSON must be base64") from None
+
+
+def strings(tensor: V2Input) -> list[str]:
+    assert isinstance(tensor.value, list)
+    try:
+        return [x.decode("utf-8") for x in tensor.value]
+    except UnicodeDecodeError:
+        raise BadRequest(f"input {tensor.name!r}: BYTES text must be UTF-8") from None
+
+
+def tensor_feeds(mv: ModelVersion, request: V2Request, max_rows: int) -> tuple[Feeds, int]:
+    """Check the tensors against the model's inputs (422 with the reason); (feeds, rows)."""
+    given = {t.name: t for t in request.inputs}
+    expected = {t.name: t for t in mv.inputs}
+    unknown = sorted(given.keys() - expected.keys())
+    if unknown:
+        raise InvalidInput(
+            f"model {mv.name!r} has no input {', '.join(unknown)}; inputs: {', '.join(expected)}"
+        )
+    missing = sorted(expected.keys() - given.keys())
+    if missing:
+        raise InvalidInput(f"model {mv.name!r} needs input {', '.join(missing)}")
+    feeds: Feeds = {}
+    rows = None
+    for name, spec in expected.items():
+        tensor = given[name]
+        _check_shape(spec, tensor)
+        arr = _convert(spec, tensor)
+        feeds[name] = arr
+        if mv.model.batchable:
+            if rows is not None and arr.shape[0] != rows:
+                raise InvalidInput(f"inputs disagree on the batch size: {rows} and {arr.shape[0]} ({name})")
+            rows = arr.shape[0]
+    rows = rows if rows is not None else 1
+    if rows == 0:
+        raise InvalidInput("the batch is empty (first dimension 0)")
+    if rows > max_rows:
+        raise PayloadTooLarge(f"the request holds {rows} rows; the limit is {max_rows}")
+    return feeds, rows
+
+
+def _check_shape(spec: TensorSpec, tensor: V2Input) -> None:
+    same_rank = len(spec.shape) == len(tensor.shape)
+    if not same_rank or any(e not in (-1, g) for e, g in zip(spec.shape, tensor.shape, strict=True)):
+        want = "[" + ", ".join("-1" if d == -1 else str(d) for d in spec.shape) + "]"
+        raise InvalidInput(
+            f"input {spec.name!r}: shape {list(tensor.shape)} does not match the model's {want}"
+        )
+
+
+def _convert(spec: TensorSpec, tensor: V2Input) -> np.ndarray:
+    if spec.datatype == "BYTES" or tensor.datatype == "BYTES":
+        if spec.datatype != tensor.datatype:
+            raise InvalidInput(f"input {spec.name!r}: the model takes {spec.datatype}, got {tensor.datatype}")
+        try:  # onnxruntime's string tensors take str
+            texts = [x.decode("utf-8") for x in tensor.value]
+        except UnicodeDecodeError:
+            raise InvalidInput(f"input {spec.name!r}: BYTES elements must be UTF-8 for this model") from None
+        return np.asarray(texts, dtype=object).reshape(tensor.shape)
+    arr = tensor.value
+    assert isinstance(arr, np.ndarray)
+    arr = arr.reshape(tensor.shape)
+    if tensor.datatype == spec.datatype:
+        return arr
+    # Another numeric type is taken when every value survives the conversion (FP32 pixels 0..255 -> UINT8).
+    converted = arr.astype(spec.dtype)
+    if not np.array_equal(converted, arr):
+        raise InvalidInput(
+            f"input {spec.name!r}: the model takes {spec.datatype}; the {tensor.datatype} "
+            "values do not convert exactly"
+        )
+    return converted
+
+
+# ---------------------------------------------------------------------------------------- answers
+
+
+def encode_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers (binary when any output asked for it)."""
+    wanted = request.outputs or [RequestedOutput(o.name) for o in mv.outputs]
+    known = set(outputs)
+    tensors: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for out in wanted:
+        if out.name not in known:
+            raise InvalidInput(f"model {mv.name!r} has no output {out.name!r}; outputs: {', '.join(outputs)}")
+        arr = outputs[out.name]
+        entry: dict[str, Any]
+        if out.classification:
+            strings = classify(mv, arr, out.classification)
+            entry = {
+                "name": out.name,
+                "datatype": "BYTES",
+                "shape": [len(strings), len(strings[0]) if strings else 0],
+            }
+            flat: Any = [s for row in strings for s in row]
+            blob = b"".join(struct.pack("<I", len(s)) + s.encode() for s in flat)
+        else:
+            datatype = NUMPY_TO_V2.get(arr.dtype, "BYTES")
+            entry = {"name": out.name, "datatype": datatype, "shape": list(arr.shape)}
+            if datatype == "BYTES":
+                flat = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel().tolist()]
+                blob = b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in flat)
+            else:
+                flat = arr.ravel().tolist() if datatype == "FP16" else arr.ravel()
+                blob = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        if out.binary if out.binary is not None else request.binary_output:
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = flat
+        tensors.append(entry)
+    doc: dict[str, Any] = {"model_name": mv.name, "model_version": str(mv.version), "outputs": tensors}
+    if request.id is not None:
+        doc["id"] = request.id
+    params = {k: v for k, v in request.parameters.items() if k not in _RESERVED}
+    if params:
+        doc["parameters"] = params
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(blobs), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+
+
+def classify(mv: ModelVersion, scores: np.ndarray, k: int) -> list[list[str]]:
+    """Triton's classification strings, the k best per row: "score:index[:label]"."""
+    if scores.ndim == 1:
+        scores = scores[None, :]
+    scores = scores.reshape(scores.shape[0], -1)
+    k = min(k, scores.shape[1])
+    labels = mv.meta.labels
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    rows = []
+    for row, idx in zip(scores.tolist(), order.tolist(), strict=True):
+        rows.append([f"{row[i]:f}:{i}:{labels[i]}" if i < len(labels) else f"{row[i]:f}:{i}" for i in idx])
+    return rows

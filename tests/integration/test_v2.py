@@ -1,0 +1,283 @@
+"""The Open Inference Protocol over HTTP: metadata, JSON and binary tensors, every datatype, errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+from collections.abc import Callable, Iterator
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from PIL import Image
+
+from tests.conftest import Server, run_server
+from tests.graphs import ECHO_TYPES, copy_shipped, echo_model
+
+NP = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.uint8)[None, :, :, None]
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("echo")
+    echo_model(root / "models" / "echo" / "1")
+    copy_shipped("digits", root / "models")
+    with run_server(root / "models", root) as srv:
+        yield srv
+
+
+def test_server_and_model_metadata(client: httpx.Client) -> None:
+    meta = client.get("/v2").json()
+    assert meta["name"] == "modelserve" and "binary_tensor_data" in meta["extensions"]
+    assert "classification" in meta["extensions"] and "model_repository" in meta["extensions"]
+    m = client.get("/v2/models/digits").json()
+    assert m["name"] == "digits" and m["versions"] == ["1"] and m["platform"] == "onnxruntime_onnx"
+    assert m["inputs"] == [{"name": "pixels", "datatype": "UINT8", "shape": [-1, 28, 28, 1]}]
+    assert [o["name"] for o in m["outputs"]] == ["logits", "probabilities"]
+    assert client.get("/v2/models/sentiment/versions/1").json()["inputs"][0]["datatype"] == "INT64"
+    assert client.get("/v2/models/digits/versions/9").status_code == 404
+
+
+def test_json_tensors_uint8_fp32_nested_and_flat(
+    client: httpx.Client, digit_png: Callable[[int], bytes]
+) -> None:
+    batch = np.concatenate([pixels(digit_png(d)) for d in (4, 0, 7)])
+    for datatype, data in (("UINT8", batch.ravel().tolist()), ("FP32", batch.astype(np.float32).tolist())):
+        body = {
+            "id": "req-42",
+            "parameters": {"trace": "abc"},
+            "inputs": [{"name": "pixels", "datatype": datatype, "shape": list(batch.shape), "data": data}],
+            "outputs": [{"name": "probabilities"}],
+        }
+        r = client.post("/v2/models/digits/infer", json=body)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert (out["model_name"], out["model_version"], out["id"]) == ("digits", "1", "req-42")
+        assert out["parameters"] == {"trace": "abc"}
+        [probs] = out["outputs"]
+        assert probs["name"] == "probabilities" and probs["shape"] == [3, 10] and probs["datatype"] == "FP32"
+        assert np.asarray(probs["data"]).reshape(3, 10).argmax(1).tolist() == [4, 0, 7]
+
+
+def test_bytes_inputs_carry_images_and_sentences(
+    client: httpx.Client, digit_png: Callable[[int], bytes]
+) -> None:
+    images = [base64.b64encode(digit_png(d)).decode() for d in (9, 5)]
+    r = client.post(
+        "/v2/models/digits/infer",
+        json={
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": images}],
+            "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}],
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert [s.split(":")[1:] for s in r.json()["outputs"][0]["data"]] == [["9", "9"], ["5", "5"]]
+    r = client.post(
+        "/v2/models/sentiment/versions/1/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "text",
+                    "datatype": "BYTES",
+                    "shape": [3, 1],
+                    "data": [["I loved this film"], ["terrible, a waste of money"], ["not bad at all"]],
+                }
+            ],
+            "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
+        },
+    )
+    rows = r.json()["outputs"][0]
+    assert rows["shape"] == [3, 2] and rows["datatype"] == "BYTES"
+    assert [rows["data"][i].split(":")[2] for i in (0, 2, 4)] == ["positive", "negative", "positive"]
+    score, index, label = rows["data"][0].split(":")
+    assert 0.5 < float(score) <= 1 and index == "1" and label == "positive"
+
+
+def test_text_model_takes_token_ids_padded_per_request(client: httpx.Client) -> None:
+    ids = client.post(
+        "/v2/models/sentiment/infer",
+        json={"inputs": [{"name": "ids", "datatype": "INT64", "shape": [2, 3], "data": [5, 6, 0, 7, 0, 0]}]},
+    )
+    assert ids.status_code == 200, ids.text
+    assert ids.json()["outputs"][1]["shape"] == [2, 2]
+
+
+def binary_request(
+    inputs: list[tuple[str, str, list[int], bytes]], outputs: list[dict[str, object]] | None, **params: object
+) -> tuple[bytes, dict[str, str]]:
+    header: dict[str, object] = {
+        "inputs": [
+            {"name": n, "datatype": t, "shape": s, "parameters": {"binary_data_size": len(b)}}
+            for n, t, s, b in inputs
+        ]
+    }
+    if outputs is not None:
+        header["outputs"] = outputs
+    if params:
+        header["parameters"] = params
+    head = orjson.dumps(header)
+    return head + b"".join(b for *_, b in inputs), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def split_binary(r: httpx.Response) -> tuple[dict[str, object], dict[str, bytes]]:
+    n = int(r.headers["inference-header-content-length"])
+    header = orjson.loads(r.content[:n])
+    blobs, pos = {}, n
+    for out in header["outputs"]:
+        size = out["parameters"]["binary_data_size"]
+        blobs[out["name"]] = r.content[pos : pos + size]
+        pos += size
+    assert pos == len(r.content)
+    return header, blobs
+
+
+def bytes_blob(items: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(x)) + x for x in items)
+
+
+def test_binary_tensors_in_and_out(client: httpx.Client, digit_png: Callable[[int], bytes]) -> None:
+    batch = np.concatenate([pixels(digit_png(d)) for d in range(8)])
+    body, headers = binary_request(
+        [("pixels", "UINT8", list(batch.shape), batch.tobytes())], None, binary_data_output=True
+    )
+    r = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/octet-stream"
+    header, blobs = split_binary(r)
+    probs = np.frombuffer(blobs["probabilities"], dtype=np.float32).reshape(8, 10)
+    assert probs.argmax(1).tolist() == list(range(8))
+    # PNG bytes as a binary BYTES input, one output in JSON and one in binary.
+    body, headers = binary_request(
+        [("image", "BYTES", [2], bytes_blob([digit_png(3), digit_png(6)]))],
+        [
+            {"name": "logits", "parameters": {"binary_data": False}},
+            {"name": "probabilities", "parameters": {"binary_data": True, "classification": 1}},
+        ],
+    )
+    r = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    n = int(r.headers["inference-header-content-length"])
+    header = orjson.loads(r.content[:n])
+    assert "data" in header["outputs"][0] and "data" not in header["outputs"][1]
+    strings_blob = r.content[n:]
+    first_len = struct.unpack_from("<I", strings_blob)[0]
+    assert strings_blob[4 : 4 + first_len].decode().endswith(":3:3")
+
+
+def test_every_datatype_round_trips_in_json_and_binary(echo_server: Server) -> None:
+    values = {
+        "BOOL": [[True, False, True]],
+        "UINT8": [[0, 128, 255]],
+        "UINT16": [[0, 1000, 65535]],
+        "UINT32": [[0, 7, 4294967295]],
+        "UINT64": [[0, 9, 2**64 - 1]],
+        "INT8": [[-128, 0, 127]],
+        "INT16": [[-32768, 5, 32767]],
+        "INT32": [[-(2**31), 0, 2**31 - 1]],
+        "INT64": [[-(2**63), 1, 2**63 - 1]],
+        "FP16": [[0.5, -1.25, 1024.0]],
+        "FP32": [[1.5, -2.25, 3.0e10]],
+        "FP64": [[1e-300, -2.5, 1e300]],
+        "BYTES": [["alpha", "", "γειά"]],
+    }
+    with httpx.Client(base_url=echo_server.url) as c:
+        inputs = [{"name": f"in_{t}", "datatype": t, "shape": [1, 3], "data": v} for t, v in values.items()]
+        r = c.post("/v2/models/echo/infer", json={"inputs": inputs})
+        assert r.status_code == 200, r.text
+        got = {o["name"]: o for o in r.json()["outputs"]}
+        for t, v in values.items():
+            assert got[f"out_{t}"]["datatype"] == t
+            assert got[f"out_{t}"]["shape"] == [1, 3]
+            assert got[f"out_{t}"]["data"] == v[0], t
+        binary_inputs = []
+        for t, v in values.items():
+            raw = (
+                bytes_blob([s.encode() for s in v[0]])
+                if t == "BYTES"
+                else np.asarray(v, dtype=NP[t]).tobytes()
+            )
+            binary_inputs.append((f"in_{t}", t, [1, 3], raw))
+        body, headers = binary_request(binary_inputs, None, binary_data_output=True)
+        r = c.post("/v2/models/echo/infer", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+        _, blobs = split_binary(r)
+        for name, t, _, raw in binary_inputs:
+            assert blobs[name.replace("in_", "out_")] == raw, t
+    assert set(values) == set(ECHO_TYPES)
+
+
+def test_v2_errors(echo_server: Server, client: httpx.Client) -> None:
+    def post(url: str, body: object, status: int, needle: str, c: httpx.Client = client) -> None:
+        r = c.post(url, content=body if isinstance(body, bytes) else orjson.dumps(body))
+        assert r.status_code == status, (r.status_code, r.text)
+        assert needle in r.json()["error"], r.text
+
+    px = {"name": "pixels", "datatype": "UINT8", "shape": [1, 28, 28, 1], "data": [0] * 784}
+    post("/v2/models/digits/infer", b"{nope", 400, "not valid JSON")
+    post("/v2/models/digits/infer", {"inputs": []}, 400, "empty")
+    post(
+        "/v2/models/digits/infer",
+        {"inputs": [{**px, "data": [0] * 783}]},
+        422,
+        "holds 784 elements, data has 783",
+    )
+    post(
+        "/v2/models/digits/infer",
+        {"inputs": [{**px, "shape": [1, 28, 28, 3], "data": [0] * 2352}]},
+        422,
+        "does not match the model's [-1, 28, 28, 1]",
+    )
+    post(
+        "/v2/models/digits/infer",
+        {"inputs": [{**px, "datatype": "FP32", "data": [0.5] * 784}]},
+        422,
+        "do not convert exactly",
+    )
+    post("/v2/models/digits/infer", {"inputs": [{**px, "data": [300] * 784}]}, 422, "out of range")
+    post("/v2/models/digits/infer", {"inputs": [{**px, "data": [1.5] * 784}]}, 422, "another type")
+    post("/v2/models/digits/infer", {"inputs": [{**px, "datatype": "COMPLEX"}]}, 400, "unknown datatype")
+    post("/v2/models/digits/infer", {"inputs": [{**px, "name": "image"}]}, 422, "has no input image")
+    post(
+        "/v2/models/digits/infer",
+        {"inputs": [px], "outputs": [{"name": "nope"}]},
+        422,
+        "has no output 'nope'",
+    )
+    post("/v2/models/digits/infer", {"inputs": [{**px, "shape": [0, 28, 28, 1], "data": []}]}, 422, "empty")
+    post("/v2/models/nope/infer", {"inputs": [px]}, 404, "unknown model")
+    post(
+        "/v2/models/digits/infer",
+        {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["%%"]}]},
+        400,
+        "base64",
+    )
+    r = client.post(
+        "/v2/models/digits/infer",
+        content=b'{"inputs": []}xx',
+        headers={"Inference-Header-Content-Length": "99"},
+    )
+    assert r.status_code == 400 and "does not fit" in r.json()["error"]
+    body, headers = binary_request([("pixels", "UINT8", [1, 28, 28, 1], b"\0" * 700)], None)
+    r = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    assert r.status_code == 422 and "needs 784 bytes" in r.json()["error"]
+    with httpx.Client(base_url=echo_server.url) as c:
+        only_one = {"inputs": [{"name": "in_FP32", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
+        post("/v2/models/echo/infer", only_one, 422, "needs input", c)
