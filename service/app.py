@@ -10,12 +10,24 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    disable_created_metrics,
+    gc_collector,
+    generate_latest,
+    platform_collector,
+    process_collector,
+)
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from service import __version__
 from service.config import Settings
 from service.errors import ServiceError
+from service.metrics import Metrics
+from service.middleware import RequestMiddleware
 from service.protocol import health, predict
 from service.protocol.http import json_response
 from service.protocol.v2 import register_v2_endpoints
@@ -26,14 +38,17 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = _metrics(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.preprocess_pool = ThreadPoolExecutor(
             settings.preprocess_threads, thread_name_prefix="preprocess"
         )
-        repository = ModelRepository(settings)
+        repository = ModelRepository(settings, metrics)
         app.state.repository = repository
+        if metrics is not None:
+            metrics.watch_batchers(lambda: [mv.batcher for mv in repository.all_versions()])
         await repository.load_all()
         log.info("serving %s from %s", ", ".join(repository.names()) or "no models", settings.models_dir)
         poller = None
@@ -42,10 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.shutting_down = True
             if poller is not None:
                 poller.cancel()
-            app.state.shutting_down = True
-            await repository.close()
+            await repository.close(settings.drain_timeout_s)
             app.state.preprocess_pool.shutdown(wait=False)
 
     app = FastAPI(
@@ -59,8 +74,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(health.router)
     register_v2_endpoints(app)
+    if metrics is not None:
+        registry = metrics.registry
+
+        @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+        async def serve_metrics() -> Response:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     _add_error_handlers(app)
+    app.add_middleware(RequestMiddleware, settings=settings, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Inference-Header-Content-Length"],
+        )
     return app
+
+
+def _metrics(settings: Settings) -> Metrics | None:
+    if not settings.metrics:
+        return None
+    disable_created_metrics()  # the *_created series only add noise to a scrape
+    registry = CollectorRegistry()
+    process_collector.ProcessCollector(registry=registry)
+    platform_collector.PlatformCollector(registry=registry)
+    gc_collector.GCCollector(registry=registry)
+    return Metrics(registry)
 
 
 def create_app_from_env() -> FastAPI:
@@ -73,7 +115,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def service_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
-        if exc.status_code >= 500:
+        if exc.status_code >= 500 and exc.status_code != 503:
             log.error("%s: %s", type(exc).__name__, exc.message)
         return json_response({"error": exc.message}, exc.status_code, exc.headers)
 

@@ -33,6 +33,7 @@ class _Pending:
     arrival: float
     timer: asyncio.TimerHandle | None = None
     started: bool = False
+    trace: dict[str, Any] | None = None
 
 
 @dataclass
@@ -106,8 +107,9 @@ class DynamicBatcher:
             asyncio.create_task(self._work(), name=f"batcher-{self.name}-{i}") for i in range(self.instances)
         ]
 
-    async def submit(self, payload: Any, rows: int = 1) -> Any:
-        """Queue one request of ``rows`` rows and wait for its answer."""
+    async def submit(self, payload: Any, rows: int = 1, trace: dict[str, Any] | None = None) -> Any:
+        """Queue one request of ``rows`` rows and wait for its answer; ``trace`` (if given) gets
+        ``batch_rows``, the rows of the run this request was part of (for the access log)."""
         assert self._arrived is not None, "start() the batcher first"
         if self._closed:
             raise Overloaded(f"model {self.name} was unloaded; retry to reach its replacement")
@@ -115,7 +117,7 @@ class DynamicBatcher:
             self.stats.rejected += 1
             raise Overloaded(f"model {self.name} is overloaded: {len(self._queue)} requests queued")
         loop = asyncio.get_running_loop()
-        pending = _Pending(payload, rows, loop.create_future(), time.monotonic())
+        pending = _Pending(payload, rows, loop.create_future(), time.monotonic(), trace=trace)
         pending.timer = loop.call_later(self.timeout_s, self._expire, pending)
         self._queue.append(pending)
         self._queued_rows += rows
@@ -183,9 +185,11 @@ class DynamicBatcher:
     async def _run(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
+        rows = sum(p.rows for p in batch)
         for p in batch:
             self._observer.on_queue_wait(now - p.arrival)
-        rows = sum(p.rows for p in batch)
+            if p.trace is not None:
+                p.trace["batch_rows"] = rows
         self._in_flight += len(batch)
         start = time.perf_counter()
         try:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -61,5 +61,35 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1)
     """Most characters in one text (422)."""
 
+    # Operations
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Logging level."""
+    log_format: Literal["json", "text"] = "text"
+    """json: one JSON object per line (for log shippers); text: for people."""
+    access_log: bool = True
+    """One log line per request: request id, model, version, status, latency, rows, batch size."""
+    metrics: bool = True
+    """Serve Prometheus metrics at /metrics and record them."""
+    drain_timeout_s: float = Field(30.0, ge=0)
+    """On SIGTERM, how long queued and running requests may take to finish before the process exits."""
+    shutdown_delay_s: float = Field(0.0, ge=0)
+    """On SIGTERM, report not-ready and keep serving this long before draining (for load balancers)."""
+
+    # Security
+    api_keys: Annotated[list[str], NoDecode] = []
+    """Keys for inference and metadata (comma-separated); empty: no key needed."""
+    admin_key: str | None = None
+    """Key for /v2/repository/* (load, unload, index); unset with api_keys set: those endpoints are off."""
+    auth_health: bool = False
+    """Require a key for /v2/health/* too."""
+    auth_metrics: bool = False
+    """Require a key for /metrics too."""
+    cors_origins: Annotated[list[str], NoDecode] = []
+    """Origins allowed by CORS (comma-separated, or *); empty: CORS off."""
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

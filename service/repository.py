@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import BadRequest, NotFound
+from service.metrics import Metrics, ModelMetrics
 from service.preprocess.image import ImageSpec
 from service.preprocess.text import Tokenizer
 from service.runtime import OnnxModel, TensorSpec
@@ -81,6 +82,7 @@ class ModelVersion:
     image_spec: ImageSpec | None = None
     tokenizer: Tokenizer | None = None
     load_s: float = 0.0
+    metrics: ModelMetrics | None = None
 
     @property
     def input_kind(self) -> str:
@@ -114,7 +116,7 @@ class _Entry:
 
 
 def _load_version(
-    name: str, version: int, path: Path, settings: Settings, config: ModelConfig, observer_factory: Any
+    name: str, version: int, path: Path, settings: Settings, config: ModelConfig, metrics: Metrics | None
 ) -> ModelVersion:
     """Blocking: build the session, read metadata, warm up. Runs in a thread."""
     start = time.perf_counter()
@@ -154,6 +156,7 @@ def _load_version(
         value = getattr(config, key)
         return getattr(settings, key) if value is None else value
 
+    model_metrics = metrics.for_model(name, version) if metrics is not None else None
     batcher = DynamicBatcher(
         model.run_batch,
         name=f"{name}:{version}",
@@ -162,10 +165,13 @@ def _load_version(
         max_queue_size=knob("max_queue_size"),
         timeout_s=knob("timeout_s"),
         instances=knob("instances"),
-        observer=observer_factory(name, version) if observer_factory else None,
+        observer=model_metrics,
     )
+    load_s = time.perf_counter() - start
+    if model_metrics is not None:
+        model_metrics.loaded(load_s)
     return ModelVersion(
-        name, version, path, meta, model, batcher, image_spec, tokenizer, load_s=time.perf_counter() - start
+        name, version, path, meta, model, batcher, image_spec, tokenizer, load_s=load_s, metrics=model_metrics
     )
 
 
@@ -200,11 +206,11 @@ def _check_meta(meta: ModelMeta, model: OnnxModel, image_spec: ImageSpec | None)
 class ModelRepository:
     """Every served model version, by name; loads and unloads swap entries atomically."""
 
-    def __init__(self, settings: Settings, observer_factory: Any = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.root = settings.models_dir
         self._entries: dict[str, _Entry] = {}
-        self._observer_factory = observer_factory
+        self._metrics = metrics
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
         self._unloaded: set[str] = set()  # unloaded by request: polling leaves them alone until they change
@@ -320,17 +326,21 @@ class ModelRepository:
             except (OSError, ValueError, ValidationError) as e:
                 log.error("model %s not loaded: %s", name, e)
                 entry.failed[""] = str(e)
+                if self._metrics is not None:
+                    self._metrics.load_failures.labels(name).inc()
                 wanted = []
             for version in wanted:
                 path = model_dir / str(version)
                 try:
                     mv = await asyncio.to_thread(
-                        _load_version, name, version, path, self.settings, config, self._observer_factory
+                        _load_version, name, version, path, self.settings, config, self._metrics
                     )
                     await mv.batcher.start()
                 except Exception as e:
                     log.error("model %s version %d not loaded: %s: %s", name, version, type(e).__name__, e)
                     entry.failed[version] = f"{type(e).__name__}: {e}"
+                    if self._metrics is not None:
+                        self._metrics.load_failures.labels(name).inc()
                     continue
                 entry.versions[version] = mv
                 log.info(

@@ -1,14 +1,52 @@
-"""Run the app under uvicorn (uvloop + httptools), with flags layered over MODELSERVE_* settings."""
+"""Run the app under uvicorn (uvloop + httptools), with flags layered over MODELSERVE_* settings.
+
+SIGTERM: readiness turns false at once; after ``shutdown_delay_s`` uvicorn stops accepting, lets the
+requests it holds finish, then the lifespan drains the batchers (bounded by ``drain_timeout_s``); exit 0.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
+from types import FrameType
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
+from service import logs
+from service.app import create_app
 from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, but a SIGTERM first marks the app not ready (and may wait) before shutting down."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, delay_s: float) -> None:
+        super().__init__(config)
+        self.app = app
+        self.delay_s = delay_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.app.state.shutting_down:
+            self.app.state.shutting_down = True
+            log.info("signal %d: not ready; draining", sig)
+            if self.delay_s > 0 and not self.should_exit:
+                asyncio.get_running_loop().call_later(self.delay_s, self._exit, sig, frame)
+                return
+        self._exit(sig, frame)
+
+    def _exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal once it has shut down, so the process dies of SIGTERM;
+        # a drained shutdown is a clean one: exit 0 (SIGINT keeps uvicorn's behaviour).
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured[:] = [s for s in captured if s != signal.SIGTERM]
 
 
 def run(**overrides: Any) -> None:
@@ -17,18 +55,18 @@ def run(**overrides: Any) -> None:
     for key, value in overrides.items():
         os.environ[f"MODELSERVE_{key.upper()}"] = str(value)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        "service.app:create_app_from_env",
-        factory=True,
+    logs.configure(settings.log_level, settings.log_format)
+    common: dict[str, Any] = dict(
         host=settings.host,
         port=settings.port,
-        workers=settings.workers,
         loop="uvloop",
         http="httptools",
-        log_level=settings.log_level,
+        log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
+    if settings.workers > 1:
+        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
+        return
+    app = create_app(settings)
+    DrainingServer(uvicorn.Config(app, **common), app, settings.shutdown_delay_s).run()

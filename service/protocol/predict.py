@@ -137,11 +137,15 @@ async def _predict(request: Request, name: str | None, version: str | None, k: i
         if version is None
         else state.repository.get(name or "", version)
     )
+    request.state.mv = mv
+    request.state.rows = len(items)
     if kind == "image":
         feeds = await image_feeds(mv, items, settings, state.preprocess_pool)
     else:
         feeds = await text_feeds(mv, items, settings, state.preprocess_pool)
-    outputs = await await_unless_disconnected(request, mv.batcher.submit(feeds, rows=len(items)))
+    outputs = await await_unless_disconnected(
+        request, mv.batcher.submit(feeds, rows=len(items), trace=request.scope["state"])
+    )
     return json_response(
         {"model": mv.name, "version": str(mv.version), "predictions": top_k(mv, scores_of(mv, outputs), k)}
     )

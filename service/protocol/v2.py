@@ -57,6 +57,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     settings = state.settings
     body = await read_body(request, settings.max_body_bytes)
     mv: ModelVersion = state.repository.get(name, version)
+    request.state.mv = mv
     req = decode_request(body, request.headers.get("inference-header-content-length"))
     raw = raw_bytes_input(mv, req)
     feeds: Feeds
@@ -69,7 +70,10 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
             feeds, rows = await text_feeds(mv, texts, settings, state.preprocess_pool), len(texts)
     else:
         feeds, rows = tensor_feeds(mv, req, settings.max_items_per_request)
-    outputs = await await_unless_disconnected(request, mv.batcher.submit(feeds, rows=rows))
+    request.state.rows = rows
+    outputs = await await_unless_disconnected(
+        request, mv.batcher.submit(feeds, rows=rows, trace=request.scope["state"])
+    )
     content, headers = encode_response(mv, req, outputs)
     return Response(content, headers=headers)
 

@@ -1,0 +1,161 @@
+"""One pure-ASGI middleware for what every request needs: a request id, the API-key check, request
+metrics and the access log line. Pure ASGI (not BaseHTTPMiddleware), because it wraps the hot path."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.config import Settings
+from service.errors import Forbidden, ServiceError, Unauthorized
+from service.metrics import Metrics
+
+access_log = logging.getLogger("modelserve.access")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_INFERENCE_PREFIXES = ("/predict", "/models/", "/v2/models/")
+
+
+def valid_request_id(value: str | None) -> str:
+    """The client's X-Request-ID when it is 1-128 safe characters, else a fresh one."""
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else uuid.uuid4().hex
+
+
+class ApiKeys:
+    """Inference keys and an admin key; health and metrics may stay open."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.keys = [k.encode() for k in settings.api_keys]
+        self.admin = settings.admin_key.encode() if settings.admin_key else None
+        self.open_paths = {"/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+        if not settings.auth_health:
+            self.open_prefixes: tuple[str, ...] = ("/v2/health/",)
+        else:
+            self.open_prefixes = ()
+        if not settings.auth_metrics:
+            self.open_paths.add("/metrics")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys or self.admin)
+
+    def check(self, path: str, headers: dict[bytes, bytes]) -> ServiceError | None:
+        if path in self.open_paths or path.startswith(self.open_prefixes):
+            return None
+        key = _presented_key(headers)
+        is_admin = key is not None and self.admin is not None and hmac.compare_digest(key, self.admin)
+        if path.startswith("/v2/repository/"):
+            if is_admin:
+                return None
+            if self.admin is None:
+                return Forbidden("repository endpoints are disabled: set MODELSERVE_ADMIN_KEY to use them")
+            if key is None:
+                return Unauthorized("the repository endpoints need the admin key")
+            return Forbidden("the repository endpoints need the admin key, not an inference key")
+        if is_admin or not self.keys:
+            return None
+        if key is None:
+            return Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+        # Compare with every key, so the time taken does not tell which one came close.
+        matched = False
+        for candidate in self.keys:
+            matched |= hmac.compare_digest(key, candidate)
+        return None if matched else Unauthorized("invalid API key")
+
+
+def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
+    auth = headers.get(b"authorization")
+    if auth is not None and auth[:7].lower() == b"bearer ":
+        return auth[7:].strip()
+    return headers.get(b"x-api-key")
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.keys = ApiKeys(settings)
+        self.access_log = settings.access_log
+        self.json_logs = settings.log_format == "json"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = valid_request_id(_decode(headers.get(b"x-request-id")))
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        rid_header = (b"x-request-id", request_id.encode())
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        try:
+            error = self.keys.check(scope["path"], headers) if self.keys.enabled else None
+            if error is not None:
+                await _send_error(send_with_id, error)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, state, status, time.perf_counter() - start)
+
+    def _record(self, scope: Scope, state: dict[str, Any], status: int, latency_s: float) -> None:
+        mv = state.get("mv")
+        if self.metrics is not None:
+            if mv is not None:
+                mv.metrics.on_request(status, latency_s)
+            elif scope["method"] == "POST" and scope["path"].startswith(_INFERENCE_PREFIXES):
+                self.metrics.unlabelled_request(status)
+        if not self.access_log:
+            return
+        fields = {
+            "request_id": state["request_id"],
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "latency_ms": round(latency_s * 1000, 3),
+            "model": mv.name if mv is not None else None,
+            "version": str(mv.version) if mv is not None else None,
+            "rows": state.get("rows"),
+            "batch_size": state.get("batch_rows"),
+        }
+        if self.json_logs:
+            access_log.info("request", extra=fields)
+        else:
+            access_log.info(
+                "%s %s %d %.2fms id=%s model=%s:%s rows=%s batch=%s",
+                scope["method"],
+                scope["path"],
+                status,
+                fields["latency_ms"],
+                fields["request_id"],
+                fields["model"],
+                fields["version"],
+                fields["rows"],
+                fields["batch_size"],
+            )
+
+
+def _decode(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
+async def _send_error(send: Send, error: ServiceError) -> None:
+    body = orjson.dumps({"error": error.message})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
