@@ -45,3 +45,13 @@ models: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+
+image:
+	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then docker build -t modelserve .; \
+	else eval "$$(bash ../shared/container/prepare.sh)" && podman build --format docker \
+	  --build-arg BASE_IMAGE="$$BASE_IMAGE" -t modelserve .; fi
+
+bench: $(VENV)/.dev
+	@command -v wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } \
+	  || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
