@@ -1,5 +1,5 @@
-"""modelserve's own app plus a route that does no work: the HTTP ceiling of the same server stack
-(uvicorn + uvloop + httptools, the request middleware, FastAPI routing, reading the body).
+"""modelserve's own serving stack plus a route that does no work: the HTTP ceiling of the same stack
+(uvicorn + uvloop + httptools, the request middleware, the fast path, reading the body).
 
     MODELSERVE_MODELS_DIR=models python -m bench.null_app --port 8091
 """
@@ -9,30 +9,26 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
-from fastapi import FastAPI, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from service.app import create_app
+from service.app import create_app, serving_stack
 from service.config import Settings
+from service.protocol.http import read_body
 
 
-def build() -> FastAPI:
-    app = create_app(Settings())
-
-    @app.post("/bench/null")
-    async def null(request: Request) -> Response:
-        await request.body()
-        return Response(b"{}", media_type="application/json")
-
-    return app
+async def null(request: Request) -> Response:
+    await read_body(request, 1 << 20)
+    return Response(b"{}", media_type="application/json")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8091)
     args = parser.parse_args()
+    app = serving_stack(create_app(Settings()), extra_routes={"/bench/null": null})
     uvicorn.run(
-        build(),
+        app,
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",

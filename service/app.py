@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,10 +23,12 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from service import __version__
 from service.config import Settings
 from service.errors import ServiceError
+from service.fastpath import FastPath
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
 from service.protocol import health, predict
@@ -82,16 +85,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     _add_error_handlers(app)
-    app.add_middleware(RequestMiddleware, settings=settings, metrics=metrics)
+    app.state.metrics = metrics
+    return app
+
+
+def serving_stack(app: FastAPI, extra_routes: dict[str, Any] | None = None) -> ASGIApp:
+    """What uvicorn runs: [CORS] -> RequestMiddleware -> FastPath (inference routes) -> FastAPI (the rest).
+
+    The middleware wraps the fast path too, so every request gets its id, key check, metrics and log line.
+    """
+    settings: Settings = app.state.settings
+    stack: ASGIApp = RequestMiddleware(FastPath(app, extra_routes), settings, app.state.metrics)
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
+        stack = CORSMiddleware(
+            stack,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Inference-Header-Content-Length"],
         )
-    return app
+    return stack
 
 
 def _metrics(settings: Settings) -> Metrics | None:
@@ -105,9 +118,9 @@ def _metrics(settings: Settings) -> Metrics | None:
     return Metrics(registry)
 
 
-def create_app_from_env() -> FastAPI:
-    """uvicorn's factory: settings from MODELSERVE_* (the CLI writes its flags there)."""
-    return create_app(Settings())
+def create_app_from_env() -> ASGIApp:
+    """uvicorn's factory (several workers): settings from MODELSERVE_* (the CLI writes its flags there)."""
+    return serving_stack(create_app(Settings()))
 
 
 def _add_error_handlers(app: FastAPI) -> None:

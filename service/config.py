@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     """Threads inside one operator; 0 lets onnxruntime choose (one per core)."""
     inter_op_threads: int = Field(1, ge=0)
     """Threads across independent operators; 0 lets onnxruntime choose."""
+    spin_wait: bool = False
+    """Let idle onnxruntime pool threads spin for work (lower latency for big models, but they take CPU
+    from the event loop; off by default)."""
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     """onnxruntime graph optimisations."""
     preprocess_threads: int = Field(2, ge=1)

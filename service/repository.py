@@ -146,6 +146,7 @@ def _load_version(
         inter_op_threads=settings.inter_op_threads,
         optimization=settings.graph_optimization_level,
         pad_values=pad_values,
+        spin_wait=settings.spin_wait,
     )
     if tokenizer is not None:
         model.pad_values[model.inputs[0].name] = tokenizer.pad_id

@@ -96,11 +96,16 @@ class OnnxModel:
         inter_op_threads: int = 1,
         optimization: str = "all",
         pad_values: dict[str, int] | None = None,
+        spin_wait: bool = False,
     ) -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads
         opts.graph_optimization_level = _OPT_LEVELS[optimization]
+        if not spin_wait:
+            # Idle pool threads would otherwise spin for work and take the event loop's core.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(path), sess_options=opts, providers=resolve_providers(providers)
         )

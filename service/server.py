@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from service import logs
-from service.app import create_app
+from service.app import create_app, serving_stack
 from service.config import Settings
 
 log = logging.getLogger(__name__)
@@ -69,4 +69,4 @@ def run(**overrides: Any) -> None:
         uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
         return
     app = create_app(settings)
-    DrainingServer(uvicorn.Config(app, **common), app, settings.shutdown_delay_s).run()
+    DrainingServer(uvicorn.Config(serving_stack(app), **common), app, settings.shutdown_delay_s).run()

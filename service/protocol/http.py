@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import orjson
@@ -26,14 +25,25 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest(f"invalid Content-Length {declared!r}") from None
         if size > limit:
             raise PayloadTooLarge(f"request body is {size} bytes; the limit is {limit}")
+    # Straight from ASGI receive, not Starlette's stream generator: the common single-message body costs
+    # one await.
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone("the client closed the connection while sending the body")
+        chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk
+            chunks.append(chunk)
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse_json(body: bytes) -> Any:
@@ -63,16 +73,17 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
-async def await_unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work`` (a batcher submit) but cancel it if the client goes away: a dropped request is
-    never run. Call only after the body was read, when the next ASGI message can only be a disconnect."""
-    task = asyncio.ensure_future(work)
+async def await_unless_disconnected(request: Request, answer: asyncio.Future[T]) -> T:
+    """Await a queued request's ``answer`` but cancel it if the client goes away: a dropped request is
+    never run. Call only after the body was read, when the next ASGI message can only be a disconnect.
+    One watcher task and a callback (not a task per side and asyncio.wait): this is on the hot path."""
     watcher = asyncio.ensure_future(_until_disconnect(request.receive))
+    watcher.add_done_callback(lambda _: answer.cancel())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await answer
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            raise ClientGone("the client closed the connection") from None
+        raise
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        raise ClientGone("the client closed the connection")
-    return task.result()

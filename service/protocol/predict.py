@@ -19,7 +19,8 @@ from starlette.responses import Response
 from service.errors import BadRequest, UnsupportedMediaType
 from service.preprocess.image import GENERIC_TYPES, IMAGE_TYPES
 from service.protocol.http import await_unless_disconnected, json_response, media_type, parse_json, read_body
-from service.protocol.inputs import ImageInput, image_feeds, scores_of, text_feeds, top_k
+from service.protocol.inputs import ImageInput, image_feeds, scores_of, text_feeds
+from service.protocol.inputs import top_k as best_labels
 from service.repository import ModelRepository, ModelVersion
 
 router = APIRouter(tags=["predict"])
@@ -127,7 +128,8 @@ def _pick_model(repo: ModelRepository, name: str | None, kind: str, default: str
     )
 
 
-async def _predict(request: Request, name: str | None, version: str | None, k: int) -> Response:
+async def predict_any(request: Request, name: str | None, version: str | None, top_k: int) -> Response:
+    """The one handler behind every /predict route (also called by service/fastpath.py)."""
     state = request.app.state
     settings = state.settings
     body = await read_body(request, settings.max_body_bytes)
@@ -144,26 +146,30 @@ async def _predict(request: Request, name: str | None, version: str | None, k: i
     else:
         feeds = await text_feeds(mv, items, settings, state.preprocess_pool)
     outputs = await await_unless_disconnected(
-        request, mv.batcher.submit(feeds, rows=len(items), trace=request.scope["state"])
+        request, mv.batcher.enqueue(feeds, rows=len(items), trace=request.scope["state"])
     )
     return json_response(
-        {"model": mv.name, "version": str(mv.version), "predictions": top_k(mv, scores_of(mv, outputs), k)}
+        {
+            "model": mv.name,
+            "version": str(mv.version),
+            "predictions": best_labels(mv, scores_of(mv, outputs), top_k),
+        }
     )
 
 
 @router.post("/predict", summary="Classify images or texts with the default (or ?model=) model")
 async def predict(request: Request, model: str | None = None, top_k: TopK = 1) -> Response:
-    return await _predict(request, model, None, top_k)
+    return await predict_any(request, model, None, top_k)
 
 
 @router.post("/models/{name}/predict", summary="Classify with the latest version of a model")
 async def predict_model(request: Request, name: str, top_k: TopK = 1) -> Response:
-    return await _predict(request, name, None, top_k)
+    return await predict_any(request, name, None, top_k)
 
 
 @router.post("/models/{name}/versions/{version}/predict", summary="Classify with one version of a model")
 async def predict_version(request: Request, name: str, version: str, top_k: TopK = 1) -> Response:
-    return await _predict(request, name, version, top_k)
+    return await predict_any(request, name, version, top_k)
 
 
 @router.get("/models", summary="The served models: versions, input kind, labels")

@@ -72,7 +72,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
         feeds, rows = tensor_feeds(mv, req, settings.max_items_per_request)
     request.state.rows = rows
     outputs = await await_unless_disconnected(
-        request, mv.batcher.submit(feeds, rows=rows, trace=request.scope["state"])
+        request, mv.batcher.enqueue(feeds, rows=rows, trace=request.scope["state"])
     )
     content, headers = encode_response(mv, req, outputs)
     return Response(content, headers=headers)

@@ -307,7 +307,7 @@ def _convert(spec: TensorSpec, tensor: V2Input) -> np.ndarray:
         return arr
     # Another numeric type is taken when every value survives the conversion (FP32 pixels 0..255 -> UINT8).
     converted = arr.astype(spec.dtype)
-    if not np.array_equal(converted, arr):
+    if not (converted == arr).all():
         raise InvalidInput(
             f"input {spec.name!r}: the model takes {spec.datatype}; the {tensor.datatype} "
             "values do not convert exactly"
