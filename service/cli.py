@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,6 +28,94 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> Any:
+    from service.client import ModelServeClient
+
+    return ModelServeClient(args.url, api_key=args.api_key, timeout=args.timeout)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Files that exist are images, sent in chunks; otherwise the arguments are texts."""
+    from service.client import ModelServeError
+
+    as_images = not args.text and all(Path(x).is_file() for x in args.inputs)
+    rows: list[tuple[str, Any]] = []
+    try:
+        with _client(args) as ms:
+            if as_images:
+                chunks = [args.inputs[i : i + args.chunk] for i in range(0, len(args.inputs), args.chunk)]
+                progress = len(args.inputs) > args.chunk and sys.stderr.isatty()
+                for n, chunk in enumerate(chunks, 1):
+                    rows += zip(chunk, ms.predict_images(args.model, chunk, top_k=args.top_k), strict=True)
+                    if progress:
+                        done = min(n * args.chunk, len(args.inputs))
+                        bar = "#" * (30 * done // len(args.inputs))
+                        print(f"\r[{bar:<30}] {done}/{len(args.inputs)}", end="", file=sys.stderr, flush=True)
+                if progress:
+                    print(file=sys.stderr)
+            else:
+                rows += zip(
+                    args.inputs, ms.predict_text(args.model, args.inputs, top_k=args.top_k), strict=True
+                )
+    except ModelServeError as e:
+        print(f"error ({e.status_code or 'no answer'}): {e.message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "input": name,
+                        "label": p.label,
+                        "index": p.index,
+                        "score": p.score,
+                        "top_k": [vars(t) for t in p.top_k],
+                        "model": p.model,
+                        "version": p.version,
+                    }
+                    for name, p in rows
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for name, p in rows:
+            extra = (
+                "  " + ", ".join(f"{t.label} {t.score:.3f}" for t in p.top_k[1:]) if args.top_k > 1 else ""
+            )
+            print(f"{p.label}\t{p.score:.4f}\t{name}{extra}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from service.client import ModelServeError
+
+    try:
+        with _client(args) as ms:
+            models = ms.models()
+    except ModelServeError as e:
+        print(f"error ({e.status_code or 'no answer'}): {e.message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([vars(m) for m in models], indent=2))
+    else:
+        for m in models:
+            labels = ", ".join(m.labels[:10]) + (" ..." if len(m.labels) > 10 else "")
+            print(f"{m.name}\tversions {','.join(m.versions)}\t{m.input_kind}\t{labels}")
+    return 0
+
+
+def _add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url",
+        default=os.environ.get("MODELSERVE_URL", "http://localhost:8080"),
+        help="server address (env MODELSERVE_URL)",
+    )
+    p.add_argument("--api-key", default=os.environ.get("MODELSERVE_API_KEY"), help="(env MODELSERVE_API_KEY)")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--json", action="store_true", help="JSON output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--models", type=Path, help="model repository folder")
     serve.add_argument("--workers", type=int, help="uvicorn worker processes")
     serve.set_defaults(func=_serve)
+    pred = sub.add_parser("predict", help="classify image files or texts with a running server")
+    pred.add_argument("--model", required=True)
+    pred.add_argument("inputs", nargs="+", help="image files, or texts")
+    pred.add_argument("--text", action="store_true", help="treat every input as text, even a file name")
+    pred.add_argument("--top-k", type=int, default=1)
+    pred.add_argument("--chunk", type=int, default=32, help="images per request")
+    _add_client_options(pred)
+    pred.set_defaults(func=_predict)
+    models = sub.add_parser("models", help="list the models a running server serves")
+    _add_client_options(models)
+    models.set_defaults(func=_models)
     try:
         from training.cli import add_commands
     except ImportError:  # the service alone, without the train extra

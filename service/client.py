@@ -1,0 +1,459 @@
+"""Python clients for modelserve: three lines from another service.
+
+    from service.client import ModelServeClient
+    with ModelServeClient("http://localhost:8080") as ms:
+        print(ms.predict_image("digits", "examples/digits/7.png").label)
+
+Built on httpx (connection pooling, HTTP keep-alive), no torch. 503 answers are retried after the
+server's Retry-After; connection errors are retried too (inference is read-only, so a retry is safe),
+both with capped exponential backoff. Every error the server answers raises a subclass of
+ModelServeError carrying its status code, the server's message and the request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import random
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from service.runtime import NUMPY_TO_V2, V2_TO_NUMPY
+
+DEFAULT_URL = "http://localhost:8080"
+ImageLike = str | os.PathLike[str] | bytes | Any  # Any: a PIL.Image.Image
+
+
+# ------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Label:
+    label: str
+    index: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    score: float
+    top_k: list[Label] = field(default_factory=list)
+    model: str = ""
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    versions: list[str]
+    latest: str
+    input_kind: str
+    labels: list[str]
+    inputs: list[dict[str, Any]]
+
+
+# -------------------------------------------------------------------------------------------- errors
+class ModelServeError(Exception):
+    """An error answer from the server (or no answer at all, status_code 0)."""
+
+    status_code = 0
+
+    def __init__(self, message: str, status_code: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        self.request_id = request_id
+
+
+class BadRequestError(ModelServeError):
+    status_code = 400
+
+
+class AuthenticationError(ModelServeError):
+    status_code = 401
+
+
+class PermissionDeniedError(ModelServeError):
+    status_code = 403
+
+
+class NotFoundError(ModelServeError):
+    status_code = 404
+
+
+class PayloadTooLargeError(ModelServeError):
+    status_code = 413
+
+
+class UnsupportedMediaTypeError(ModelServeError):
+    status_code = 415
+
+
+class InvalidInputError(ModelServeError):
+    status_code = 422
+
+
+class ServerError(ModelServeError):
+    status_code = 500
+
+
+class OverloadedError(ModelServeError):
+    """503 after every retry: the server stayed overloaded (or not ready)."""
+
+    status_code = 503
+
+
+class QueueTimeoutError(ModelServeError):
+    status_code = 504
+
+
+class ConnectionFailedError(ModelServeError):
+    """No answer: the connection failed on every try."""
+
+
+_ERRORS = {
+    cls.status_code: cls
+    for cls in (
+        BadRequestError,
+        AuthenticationError,
+        PermissionDeniedError,
+        NotFoundError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+        InvalidInputError,
+        ServerError,
+        OverloadedError,
+        QueueTimeoutError,
+    )
+}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        message = str(response.json()["error"])
+    except Exception:
+        message = response.text[:500] or response.reason_phrase
+    cls = _ERRORS.get(response.status_code, ServerError if response.status_code >= 500 else ModelServeError)
+    raise cls(message, response.status_code, response.headers.get("x-request-id"))
+
+
+# ------------------------------------------------------------------------------- requests and answers
+@dataclass
+class _Call:
+    method: str
+    path: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _image_bytes(image: ImageLike) -> tuple[str, bytes]:
+    if isinstance(image, bytes | bytearray):
+        return "image", bytes(image)
+    if isinstance(image, str | os.PathLike):
+        path = Path(image)
+        return path.name, path.read_bytes()
+    if hasattr(image, "save"):  # a PIL image
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return "image.png", buf.getvalue()
+    raise TypeError(f"an image is a path, bytes or a PIL image, not {type(image).__name__}")
+
+
+def _predict_images_call(model: str, images: Sequence[ImageLike], top_k: int) -> _Call:
+    files = []
+    for i, image in enumerate(images):
+        name, data = _image_bytes(image)
+        files.append((f"file{i}", (name, data, "application/octet-stream")))
+    return _Call("POST", f"/models/{model}/predict", {"files": files, "params": {"top_k": top_k}})
+
+
+def _predict_texts_call(model: str, texts: Sequence[str], top_k: int) -> _Call:
+    return _Call(
+        "POST", f"/models/{model}/predict", {"json": {"texts": list(texts)}, "params": {"top_k": top_k}}
+    )
+
+
+def _predictions(response: httpx.Response) -> list[Prediction]:
+    body = response.json()
+    return [
+        Prediction(
+            p["label"],
+            p["index"],
+            p["score"],
+            [Label(**t) for t in p.get("top_k", [])],
+            body["model"],
+            body["version"],
+        )
+        for p in body["predictions"]
+    ]
+
+
+def _infer_call(
+    model: str, inputs: dict[str, Any], outputs: Sequence[str] | None, version: str | None, binary: bool
+) -> _Call:
+    tensors, blobs = [], []
+    for name, value in inputs.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "USO":
+            datatype = "BYTES"
+            items = [x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel().tolist()]
+            raw = b"".join(struct.pack("<I", len(x)) + x for x in items)
+            data: Any = [x.decode("utf-8", "replace") for x in items]
+        else:
+            datatype = NUMPY_TO_V2[arr.dtype]
+            raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+            data = arr.ravel().tolist()
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
+        if binary:
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            tensor["data"] = data
+        tensors.append(tensor)
+    doc: dict[str, Any] = {"inputs": tensors}
+    if outputs:
+        doc["outputs"] = [{"name": o, "parameters": {"binary_data": binary}} for o in outputs]
+    elif binary:
+        doc["parameters"] = {"binary_data_output": True}
+    header = orjson.dumps(doc)
+    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+    if not binary:
+        return _Call("POST", path, {"content": header, "headers": {"content-type": "application/json"}})
+    return _Call(
+        "POST",
+        path,
+        {
+            "content": header + b"".join(blobs),
+            "headers": {
+                "content-type": "application/octet-stream",
+                "inference-header-content-length": str(len(header)),
+            },
+        },
+    )
+
+
+def _tensors(response: httpx.Response) -> dict[str, np.ndarray]:
+    """V2 outputs as arrays, from JSON or the binary extension."""
+    size = response.headers.get("inference-header-content-length")
+    content = response.content
+    header = orjson.loads(content[: int(size)] if size else content)
+    offset = int(size) if size else 0
+    out = {}
+    for t in header["outputs"]:
+        shape = t["shape"]
+        n = (t.get("parameters") or {}).get("binary_data_size")
+        if n is None:
+            data = t["data"]
+            arr = (
+                np.asarray(data, dtype=object)
+                if t["datatype"] == "BYTES"
+                else np.asarray(data, dtype=V2_TO_NUMPY[t["datatype"]])
+            )
+        else:
+            chunk = content[offset : offset + n]
+            offset += n
+            if t["datatype"] == "BYTES":
+                items, pos = [], 0
+                while pos < len(chunk):
+                    (k,) = struct.unpack_from("<I", chunk, pos)
+                    items.append(chunk[pos + 4 : pos + 4 + k])
+                    pos += 4 + k
+                arr = np.asarray(items, dtype=object)
+            else:
+                arr = np.frombuffer(chunk, dtype=V2_TO_NUMPY[t["datatype"]].newbyteorder("<"))
+        out[t["name"]] = arr.reshape(shape)
+    return out
+
+
+def _models(response: httpx.Response) -> list[ModelInfo]:
+    return [
+        ModelInfo(m["name"], m["versions"], m["latest"], m["input_kind"], m["labels"], m["inputs"])
+        for m in response.json()["models"]
+    ]
+
+
+# ----------------------------------------------------------------------------------------- retries
+@dataclass
+class RetryPolicy:
+    """503 and connection errors are retried up to ``retries`` times; waits grow from ``backoff_s``
+    (doubling, with jitter) up to ``max_backoff_s``; a 503's Retry-After is honoured up to that cap."""
+
+    retries: int = 3
+    backoff_s: float = 0.1
+    max_backoff_s: float = 5.0
+
+    def wait_s(self, attempt: int, response: httpx.Response | None) -> float:
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after is not None:
+            try:
+                return min(float(retry_after), self.max_backoff_s)
+            except ValueError:
+                pass
+        return min(self.backoff_s * (2**attempt) * (0.5 + random.random()), self.max_backoff_s)
+
+
+def _client_headers(api_key: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class ModelServeClient:
+    """Synchronous client; one pooled connection set per instance. Use as a context manager or close()."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        **httpx_options: Any,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.retries_done = 0  # 503s and connection errors retried so far
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout, headers=_client_headers(api_key), **httpx_options
+        )
+
+    def _send(self, call: _Call) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(call.method, call.path, **call.kwargs)
+            except httpx.TransportError as e:
+                if attempt >= self.retry.retries:
+                    raise ConnectionFailedError(f"no answer from {self._http.base_url}: {e}") from e
+                time.sleep(self.retry.wait_s(attempt, None))
+            else:
+                if response.status_code != 503 or attempt >= self.retry.retries:
+                    _raise_for(response)
+                    return response
+                time.sleep(self.retry.wait_s(attempt, response))
+            attempt += 1
+            self.retries_done += 1
+
+    def predict_image(self, model: str, image: ImageLike, top_k: int = 1) -> Prediction:
+        return self.predict_images(model, [image], top_k)[0]
+
+    def predict_images(self, model: str, images: Iterable[ImageLike], top_k: int = 1) -> list[Prediction]:
+        return _predictions(self._send(_predict_images_call(model, list(images), top_k)))
+
+    def predict_text(self, model: str, text: str | Sequence[str], top_k: int = 1) -> Any:
+        """One text: a Prediction; a list of texts: a list of them."""
+        texts = [text] if isinstance(text, str) else list(text)
+        predictions = _predictions(self._send(_predict_texts_call(model, texts, top_k)))
+        return predictions[0] if isinstance(text, str) else predictions
+
+    def infer(
+        self,
+        model: str,
+        inputs: dict[str, Any],
+        outputs: Sequence[str] | None = None,
+        version: str | None = None,
+        binary: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """V2 inference with numpy arrays in and out (binary tensor extension by default)."""
+        return _tensors(self._send(_infer_call(model, inputs, outputs, version, binary)))
+
+    def models(self) -> list[ModelInfo]:
+        return _models(self._send(_Call("GET", "/models")))
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get("/v2/health/ready").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ModelServeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncModelServeClient:
+    """The same calls for asyncio code: ``await ms.predict_text("sentiment", "great")``."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        **httpx_options: Any,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.retries_done = 0
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, headers=_client_headers(api_key), **httpx_options
+        )
+
+    async def _send(self, call: _Call) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(call.method, call.path, **call.kwargs)
+            except httpx.TransportError as e:
+                if attempt >= self.retry.retries:
+                    raise ConnectionFailedError(f"no answer from {self._http.base_url}: {e}") from e
+                await asyncio.sleep(self.retry.wait_s(attempt, None))
+            else:
+                if response.status_code != 503 or attempt >= self.retry.retries:
+                    _raise_for(response)
+                    return response
+                await asyncio.sleep(self.retry.wait_s(attempt, response))
+            attempt += 1
+            self.retries_done += 1
+
+    async def predict_image(self, model: str, image: ImageLike, top_k: int = 1) -> Prediction:
+        return (await self.predict_images(model, [image], top_k))[0]
+
+    async def predict_images(
+        self, model: str, images: Iterable[ImageLike], top_k: int = 1
+    ) -> list[Prediction]:
+        return _predictions(await self._send(_predict_images_call(model, list(images), top_k)))
+
+    async def predict_text(self, model: str, text: str | Sequence[str], top_k: int = 1) -> Any:
+        texts = [text] if isinstance(text, str) else list(text)
+        predictions = _predictions(await self._send(_predict_texts_call(model, texts, top_k)))
+        return predictions[0] if isinstance(text, str) else predictions
+
+    async def infer(
+        self,
+        model: str,
+        inputs: dict[str, Any],
+        outputs: Sequence[str] | None = None,
+        version: str | None = None,
+        binary: bool = True,
+    ) -> dict[str, np.ndarray]:
+        return _tensors(await self._send(_infer_call(model, inputs, outputs, version, binary)))
+
+    async def models(self) -> list[ModelInfo]:
+        return _models(await self._send(_Call("GET", "/models")))
+
+    async def ready(self) -> bool:
+        try:
+            return (await self._http.get("/v2/health/ready")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncModelServeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
