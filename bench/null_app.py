@@ -12,6 +12,7 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service import logs
 from service.app import create_app, serving_stack
 from service.config import Settings
 from service.protocol.http import read_body
@@ -26,14 +27,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8091)
     args = parser.parse_args()
-    app = serving_stack(create_app(Settings()), extra_routes={"/bench/null": null})
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)  # as the server does: the same access log
+    app = serving_stack(create_app(settings), extra_routes={"/bench/null": null})
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",
         http="httptools",
-        log_level="warning",
+        log_config=None,
         access_log=False,
     )
 

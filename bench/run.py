@@ -134,15 +134,16 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {
             **os.environ,
-            "MODELSERVE_LOG_LEVEL": "warning",
+            "MODELSERVE_LOG_LEVEL": "info",  # as shipped: the access log is on
             "MODELSERVE_MODELS_DIR": str(ROOT / "models"),
             **(env or {}),
         }
         argv = [a.replace("{port}", str(self.port)) for a in argv]
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        # Logs go to a file: a pipe nobody reads would fill and stall the server.
+        self.log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         self.ready_s = self._wait_ready()
 
     def _wait_ready(self) -> float:
@@ -150,9 +151,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
-                )
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
             try:
                 if httpx.get(self.url + path, timeout=0.5).status_code == 200:
                     return time.perf_counter() - self.started
@@ -207,13 +206,14 @@ class Server:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self.log_path.unlink(missing_ok=True)
 
 
 def ours(env: dict[str, str] | None = None) -> Server:
     return Server(
         "modelserve",
         [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"],
-        {"MODELSERVE_ACCESS_LOG": "false", **(env or {})},
+        env,
     )
 
 
@@ -440,7 +440,6 @@ def main() -> None:
     null = Server(
         "modelserve-null",
         [sys.executable, "-m", "bench.null_app", "--port", "{port}"],
-        {"MODELSERVE_ACCESS_LOG": "false"},
     )
     try:
         for c in CONCURRENCY:
@@ -486,7 +485,7 @@ TUNING = {
     "1 instance x 1 intra-op thread": {"MODELSERVE_INTRA_OP_THREADS": "1"},
     "max_queue_delay_ms=2": {"MODELSERVE_MAX_QUEUE_DELAY_MS": "2"},
     "metrics off": {"MODELSERVE_METRICS": "false"},
-    "access log on": {"MODELSERVE_ACCESS_LOG": "true"},
+    "access log off": {"MODELSERVE_ACCESS_LOG": "false"},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.watch_batchers(lambda: [mv.batcher for mv in repository.all_versions()])
         await repository.load_all()
         log.info("serving %s from %s", ", ".join(repository.names()) or "no models", settings.models_dir)
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans.
+        gc.collect()
+        gc.freeze()
         poller = None
         if settings.repository_poll_s > 0:
             poller = asyncio.create_task(repository.poll_forever(settings.repository_poll_s))

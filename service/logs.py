@@ -32,6 +32,12 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str, fmt: str) -> None:
     """Route the root logger (and uvicorn's) to stderr in the chosen format."""
+    # The access log writes a line per request: skip what no line of ours prints (the logging HOWTO's
+    # "Optimization" section). The caller lookup alone walks the stack on every record.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
