@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import random
 import struct
@@ -293,6 +294,20 @@ class RetryPolicy:
     backoff_s: float = 0.1
     max_backoff_s: float = 5.0
 
+    def next_wait(
+        self, attempt: int, response: httpx.Response | None, error: Exception | None, url: str
+    ) -> float | None:
+        """Seconds to wait before the next try, or None when ``response`` is final (raised if an error)."""
+        if error is not None:
+            if attempt >= self.retries:
+                raise ConnectionFailedError(f"no answer from {url}: {error}") from error
+            return self.wait_s(attempt, None)
+        assert response is not None
+        if response.status_code == 503 and attempt < self.retries:
+            return self.wait_s(attempt, response)
+        _raise_for(response)
+        return None
+
     def wait_s(self, attempt: int, response: httpx.Response | None) -> float:
         retry_after = response.headers.get("retry-after") if response is not None else None
         if retry_after is not None:
@@ -325,21 +340,18 @@ class ModelServeClient:
         )
 
     def _send(self, call: _Call) -> httpx.Response:
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             try:
-                response = self._http.request(call.method, call.path, **call.kwargs)
+                response, error = self._http.request(call.method, call.path, **call.kwargs), None
             except httpx.TransportError as e:
-                if attempt >= self.retry.retries:
-                    raise ConnectionFailedError(f"no answer from {self._http.base_url}: {e}") from e
-                time.sleep(self.retry.wait_s(attempt, None))
-            else:
-                if response.status_code != 503 or attempt >= self.retry.retries:
-                    _raise_for(response)
-                    return response
-                time.sleep(self.retry.wait_s(attempt, response))
-            attempt += 1
+                response, error = None, e
+            wait = self.retry.next_wait(attempt, response, error, str(self._http.base_url))
+            if wait is None:
+                assert response is not None
+                return response
             self.retries_done += 1
+            time.sleep(wait)
+        raise AssertionError("unreachable")
 
     def predict_image(self, model: str, image: ImageLike, top_k: int = 1) -> Prediction:
         return self.predict_images(model, [image], top_k)[0]
@@ -401,21 +413,18 @@ class AsyncModelServeClient:
         )
 
     async def _send(self, call: _Call) -> httpx.Response:
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             try:
-                response = await self._http.request(call.method, call.path, **call.kwargs)
+                response, error = await self._http.request(call.method, call.path, **call.kwargs), None
             except httpx.TransportError as e:
-                if attempt >= self.retry.retries:
-                    raise ConnectionFailedError(f"no answer from {self._http.base_url}: {e}") from e
-                await asyncio.sleep(self.retry.wait_s(attempt, None))
-            else:
-                if response.status_code != 503 or attempt >= self.retry.retries:
-                    _raise_for(response)
-                    return response
-                await asyncio.sleep(self.retry.wait_s(attempt, response))
-            attempt += 1
+                response, error = None, e
+            wait = self.retry.next_wait(attempt, response, error, str(self._http.base_url))
+            if wait is None:
+                assert response is not None
+                return response
             self.retries_done += 1
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def predict_image(self, model: str, image: ImageLike, top_k: int = 1) -> Prediction:
         return (await self.predict_images(model, [image], top_k))[0]

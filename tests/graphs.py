@@ -12,6 +12,15 @@ from onnx import TensorProto, helper
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    path.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path / "model.onnx"))
+    return path
+
+
 def affine_model(
     path: Path, scale: float = 2.0, shift: float = 1.0, width: int = 4, batch: int | str = "batch"
 ) -> Path:
@@ -26,13 +35,7 @@ def affine_model(
         helper.make_tensor("scale", TensorProto.FLOAT, [], [scale]),
         helper.make_tensor("shift", TensorProto.FLOAT, [], [shift]),
     ]
-    graph = helper.make_graph(nodes, "affine", [x], [y], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    path.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path / "model.onnx"))
-    return path
+    return _save(helper.make_graph(nodes, "affine", [x], [y], inits), path)
 
 
 def copy_shipped(name: str, dest_root: Path, version: int = 1, as_version: int | None = None) -> Path:
@@ -73,12 +76,7 @@ def slow_model(path: Path, matmuls: int = 4, size: int = 768) -> Path:
         helper.make_node("Add", ["x", "mean"], ["y"]),
     ]
     inits = [helper.make_tensor("w", TensorProto.FLOAT, [size, size], w.ravel().tolist())]
-    graph = helper.make_graph(nodes, "slow", [x], [y], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    path.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path / "model.onnx"))
-    return path
+    return _save(helper.make_graph(nodes, "slow", [x], [y], inits), path)
 
 
 ECHO_TYPES = {
@@ -105,10 +103,4 @@ def echo_model(path: Path) -> Path:
         inputs.append(helper.make_tensor_value_info(f"in_{name}", proto, ["batch", 3]))
         outputs.append(helper.make_tensor_value_info(f"out_{name}", proto, ["batch", 3]))
         nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
-    graph = helper.make_graph(nodes, "echo", inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    path.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path / "model.onnx"))
-    return path
+    return _save(helper.make_graph(nodes, "echo", inputs, outputs), path)
