@@ -102,6 +102,7 @@ def train_image_model(
         }
     }
     return _save(
+        source,
         runs_dir / name,
         name,
         "image",
@@ -164,6 +165,7 @@ def train_text_model(
         }
     }
     return _save(
+        source,
         runs_dir / name,
         name,
         "text",
@@ -180,6 +182,7 @@ def train_text_model(
 
 
 def _save(
+    source: str,
     out_dir: Path,
     name: str,
     kind: str,
@@ -218,6 +221,7 @@ def _save(
             "report": report,
             "samples": samples,
             "vocab": vocab,
+            "data": {"source": source, "seed": cfg.seed},  # to reload the test split at export
         },
         path,
     )

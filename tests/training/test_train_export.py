@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -82,3 +83,14 @@ def test_export_fails_loudly_when_the_graph_disagrees(image_checkpoint: Path, tm
         net.head[1].bias += 1.0  # the torch model now differs from the exported graph
     with pytest.raises(ExportError, match="differs from torch"):
         check_parity(ckpt, net, target / "model.onnx")
+
+
+def test_int8_export_option_checks_the_accuracy_drop(text_checkpoint: Path, tmp_path: Path) -> None:
+    target = export(text_checkpoint, tmp_path, "sentiment", int8=True)
+    q = json.loads((target / "model.json").read_text())["export"]["quantization"]
+    assert q["drop_points"] <= 0.5 and q["size_int8"] < q["size_fp32"]
+    assert "max_probability_shift_alone_vs_batched" in q  # reported: dynamic int8 is not batch-invariant
+    sess = ort.InferenceSession(str(target / "model.onnx"))
+    ops = {node.op_type for node in onnx.load(str(target / "model.onnx")).graph.node}
+    assert any("Integer" in op or "Quant" in op for op in ops)
+    assert sess.run(["probabilities"], {"ids": np.array([[2, 3, 4]], dtype=np.int64)})[0].shape == (1, 2)
