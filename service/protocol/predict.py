@@ -115,11 +115,10 @@ def _pick_model(repo: ModelRepository, name: str | None, kind: str, default: str
         return repo.get(name)
     if default:
         return repo.get(default)
-    served = repo.all_versions()
     names = repo.names()
     if len(names) == 1:
         return repo.get(names[0])
-    of_kind = sorted({mv.name for mv in served if mv.input_kind == kind})
+    of_kind = [n for n in names if repo.get(n).input_kind == kind]
     if len(of_kind) == 1:
         return repo.get(of_kind[0])
     raise BadRequest(
