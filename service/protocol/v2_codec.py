@@ -62,6 +62,15 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
+def _params(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{where}: 'parameters' must be an object")
+    return params
+
+
 def decode_request(body: bytes, header_length: str | None) -> V2Request:
     """Parse a V2 infer request (JSON, or JSON + binary); 400 for anything malformed."""
     if header_length is not None:
@@ -91,12 +100,12 @@ def decode_request(body: bytes, header_length: str | None) -> V2Request:
         if not isinstance(raw, dict):
             raise BadRequest(f"input {i}: must be an object")
         item, offset = _decode_input(raw, binary, offset)
+        if any(other.name == item.name for other in inputs):
+            raise BadRequest(f"input {item.name!r} appears more than once")
         inputs.append(item)
     if offset != len(binary):
         raise BadRequest(f"{len(binary) - offset} bytes of binary data belong to no input")
-    params = doc.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise BadRequest("request: 'parameters' must be an object")
+    params = _params(doc, "request")
     outputs = None
     if doc.get("outputs") is not None:
         outputs = [_decode_output(o, i) for i, o in enumerate(_field(doc, "outputs", list, "request"))]
@@ -114,7 +123,7 @@ def _decode_output(raw: Any, i: int) -> RequestedOutput:
     if not isinstance(raw, dict):
         raise BadRequest(f"output {i}: must be an object")
     name = _field(raw, "name", str, f"output {i}")
-    params = raw.get("parameters") or {}
+    params = _params(raw, f"output {name}")
     k = params.get("classification", 0)
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         raise BadRequest(f"output {name}: 'classification' must be a non-negative integer")
@@ -132,7 +141,7 @@ def _decode_input(raw: dict[str, Any], binary: memoryview, offset: int) -> tuple
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"{where}: shape must be a list of non-negative integers, got {shape}")
     count = math.prod(shape)
-    size = (raw.get("parameters") or {}).get("binary_data_size")
+    size = _params(raw, where).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise BadRequest(

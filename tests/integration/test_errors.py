@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -191,3 +192,34 @@ def test_health_endpoints(client: httpx.Client, path: str) -> None:
 
 def test_unknown_model_is_not_ready(client: httpx.Client) -> None:
     assert "unknown model" in error_of(client.get("/v2/models/nope/ready"), 404)
+
+
+def test_malformed_predict_json_never_answers_5xx(client: httpx.Client) -> None:
+    bodies: list[object] = [
+        None,
+        [],
+        "text",
+        5,
+        {"image": None},
+        {"images": None},
+        {"images": [1]},
+        {"images": [[]]},
+        {"images": {"a": 1}},
+        {"text": None},
+        {"text": 5},
+        {"texts": None},
+        {"texts": "abc"},
+        {"texts": [[1]]},
+        {"texts": [{"a": 1}]},
+        {"text": "ok", "texts": ["ok"]},
+        {"image": "", "text": ""},
+    ]
+    for body in bodies:
+        for model in ("digits", "sentiment"):
+            r = client.post(
+                f"/predict?model={model}",
+                content=json.dumps(body),
+                headers={"content-type": "application/json"},
+            )
+            assert 400 <= r.status_code < 500, (model, body, r.status_code, r.text)
+            assert r.json()["error"]

@@ -281,3 +281,47 @@ def test_v2_errors(echo_server: Server, client: httpx.Client) -> None:
     with httpx.Client(base_url=echo_server.url) as c:
         only_one = {"inputs": [{"name": "in_FP32", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
         post("/v2/models/echo/infer", only_one, 422, "needs input", c)
+
+
+def test_malformed_requests_never_answer_5xx(client: httpx.Client) -> None:
+    px = {"name": "pixels", "datatype": "UINT8", "shape": [1, 28, 28, 1], "data": [0] * 784}
+    bodies: list[object] = [
+        [],
+        "inputs",
+        42,
+        None,
+        {"inputs": {}},
+        {"inputs": [1]},
+        {"inputs": [{}]},
+        {"inputs": [{**px, "parameters": []}]},
+        {"inputs": [px], "parameters": [1]},
+        {"inputs": [px], "outputs": {}},
+        {"inputs": [px], "outputs": [3]},
+        {"inputs": [px], "outputs": [{}]},
+        {"inputs": [px], "outputs": [{"name": "logits", "parameters": "x"}]},
+        {"inputs": [px], "outputs": [{"name": "logits", "parameters": {"classification": -1}}]},
+        {"inputs": [px], "outputs": [{"name": "logits", "parameters": {"classification": "3"}}]},
+        {"inputs": [{**px, "shape": "1,28,28,1"}]},
+        {"inputs": [{**px, "shape": [1, -28, 28, 1]}]},
+        {"inputs": [{**px, "shape": [1.5, 28, 28, 1]}]},
+        {"inputs": [{**px, "data": {"a": 1}}]},
+        {"inputs": [{**px, "data": [[0] * 783, [0]]}]},
+        {"inputs": [{**px, "data": ["a"] * 784}]},
+        {"inputs": [{**px, "data": [None] * 784}]},
+        {"inputs": [{**px, "datatype": 7}]},
+        {"inputs": [{**px, "datatype": "FP32", "data": [float("nan")] * 784}]},
+        {"inputs": [{**px, "datatype": "BOOL", "data": [1] * 784}]},
+        {"inputs": [px, px]},
+        {"inputs": [{**px, "parameters": {"binary_data_size": 10}}]},
+        {"inputs": [{"name": "t", "datatype": "BYTES", "shape": [1], "data": [5]}]},
+    ]
+    # Valid base64 that is no image: bad for the image model (a sentence like any other for the text one).
+    not_an_image = {
+        "inputs": [{"name": "t", "datatype": "BYTES", "shape": [2], "data": [["aGk="], ["aGk="]]}]
+    }
+    for body in [*bodies, not_an_image]:
+        content = orjson.dumps(body) if body is not None else b"null"
+        for model in ("digits", "sentiment") if body is not not_an_image else ("digits",):
+            r = client.post(f"/v2/models/{model}/infer", content=content)
+            assert 400 <= r.status_code < 500, (model, body, r.status_code, r.text)
+            assert r.json()["error"]
