@@ -95,7 +95,7 @@ def decode_request(body: bytes, header_length: str | None) -> V2Request:
     if not raw_inputs:
         raise BadRequest("request: 'inputs' is empty")
     offset = 0
-    inputs = []
+    inputs: list[V2Input] = []
     for i, raw in enumerate(raw_inputs):
         if not isinstance(raw, dict):
             raise BadRequest(f"input {i}: must be an object")
