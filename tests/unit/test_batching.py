@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,6 +24,18 @@ def doubler(calls: list[list[Any]], delay_s: float = 0.0):
         return [p * 2 for p in payloads]
 
     return run
+
+
+def gated(calls: list[list[Any]]) -> tuple[threading.Event, Callable[[list[Any]], list[Any]]]:
+    """A model that records each run and holds it until the returned gate opens (at most 5 s)."""
+    gate = threading.Event()
+
+    def run(payloads: list[Any]) -> list[Any]:
+        calls.append(list(payloads))
+        gate.wait(5)
+        return payloads
+
+    return gate, run
 
 
 def run_async(coro: Any) -> Any:
@@ -106,12 +119,7 @@ def test_request_bigger_than_max_batch_runs_alone() -> None:
 
 def test_full_queue_answers_overloaded_at_once() -> None:
     async def main() -> None:
-        gate = threading.Event()
-
-        def slow(payloads: list[Any]) -> list[Any]:
-            gate.wait(5)
-            return payloads
-
+        gate, slow = gated([])
         b = DynamicBatcher(slow, max_batch_size=1, max_queue_size=2)
         await b.start()
         running = asyncio.create_task(b.submit("running"))
@@ -133,13 +141,7 @@ def test_full_queue_answers_overloaded_at_once() -> None:
 def test_request_past_its_timeout_answers_504_and_never_runs() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
-        gate = threading.Event()
-
-        def slow(payloads: list[Any]) -> list[Any]:
-            calls.append(list(payloads))
-            gate.wait(5)
-            return payloads
-
+        gate, slow = gated(calls)
         b = DynamicBatcher(slow, max_batch_size=1, timeout_s=0.05)
         await b.start()
         first = asyncio.create_task(b.submit("first"))
@@ -159,13 +161,7 @@ def test_request_past_its_timeout_answers_504_and_never_runs() -> None:
 def test_cancelled_caller_is_dropped_before_running() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
-        gate = threading.Event()
-
-        def slow(payloads: list[Any]) -> list[Any]:
-            calls.append(list(payloads))
-            gate.wait(5)
-            return payloads
-
+        gate, slow = gated(calls)
         b = DynamicBatcher(slow, max_batch_size=8)
         await b.start()
         first = asyncio.create_task(b.submit("first"))
