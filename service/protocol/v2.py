@@ -85,7 +85,17 @@ async def repository_index(request: Request) -> Response:
     return json_response([r for r in rows if r["state"] == "READY"] if only_ready else rows)
 
 
+def _one_process_only(request: Request) -> None:
+    """Each worker process has its own repository: a load reaching one of them would split the versions."""
+    if request.app.state.settings.workers > 1:
+        raise BadRequest(
+            "model load/unload needs a single process (MODELSERVE_WORKERS=1): with several workers each holds "
+            "its own repository; use MODELSERVE_REPOSITORY_POLL_S so every worker picks up changes"
+        )
+
+
 async def repository_load(request: Request, name: str) -> Response:
+    _one_process_only(request)
     body = await read_body(request, 1 << 20)
     doc = parse_json(body) if body.strip() else {}
     if isinstance(doc, dict) and (doc.get("parameters") or {}).keys() - {"ready"}:
@@ -97,6 +107,7 @@ async def repository_load(request: Request, name: str) -> Response:
 
 
 async def repository_unload(request: Request, name: str) -> Response:
+    _one_process_only(request)
     await read_body(request, 1 << 16)
     await request.app.state.repository.unload(name)
     return json_response({})

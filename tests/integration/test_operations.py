@@ -173,3 +173,6 @@ def test_two_workers_serve(tmp_path: Path, digit_png: Callable[[int], bytes]) ->
         for _ in range(6):
             r = httpx.post(f"{srv.url}/predict", content=digit_png(9), headers={"content-type": "image/png"})
             assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "9"
+        # A load would reach one worker only: refused, with the way that works.
+        r = httpx.post(f"{srv.url}/v2/repository/models/digits/load")
+        assert r.status_code == 400 and "MODELSERVE_REPOSITORY_POLL_S" in r.json()["error"]
