@@ -33,7 +33,7 @@ from service.fastpath import FastPath
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
 from service.protocol import health, predict
-from service.protocol.http import json_response
+from service.protocol.http import error_response, json_response
 from service.protocol.v2 import register_v2_endpoints
 from service.repository import ModelRepository
 
@@ -130,11 +130,8 @@ def create_app_from_env() -> ASGIApp:
 def _add_error_handlers(app: FastAPI) -> None:
     """One renderer for every error: {"error": "..."} with the right status."""
 
-    async def service_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ServiceError)
-        if exc.status_code >= 500 and exc.status_code != 503:
-            log.error("%s: %s", type(exc).__name__, exc.message)
-        return json_response({"error": exc.message}, exc.status_code, exc.headers)
+    async def render_error(_: Request, exc: Exception) -> Response:
+        return error_response(exc)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -145,11 +142,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         return json_response({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
-
-    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(ServiceError, render_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(Exception, render_error)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from service.errors import InferenceFailed, Overloaded, QueueTimeout, ServiceError
@@ -32,21 +32,10 @@ class _Pending:
     rows: int
     future: asyncio.Future[Any]
     arrival: float
-    timer: asyncio.TimerHandle | None = None
-    started: bool = False
+    timer: asyncio.TimerHandle | None = (
+        None  # cancelled when the request starts: the timeout covers the queue
+    )
     trace: dict[str, Any] | None = None
-
-
-@dataclass
-class BatchStats:
-    """Running totals, for tests and metrics: how many runs, how many rows they held."""
-
-    runs: int = 0
-    rows: int = 0
-    requests: int = 0
-    timed_out: int = 0
-    rejected: int = 0
-    batch_sizes: list[int] = field(default_factory=list, repr=False)
 
 
 class BatchObserver:
@@ -68,7 +57,6 @@ class DynamicBatcher:
         timeout_s: float = 30.0,
         instances: int = 1,
         observer: BatchObserver | None = None,
-        keep_batch_sizes: int = 0,
     ) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
@@ -76,10 +64,8 @@ class DynamicBatcher:
         self.max_queue_size = max_queue_size
         self.timeout_s = timeout_s
         self.instances = instances
-        self.stats = BatchStats()
         self._run_batch = run_batch
         self._observer = observer or BatchObserver()
-        self._keep_batch_sizes = keep_batch_sizes
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._in_flight = 0
@@ -88,8 +74,7 @@ class DynamicBatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._arrived: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
-        self._closing = False  # draining: still takes requests already headed here
-        self._closed = False
+        self._closed = False  # set once drained: until then requests already headed here are taken
 
     @property
     def queue_depth(self) -> int:
@@ -130,7 +115,6 @@ class DynamicBatcher:
         if self._closed:
             raise Overloaded(f"model {self.name} was unloaded; retry to reach its replacement")
         if len(self._queue) >= self.max_queue_size:
-            self.stats.rejected += 1
             raise Overloaded(f"model {self.name} is overloaded: {len(self._queue)} requests queued")
         loop = asyncio.get_running_loop()
         pending = _Pending(payload, rows, loop.create_future(), time.monotonic(), trace=trace)
@@ -142,8 +126,7 @@ class DynamicBatcher:
         return pending.future
 
     def _expire(self, pending: _Pending) -> None:
-        if not pending.started and not pending.future.done():
-            self.stats.timed_out += 1
+        if not pending.future.done():
             pending.future.set_exception(
                 QueueTimeout(
                     f"model {self.name}: request waited {self.timeout_s:g} s in the queue and was not run"
@@ -190,9 +173,8 @@ class DynamicBatcher:
                 break
             self._queue.popleft()
             self._queued_rows -= head.rows
-            head.started = True
             if head.timer is not None:
-                head.timer.cancel()  # the timeout covers the queue only
+                head.timer.cancel()
             batch.append(head)
             rows += head.rows
         return batch
@@ -227,14 +209,7 @@ class DynamicBatcher:
                 _set_exception(p.future, error)
         finally:
             self._in_flight -= len(batch)
-            run_s = time.perf_counter() - start
-            self.stats.runs += 1
-            self.stats.rows += rows
-            self.stats.requests += len(batch)
-            if self._keep_batch_sizes:
-                self.stats.batch_sizes.append(rows)
-                del self.stats.batch_sizes[: -self._keep_batch_sizes]
-            self._observer.on_batch(rows, len(batch), run_s)
+            self._observer.on_batch(rows, len(batch), time.perf_counter() - start)
 
     def _inference_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         """One per instance: runs batches off the event loop (onnxruntime releases the GIL). A plain thread
@@ -270,7 +245,6 @@ class DynamicBatcher:
     async def close(self, drain_timeout_s: float = 30.0, grace_s: float = 0.0) -> None:
         """Let queued and running requests finish (bounded), keep taking requests for ``grace_s`` more
         (those already on their way), then refuse new ones and stop the workers."""
-        self._closing = True
         await self._drain(drain_timeout_s)
         if grace_s:
             await asyncio.sleep(grace_s)

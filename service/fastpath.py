@@ -4,12 +4,11 @@ Profiling V2 infer at 64 concurrent clients showed about 40% of the event loop i
 layers (exit stacks, routing over every route, body-limit and telemetry middleware) before the handler
 ran. The hot routes (/predict and V2 infer) are few and take the raw body, so they are matched here with
 a split of the path and handed to the same handler functions FastAPI registers (which still serve the
-OpenAPI docs); everything else falls through to FastAPI. Errors render exactly as FastAPI's handler does.
+OpenAPI docs); everything else falls through to FastAPI. Errors go through the same error_response.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,11 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.errors import InvalidInput, ServiceError
+from service.errors import InvalidInput
 from service.protocol import predict, v2
-from service.protocol.http import json_response
+from service.protocol.http import error_response
 
-log = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[Response]]
 
 
@@ -70,13 +68,8 @@ class FastPath:
                 params.setdefault("name", request.query_params.get("model"))
                 params.setdefault("version", None)
             return await handler(request, **params)
-        except ServiceError as e:
-            if e.status_code >= 500 and e.status_code != 503:
-                log.error("%s: %s", type(e).__name__, e.message)
-            return json_response({"error": e.message}, e.status_code, e.headers)
         except Exception as e:
-            log.exception("unhandled error")
-            return json_response({"error": f"internal error: {type(e).__name__}"}, 500)
+            return error_response(e)
 
 
 def _top_k(request: Request) -> int:
@@ -87,6 +80,8 @@ def _top_k(request: Request) -> int:
         k = int(raw)
     except ValueError:
         raise InvalidInput(f"invalid request: query.top_k: must be an integer, got {raw!r}") from None
-    if not 1 <= k <= 1000:
-        raise InvalidInput(f"invalid request: query.top_k: must be between 1 and 1000, got {k}")
+    if not 1 <= k <= predict.MAX_TOP_K:
+        raise InvalidInput(
+            f"invalid request: query.top_k: must be between 1 and {predict.MAX_TOP_K}, got {k}"
+        )
     return k

@@ -10,12 +10,12 @@ import time
 import uuid
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import Settings
 from service.errors import Forbidden, ServiceError, Unauthorized
 from service.metrics import Metrics
+from service.protocol.http import error_response
 
 access_log = logging.getLogger("modelserve.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -106,7 +106,7 @@ class RequestMiddleware:
         try:
             error = self.keys.check(scope["path"], headers) if self.keys.enabled else None
             if error is not None:
-                await _send_error(send_with_id, error)
+                await error_response(error)(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
@@ -151,11 +151,3 @@ class RequestMiddleware:
 
 def _decode(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
-
-
-async def _send_error(send: Send, error: ServiceError) -> None:
-    body = orjson.dumps({"error": error.message})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

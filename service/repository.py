@@ -126,7 +126,6 @@ def _load_version(
     meta_path = path / "model.json"
     meta = ModelMeta.model_validate_json(meta_path.read_bytes()) if meta_path.is_file() else ModelMeta()
     image_spec = tokenizer = None
-    pad_values: dict[str, int] = {}
     if meta.input_kind == "image":
         pre = meta.preprocessing["image"]
         image_spec = ImageSpec(int(pre["height"]), int(pre["width"]), int(pre["channels"]))
@@ -145,10 +144,9 @@ def _load_version(
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
         optimization=settings.graph_optimization_level,
-        pad_values=pad_values,
         spin_wait=settings.spin_wait,
     )
-    if tokenizer is not None:
+    if tokenizer is not None:  # token ids of different lengths join a batch padded with this
         model.pad_values[model.inputs[0].name] = tokenizer.pad_id
     _check_meta(meta, model, image_spec)
     model.warm_up()

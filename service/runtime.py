@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
-log = logging.getLogger(__name__)
 
 # V2 datatype <-> numpy dtype <-> onnxruntime type string.
 V2_TO_NUMPY: dict[str, np.dtype] = {
@@ -95,7 +92,6 @@ class OnnxModel:
         intra_op_threads: int = 0,
         inter_op_threads: int = 1,
         optimization: str = "all",
-        pad_values: dict[str, int] | None = None,
         spin_wait: bool = False,
     ) -> None:
         opts = ort.SessionOptions()
@@ -114,7 +110,8 @@ class OnnxModel:
         self.output_names = [o.name for o in self.outputs]
         # Batching needs a dynamic leading axis on every input and output.
         self.batchable = all(t.shape and t.shape[0] == -1 for t in (*self.inputs, *self.outputs))
-        self.pad_values = pad_values or {}
+        # Inputs whose rows may differ in length (token ids), with the value that right-pads them.
+        self.pad_values: dict[str, int] = {}
 
     def run(self, feeds: Feeds) -> Feeds:
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds), strict=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, TypeVar
 
 import orjson
@@ -10,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from service.errors import BadRequest, ClientGone, PayloadTooLarge
+from service.errors import BadRequest, ClientGone, PayloadTooLarge, ServiceError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -62,6 +64,16 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
         headers=headers,
         media_type="application/json",
     )
+
+
+def error_response(exc: Exception) -> Response:
+    """The one rendering of every error: ``{"error": "..."}`` with its status; our own faults are logged."""
+    if isinstance(exc, ServiceError):
+        if exc.status_code >= 500 and exc.status_code != 503:
+            log.error("%s: %s", type(exc).__name__, exc.message)
+        return json_response({"error": exc.message}, exc.status_code, exc.headers)
+    log.error("unhandled error", exc_info=exc)
+    return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
 
 
 def media_type(request: Request) -> str:

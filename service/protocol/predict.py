@@ -24,7 +24,10 @@ from service.protocol.inputs import top_k as best_labels
 from service.repository import ModelRepository, ModelVersion
 
 router = APIRouter(tags=["predict"])
-TopK = Annotated[int, Query(ge=1, le=1000, description="how many of the best labels to return per input")]
+MAX_TOP_K = 1000
+TopK = Annotated[
+    int, Query(ge=1, le=MAX_TOP_K, description="how many of the best labels to return per input")
+]
 ACCEPTED = (
     "multipart/form-data (image files), image/* or application/octet-stream (one image), "
     "application/json ({image|images|text|texts}), text/plain (one text)"

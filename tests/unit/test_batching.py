@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.batching import DynamicBatcher
+from service.batching import BatchObserver, DynamicBatcher
 from service.errors import InferenceFailed, Overloaded, QueueTimeout
 
 
@@ -248,14 +248,27 @@ def test_close_drains_queued_requests_then_refuses_new_ones() -> None:
     run_async(main())
 
 
-def test_stats_count_runs_and_rows() -> None:
+def test_observer_counts_runs_and_rows() -> None:
+    class Recorder(BatchObserver):
+        def __init__(self) -> None:
+            self.batches: list[tuple[int, int]] = []
+
+        def on_batch(self, rows: int, requests: int, run_s: float) -> None:
+            self.batches.append((rows, requests))
+
     async def main() -> None:
-        b = DynamicBatcher(doubler([]), keep_batch_sizes=10)
+        seen = Recorder()
+        b = DynamicBatcher(doubler([]), observer=seen)
         await b.start()
         await b.submit(1, rows=3)
         await b.submit(2, rows=2)
         await b.close()
-        assert (b.stats.runs, b.stats.rows, b.stats.requests) == (2, 5, 2)
-        assert b.stats.batch_sizes == [3, 2]
+        runs, rows, requests = (
+            len(seen.batches),
+            sum(r for r, _ in seen.batches),
+            sum(q for _, q in seen.batches),
+        )
+        assert (runs, rows, requests) == (2, 5, 2)
+        assert [r for r, _ in seen.batches] == [3, 2]
 
     run_async(main())
