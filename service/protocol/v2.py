@@ -19,6 +19,7 @@ from service.protocol.v2_codec import (
     decode_request,
     encode_response,
     encoded_images,
+    parameters,
     raw_bytes_input,
     strings,
     tensor_feeds,
@@ -78,9 +79,16 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     return Response(content, headers=headers)
 
 
+def _optional_object(body: bytes) -> dict[str, Any]:
+    """The repository routes take an empty body or a JSON object."""
+    doc = parse_json(body) if body.strip() else {}
+    if not isinstance(doc, dict):
+        raise BadRequest("the request body must be a JSON object (or empty)")
+    return doc
+
+
 async def repository_index(request: Request) -> Response:
-    body = await read_body(request, 1 << 16)
-    only_ready = bool(parse_json(body).get("ready")) if body.strip() else False
+    only_ready = bool(_optional_object(await read_body(request, 1 << 16)).get("ready"))
     rows: list[dict[str, Any]] = request.app.state.repository.index()
     return json_response([r for r in rows if r["state"] == "READY"] if only_ready else rows)
 
@@ -96,9 +104,8 @@ def _one_process_only(request: Request) -> None:
 
 async def repository_load(request: Request, name: str) -> Response:
     _one_process_only(request)
-    body = await read_body(request, 1 << 20)
-    doc = parse_json(body) if body.strip() else {}
-    if isinstance(doc, dict) and (doc.get("parameters") or {}).keys() - {"ready"}:
+    doc = _optional_object(await read_body(request, 1 << 20))
+    if parameters(doc, "load request").keys() - {"ready"}:
         raise BadRequest(
             "load parameters (config or file overrides) are not supported: change models/ and load"
         )

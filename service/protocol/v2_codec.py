@@ -62,7 +62,8 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
-def _params(obj: dict[str, Any], where: str) -> dict[str, Any]:
+def parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """An object's optional "parameters", which must be an object (400 otherwise)."""
     params = obj.get("parameters")
     if params is None:
         return {}
@@ -105,7 +106,7 @@ def decode_request(body: bytes, header_length: str | None) -> V2Request:
         inputs.append(item)
     if offset != len(binary):
         raise BadRequest(f"{len(binary) - offset} bytes of binary data belong to no input")
-    params = _params(doc, "request")
+    params = parameters(doc, "request")
     outputs = None
     if doc.get("outputs") is not None:
         outputs = [_decode_output(o, i) for i, o in enumerate(_field(doc, "outputs", list, "request"))]
@@ -123,7 +124,7 @@ def _decode_output(raw: Any, i: int) -> RequestedOutput:
     if not isinstance(raw, dict):
         raise BadRequest(f"output {i}: must be an object")
     name = _field(raw, "name", str, f"output {i}")
-    params = _params(raw, f"output {name}")
+    params = parameters(raw, f"output {name}")
     k = params.get("classification", 0)
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         raise BadRequest(f"output {name}: 'classification' must be a non-negative integer")
@@ -141,7 +142,7 @@ def _decode_input(raw: dict[str, Any], binary: memoryview, offset: int) -> tuple
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"{where}: shape must be a list of non-negative integers, got {shape}")
     count = math.prod(shape)
-    size = _params(raw, where).get("binary_data_size")
+    size = parameters(raw, where).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise BadRequest(

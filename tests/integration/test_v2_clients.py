@@ -98,6 +98,13 @@ def test_repository_load_unload(tmp_path: Path) -> None:
             c.load_model("broken")
         r = httpx.post(f"{srv.url}/v2/repository/index", json={"ready": True})
         assert {m["name"] for m in r.json()} == {"digits", "affine"}
+        for url, body in (
+            ("/v2/repository/index", [1]),
+            ("/v2/repository/models/affine/load", {"parameters": [1]}),
+            ("/v2/repository/models/affine/load", "x"),
+        ):
+            r = httpx.post(f"{srv.url}{url}", json=body)
+            assert r.status_code == 400 and r.json()["error"], (url, body, r.text)
 
 
 def test_hot_reload_under_load_fails_no_request(tmp_path: Path) -> None:
