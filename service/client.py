@@ -17,7 +17,6 @@ import io
 import itertools
 import os
 import random
-import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import httpx
 import numpy as np
 import orjson
 
-from service.runtime import NUMPY_TO_V2, V2_TO_NUMPY
+from service.protocol.tensors import NUMPY_TO_V2, V2_TO_NUMPY, pack_bytes, unpack_bytes
 
 DEFAULT_URL = "http://localhost:8080"
 ImageLike = str | os.PathLike[str] | bytes | Any  # Any: a PIL.Image.Image
@@ -209,7 +208,7 @@ def _infer_call(
         if arr.dtype.kind in "USO":
             datatype = "BYTES"
             items = [x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel().tolist()]
-            raw = b"".join(struct.pack("<I", len(x)) + x for x in items)
+            raw = pack_bytes(items)
             data: Any = [x.decode("utf-8", "replace") for x in items]
         else:
             datatype = NUMPY_TO_V2[arr.dtype]
@@ -265,12 +264,7 @@ def _tensors(response: httpx.Response) -> dict[str, np.ndarray]:
             chunk = content[offset : offset + n]
             offset += n
             if t["datatype"] == "BYTES":
-                items, pos = [], 0
-                while pos < len(chunk):
-                    (k,) = struct.unpack_from("<I", chunk, pos)
-                    items.append(chunk[pos + 4 : pos + 4 + k])
-                    pos += 4 + k
-                arr = np.asarray(items, dtype=object)
+                arr = np.asarray(unpack_bytes(chunk), dtype=object)
             else:
                 arr = np.frombuffer(chunk, dtype=V2_TO_NUMPY[t["datatype"]].newbyteorder("<"))
         out[t["name"]] = arr.reshape(shape)

@@ -8,23 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-# V2 datatype <-> numpy dtype <-> onnxruntime type string.
-V2_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(np.object_),
-}
-NUMPY_TO_V2 = {v: k for k, v in V2_TO_NUMPY.items()}
+from service.protocol.tensors import V2_TO_NUMPY
+
+# onnxruntime type string -> V2 datatype (V2 -> numpy is in service/protocol/tensors.py).
 _ORT_TO_V2 = {
     "tensor(bool)": "BOOL",
     "tensor(uint8)": "UINT8",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +20,9 @@ import numpy as np
 import orjson
 
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge
+from service.protocol.tensors import NUMPY_TO_V2, V2_TO_NUMPY, pack_bytes, unpack_bytes
 from service.repository import ModelVersion
-from service.runtime import NUMPY_TO_V2, V2_TO_NUMPY, Feeds, TensorSpec
+from service.runtime import Feeds, TensorSpec
 
 _INT_KINDS = "iub"
 _RESERVED = {"binary_data_output"}
@@ -160,15 +160,10 @@ def _decode_input(raw: dict[str, Any], binary: memoryview, offset: int) -> tuple
 
 def _from_binary(chunk: memoryview, datatype: str, count: int, where: str) -> np.ndarray | list[bytes]:
     if datatype == "BYTES":
-        items, pos, raw = [], 0, chunk.tobytes()
-        while pos < len(raw):
-            if pos + 4 > len(raw):
-                raise BadRequest(f"{where}: truncated BYTES element length")
-            (n,) = struct.unpack_from("<I", raw, pos)
-            if pos + 4 + n > len(raw):
-                raise BadRequest(f"{where}: BYTES element runs past its data")
-            items.append(raw[pos + 4 : pos + 4 + n])
-            pos += 4 + n
+        try:
+            items = unpack_bytes(chunk.tobytes())
+        except ValueError as e:
+            raise BadRequest(f"{where}: {e}") from None
         if len(items) != count:
             raise InvalidInput(f"{where}: shape holds {count} elements, binary data holds {len(items)}")
         return items
@@ -347,13 +342,13 @@ def encode_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> tup
                 "shape": [len(strings), len(strings[0]) if strings else 0],
             }
             flat: Any = [s for row in strings for s in row]
-            blob = b"".join(struct.pack("<I", len(s)) + s.encode() for s in flat)
+            blob = pack_bytes(s.encode() for s in flat)
         else:
             datatype = NUMPY_TO_V2.get(arr.dtype, "BYTES")
             entry = {"name": out.name, "datatype": datatype, "shape": list(arr.shape)}
             if datatype == "BYTES":
                 flat = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel().tolist()]
-                blob = b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in flat)
+                blob = pack_bytes(s.encode() for s in flat)
             else:
                 flat = arr.ravel().tolist() if datatype == "FP16" else arr.ravel()
                 blob = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()

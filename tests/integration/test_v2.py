@@ -6,6 +6,7 @@ import base64
 import io
 import struct
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,6 +14,7 @@ import orjson
 import pytest
 from PIL import Image
 
+from service.protocol.tensors import pack_bytes, unpack_bytes
 from tests.conftest import Server, run_server
 from tests.graphs import ECHO_TYPES, copy_shipped, echo_model
 
@@ -150,10 +152,6 @@ def split_binary(r: httpx.Response) -> tuple[dict[str, object], dict[str, bytes]
     return header, blobs
 
 
-def bytes_blob(items: list[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(x)) + x for x in items)
-
-
 def test_binary_tensors_in_and_out(client: httpx.Client, digit_png: Callable[[int], bytes]) -> None:
     batch = np.concatenate([pixels(digit_png(d)) for d in range(8)])
     body, headers = binary_request(
@@ -167,7 +165,7 @@ def test_binary_tensors_in_and_out(client: httpx.Client, digit_png: Callable[[in
     assert probs.argmax(1).tolist() == list(range(8))
     # PNG bytes as a binary BYTES input, one output in JSON and one in binary.
     body, headers = binary_request(
-        [("image", "BYTES", [2], bytes_blob([digit_png(3), digit_png(6)]))],
+        [("image", "BYTES", [2], pack_bytes([digit_png(3), digit_png(6)]))],
         [
             {"name": "logits", "parameters": {"binary_data": False}},
             {"name": "probabilities", "parameters": {"binary_data": True, "classification": 1}},
@@ -210,7 +208,7 @@ def test_every_datatype_round_trips_in_json_and_binary(echo_server: Server) -> N
         binary_inputs = []
         for t, v in values.items():
             raw = (
-                bytes_blob([s.encode() for s in v[0]])
+                pack_bytes([s.encode() for s in v[0]])
                 if t == "BYTES"
                 else np.asarray(v, dtype=NP[t]).tobytes()
             )
@@ -325,3 +323,22 @@ def test_malformed_requests_never_answer_5xx(client: httpx.Client) -> None:
             r = client.post(f"/v2/models/{model}/infer", content=content)
             assert 400 <= r.status_code < 500, (model, body, r.status_code, r.text)
             assert r.json()["error"]
+
+
+def test_binary_classification_frames_non_ascii_labels_by_bytes(
+    tmp_path: Path, digit_png: Callable[[int], bytes]
+) -> None:
+    target = copy_shipped("digits", tmp_path / "models")
+    meta = orjson.loads((target / "model.json").read_bytes())
+    meta["labels"] = [f"zéro-{d}-数字" for d in range(10)]
+    (target / "model.json").write_bytes(orjson.dumps(meta))
+    body, headers = binary_request(
+        [("pixels", "UINT8", [1, 28, 28, 1], pixels(digit_png(7)).tobytes())],
+        [{"name": "probabilities", "parameters": {"binary_data": True, "classification": 2}}],
+    )
+    with run_server(tmp_path / "models", tmp_path) as srv:
+        r = httpx.post(f"{srv.url}/v2/models/digits/infer", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    _, blobs = split_binary(r)
+    best, second = [x.decode() for x in unpack_bytes(blobs["probabilities"])]
+    assert best.split(":", 2)[1:] == ["7", "zéro-7-数字"] and second.endswith("-数字")
