@@ -39,9 +39,7 @@ def sentences() -> list[str]:
 
 def text_ids(models: Path, n: int) -> np.ndarray:
     pre = json.loads((models / "sentiment/1/model.json").read_text())["preprocessing"]["text"]
-    tok = Tokenizer.from_vocab_file(
-        models / "sentiment/1/vocab.txt", lowercase=pre["lowercase"], max_length=pre["max_length"]
-    )
+    tok = Tokenizer.from_preprocessing(pre, model_dir=models / "sentiment/1")
     texts = sentences()
     return pad_batch([tok.encode(texts[i % len(texts)]) for i in range(n)], tok.pad_id)
 

@@ -47,9 +47,7 @@ def build(models: Path) -> FastAPI:
         sessions[name] = ort.InferenceSession(str(models / name / "1" / "model.onnx"))
         metas[name] = json.loads((models / name / "1" / "model.json").read_text())
     pre = metas["sentiment"]["preprocessing"]["text"]
-    tokenizer = Tokenizer.from_vocab_file(
-        models / "sentiment" / "1" / "vocab.txt", lowercase=pre["lowercase"], max_length=pre["max_length"]
-    )
+    tokenizer = Tokenizer.from_preprocessing(pre, model_dir=models / "sentiment" / "1")
     img = metas["digits"]["preprocessing"]["image"]
     spec = ImageSpec(img["height"], img["width"], img["channels"])
 

@@ -131,13 +131,7 @@ def _load_version(
         image_spec = ImageSpec(int(pre["height"]), int(pre["width"]), int(pre["channels"]))
     elif meta.input_kind == "text":
         pre = meta.preprocessing["text"]
-        tokenizer = Tokenizer.from_vocab_file(
-            path / pre.get("vocabulary", "vocab.txt"),
-            lowercase=pre["lowercase"],
-            max_length=pre["max_length"],
-            pad_id=pre["pad_id"],
-            unk_id=pre["unk_id"],
-        )
+        tokenizer = Tokenizer.from_preprocessing(pre, model_dir=path)
     model = OnnxModel(
         onnx_path,
         providers=settings.providers,

@@ -81,13 +81,7 @@ def _encoded_samples(ckpt: dict[str, Any]) -> list[np.ndarray]:
     from service.preprocess.text import Tokenizer
 
     pre = ckpt["preprocessing"]["text"]
-    tok = Tokenizer(
-        ckpt["vocab"],
-        lowercase=pre["lowercase"],
-        max_length=pre["max_length"],
-        pad_id=pre["pad_id"],
-        unk_id=pre["unk_id"],
-    )
+    tok = Tokenizer.from_preprocessing(pre, ckpt["vocab"])
     return [tok.encode(t) for t in ckpt["samples"]]
 
 

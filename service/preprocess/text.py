@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,9 +76,21 @@ class Tokenizer:
         path.write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
 
     @classmethod
-    def from_vocab_file(cls, path: Path, **options: object) -> Tokenizer:
-        vocab = path.read_text(encoding="utf-8").splitlines()
-        return cls(vocab, **options)  # type: ignore[arg-type]
+    def from_preprocessing(
+        cls, pre: dict[str, Any], vocab: list[str] | None = None, model_dir: Path | None = None
+    ) -> Tokenizer:
+        """The tokenizer model.json's ``preprocessing.text`` describes; the vocabulary given, or read from
+        its file in ``model_dir``."""
+        if vocab is None:
+            assert model_dir is not None, "give the vocabulary or the model folder that holds it"
+            vocab = (model_dir / pre.get("vocabulary", "vocab.txt")).read_text(encoding="utf-8").splitlines()
+        return cls(
+            vocab,
+            lowercase=pre["lowercase"],
+            max_length=pre["max_length"],
+            pad_id=pre["pad_id"],
+            unk_id=pre["unk_id"],
+        )
 
 
 def pad_batch(sequences: list[np.ndarray], pad_id: int) -> np.ndarray:

@@ -28,13 +28,7 @@ def test_sentiment_test_accuracy_and_plain_cases() -> None:
     root = MODELS / "sentiment/1"
     meta = json.loads((root / "model.json").read_text())
     pre = meta["preprocessing"]["text"]
-    tok = Tokenizer.from_vocab_file(
-        root / "vocab.txt",
-        lowercase=pre["lowercase"],
-        max_length=pre["max_length"],
-        pad_id=pre["pad_id"],
-        unk_id=pre["unk_id"],
-    )
+    tok = Tokenizer.from_preprocessing(pre, model_dir=root)
     sess = ort.InferenceSession(str(root / "model.onnx"))
 
     def classify(texts: list[str]) -> np.ndarray:

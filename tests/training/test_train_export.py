@@ -58,9 +58,7 @@ def test_text_model_is_padding_invariant(text_checkpoint: Path, tmp_path: Path) 
     meta = json.loads((target / "model.json").read_text())
     pre = meta["preprocessing"]["text"]
     assert meta["inputs"] == [{"name": "ids", "datatype": "INT64", "shape": [-1, -1]}]
-    tok = Tokenizer.from_vocab_file(
-        target / "vocab.txt", lowercase=pre["lowercase"], max_length=pre["max_length"]
-    )
+    tok = Tokenizer.from_preprocessing(pre, model_dir=target)
     sess = ort.InferenceSession(str(target / "model.onnx"))
     texts = [
         "good",
