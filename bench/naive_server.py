@@ -49,7 +49,7 @@ def build(models: Path) -> FastAPI:
     pre = metas["sentiment"]["preprocessing"]["text"]
     tokenizer = Tokenizer.from_preprocessing(pre, model_dir=models / "sentiment" / "1")
     img = metas["digits"]["preprocessing"]["image"]
-    spec = ImageSpec(img["height"], img["width"], img["channels"])
+    spec = ImageSpec.from_preprocessing(img)
 
     @app.post("/v2/models/{name}/infer")
     def infer(name: str, request: InferRequest) -> dict[str, object]:

@@ -128,7 +128,7 @@ def _load_version(
     image_spec = tokenizer = None
     if meta.input_kind == "image":
         pre = meta.preprocessing["image"]
-        image_spec = ImageSpec(int(pre["height"]), int(pre["width"]), int(pre["channels"]))
+        image_spec = ImageSpec.from_preprocessing(pre)
     elif meta.input_kind == "text":
         pre = meta.preprocessing["text"]
         tokenizer = Tokenizer.from_preprocessing(pre, model_dir=path)

@@ -130,7 +130,7 @@ def _test_set(ckpt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     data = ckpt["data"]
     if ckpt["kind"] == "image":
         pre = ckpt["preprocessing"]["image"]
-        spec = ImageSpec(pre["height"], pre["width"], pre["channels"])
+        spec = ImageSpec.from_preprocessing(pre)
         images = load_images(data["source"], spec, data["seed"]).test
         return images.images, images.labels
     texts = load_texts(data["source"], data["seed"]).test

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,6 +38,11 @@ class ImageSpec:
     height: int
     width: int
     channels: int
+
+    @classmethod
+    def from_preprocessing(cls, pre: dict[str, Any]) -> ImageSpec:
+        """The input model.json's ``preprocessing.image`` describes."""
+        return cls(int(pre["height"]), int(pre["width"]), int(pre["channels"]))
 
 
 def decode(data: bytes, *, max_pixels: int, content_type: str | None = None) -> Image.Image:

@@ -16,7 +16,7 @@ from training.data import load_digits, load_texts
 def test_digits_test_accuracy_at_least_97_percent() -> None:
     meta = json.loads((MODELS / "digits/1/model.json").read_text())
     pre = meta["preprocessing"]["image"]
-    test = load_digits(ImageSpec(pre["height"], pre["width"], pre["channels"]), seed=0).test
+    test = load_digits(ImageSpec.from_preprocessing(pre), seed=0).test
     sess = ort.InferenceSession(str(MODELS / "digits/1/model.onnx"))
     probs = sess.run(["probabilities"], {"pixels": test.images})[0]
     accuracy = float((probs.argmax(1) == test.labels).mean())
