@@ -23,7 +23,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from service.preprocess.text import pad_batch
+from service.preprocess.image import ImageSpec
+from service.preprocess.text import Tokenizer, pad_batch
 from training.nets import ImageCNN, ImageCNNConfig, TextLSTM, TextLSTMConfig
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,10 @@ def _sample_batches(ckpt: dict[str, Any]) -> list[np.ndarray]:
     ]
 
 
-def _encoded_samples(ckpt: dict[str, Any]) -> list[np.ndarray]:
-    from service.preprocess.text import Tokenizer
-
-    pre = ckpt["preprocessing"]["text"]
-    tok = Tokenizer.from_preprocessing(pre, ckpt["vocab"])
-    return [tok.encode(t) for t in ckpt["samples"]]
+def _encoded_samples(ckpt: dict[str, Any], texts: list[str] | None = None) -> list[np.ndarray]:
+    """Token ids of ``texts`` (default: the checkpoint's sample texts) with the checkpoint's tokenizer."""
+    tok = Tokenizer.from_preprocessing(ckpt["preprocessing"]["text"], ckpt["vocab"])
+    return [tok.encode(t) for t in (ckpt["samples"] if texts is None else texts)]
 
 
 def check_parity(ckpt: dict[str, Any], net: nn.Module, onnx_path: Path) -> float:
@@ -124,7 +123,6 @@ MAX_INT8_DROP_POINTS = 0.5
 
 def _test_set(ckpt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The checkpoint's test split as model inputs and labels (reloaded from its data source)."""
-    from service.preprocess.image import ImageSpec
     from training.data import load_images, load_texts
 
     data = ckpt["data"]
@@ -134,7 +132,7 @@ def _test_set(ckpt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         images = load_images(data["source"], spec, data["seed"]).test
         return images.images, images.labels
     texts = load_texts(data["source"], data["seed"]).test
-    ids = _encoded_samples(dict(ckpt, samples=texts.texts))
+    ids = _encoded_samples(ckpt, texts.texts)
     return pad_batch(ids, ckpt["preprocessing"]["text"]["pad_id"]), texts.labels
 
 
