@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge
+from service.protocol.inputs import ranked
 from service.protocol.tensors import NUMPY_TO_V2, V2_TO_NUMPY, pack_bytes, unpack_bytes
 from service.repository import ModelVersion
 from service.runtime import Feeds, TensorSpec
@@ -377,11 +378,8 @@ def classify(mv: ModelVersion, scores: np.ndarray, k: int) -> list[list[str]]:
     """Triton's classification strings, the k best per row: "score:index[:label]"."""
     if scores.ndim == 1:
         scores = scores[None, :]
-    scores = scores.reshape(scores.shape[0], -1)
-    k = min(k, scores.shape[1])
     labels = mv.meta.labels
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     rows = []
-    for row, idx in zip(scores.tolist(), order.tolist(), strict=True):
+    for row, idx in ranked(scores.reshape(scores.shape[0], -1), k):
         rows.append([f"{row[i]:f}:{i}:{labels[i]}" if i < len(labels) else f"{row[i]:f}:{i}" for i in idx])
     return rows
