@@ -32,6 +32,7 @@ from service.errors import ServiceError
 from service.fastpath import FastPath
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
+from service.polling import RepositoryPoller
 from service.protocol import health, predict
 from service.protocol.http import error_response, json_response
 from service.protocol.v2 import register_v2_endpoints
@@ -60,7 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         poller = None
         if settings.repository_poll_s > 0:
-            poller = asyncio.create_task(repository.poll_forever(settings.repository_poll_s))
+            poller = asyncio.create_task(
+                RepositoryPoller(repository, settings.repository_poll_s).run_forever()
+            )
         try:
             yield
         finally:

@@ -1,8 +1,10 @@
 """ModelRepository: scan models/, load versions by policy into OnnxModels with batchers, swap atomically.
 
 Layout: models/<name>/config.json (serving knobs, optional) and models/<name>/<version>/model.onnx with
-model.json (metadata, optional). A version that fails to load is logged and recorded with its reason; the
-others still serve.
+model.json (metadata, optional). A version that fails to load is logged (with the detail) and recorded
+with a reason safe to answer (no paths, no library text); the others still serve, and so does whatever
+served before a failed reload (Triton's behaviour). A version that requests resolved stays until each of
+them is answered (leases), however long their decoding takes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,13 +26,28 @@ from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import BadRequest, NotFound
 from service.metrics import Metrics, ModelMetrics
+from service.polling import fingerprint
 from service.preprocess.image import ImageSpec
 from service.preprocess.text import Tokenizer
 from service.runtime import OnnxModel, TensorSpec
 
 log = logging.getLogger(__name__)
-# After a swap, the old version keeps taking requests this long: those that resolved it just before.
-RETIRE_GRACE_S = 2.0
+# Model names: what a folder may be called and a client may ask for. No dots first (.., hidden folders),
+# no separators, no ~: a name can never reach outside the repository.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_name(name: str) -> str:
+    """The name, or BadRequest (400) when it could not be a model folder's name."""
+    if not MODEL_NAME.fullmatch(name):
+        raise BadRequest(
+            f"invalid model name {name[:64]!r}: 1-128 letters, digits, '_', '.' or '-', not starting with '.'"
+        )
+    return name
+
+
+class LoadError(ValueError):
+    """A load failure whose message is safe to answer: it names no path and quotes no library."""
 
 
 class ModelConfig(BaseModel):
@@ -83,6 +103,31 @@ class ModelVersion:
     tokenizer: Tokenizer | None = None
     load_s: float = 0.0
     metrics: ModelMetrics | None = None
+    users: int = field(default=0, init=False)
+    """Requests that resolved this version and are not answered yet (see ``lease``)."""
+    _unused: asyncio.Event | None = field(default=None, init=False, repr=False)
+
+    @contextmanager
+    def lease(self) -> Iterator[ModelVersion]:
+        """Hold this version for one request: a swap retires it only when every holder is done. Take it
+        right where the version is resolved, with no await between, so no request can slip past."""
+        self.users += 1
+        try:
+            yield self
+        finally:
+            self.users -= 1
+            if self.users == 0 and self._unused is not None:
+                self._unused.set()
+
+    async def wait_unused(self, timeout_s: float) -> bool:
+        """Wait (bounded) until no request holds this version; False if some still did at the timeout."""
+        if self.users:
+            self._unused = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._unused.wait(), timeout_s)
+            except TimeoutError:
+                return False
+        return True
 
     @property
     def input_kind(self) -> str:
@@ -113,6 +158,7 @@ class ModelVersion:
 class _Entry:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     failed: dict[int | str, str] = field(default_factory=dict)
+    """Public reasons (no paths) by version; "" for the model as a whole (config.json, no versions)."""
 
 
 def _load_version(
@@ -122,7 +168,7 @@ def _load_version(
     start = time.perf_counter()
     onnx_path = path / "model.onnx"
     if not onnx_path.is_file():
-        raise FileNotFoundError(f"{onnx_path} is missing")
+        raise LoadError("model.onnx is missing")
     meta_path = path / "model.json"
     meta = ModelMeta.model_validate_json(meta_path.read_bytes()) if meta_path.is_file() else ModelMeta()
     image_spec = tokenizer = None
@@ -173,27 +219,27 @@ def _check_meta(meta: ModelMeta, model: OnnxModel, image_spec: ImageSpec | None)
     if meta.input_kind == "tensor":
         return
     if len(model.inputs) != 1:
-        raise ValueError(
+        raise LoadError(
             f"a {meta.input_kind} model needs exactly one input, the graph has {len(model.inputs)}"
         )
     spec = model.inputs[0]
     if image_spec is not None:
         expected = (-1, image_spec.height, image_spec.width, image_spec.channels)
         if spec.datatype != "UINT8" or spec.shape != expected:
-            raise ValueError(
+            raise LoadError(
                 f"image model input must be UINT8 {list(expected)}, graph has {spec.datatype} "
                 f"{list(spec.shape)}"
             )
     elif spec.datatype != "INT64" or len(spec.shape) != 2:
-        raise ValueError(
+        raise LoadError(
             f"text model input must be INT64 [-1, -1], graph has {spec.datatype} {list(spec.shape)}"
         )
     scores = meta.scores_output or model.outputs[0].name
     if scores not in model.output_names:
-        raise ValueError(f"scores output {scores!r} is not a graph output ({model.output_names})")
+        raise LoadError(f"scores output {scores!r} is not a graph output ({model.output_names})")
     width = dict((o.name, o.shape) for o in model.outputs)[scores]
     if meta.labels and len(width) == 2 and width[1] not in (-1, len(meta.labels)):
-        raise ValueError(f"{len(meta.labels)} labels but the scores output has {width[1]} columns")
+        raise LoadError(f"{len(meta.labels)} labels but the scores output has {width[1]} columns")
 
 
 class ModelRepository:
@@ -207,7 +253,7 @@ class ModelRepository:
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
         self._unloaded: set[str] = set()  # unloaded by request: polling leaves them alone until they change
-        self._fingerprints: dict[str, tuple[object, ...]] = {}
+        self._fingerprints: dict[str, tuple[object, ...]] = {}  # each model's files as last loaded
         self.loaded = False  # the first scan finished
 
     # ------------------------------------------------------------------------------------ queries
@@ -225,6 +271,7 @@ class ModelRepository:
         """The named version, or the highest loaded one; NotFound names what exists."""
         entry = self._entries.get(name)
         if entry is None or not entry.versions:
+            check_name(name)  # only on a miss: a served name is valid by construction
             known = ", ".join(self.names()) or "none"
             reason = (
                 f" (failed to load: {'; '.join(entry.failed.values())})" if entry and entry.failed else ""
@@ -242,6 +289,7 @@ class ModelRepository:
         return entry.versions[number]
 
     def failures(self) -> dict[str, str]:
+        """Every failure of the latest loads, by "name" or "name:version", with its public reason."""
         return {
             f"{name}" + (f":{v}" if v != "" else ""): reason
             for name, e in sorted(self._entries.items())
@@ -257,28 +305,32 @@ class ModelRepository:
                 reason = "unloaded" if name in self._unloaded else "not loaded"
                 rows.append({"name": name, "version": "", "state": "UNAVAILABLE", "reason": reason})
                 continue
-            rows += [
-                {"name": name, "version": str(v), "state": "READY", "reason": ""}
-                for v in sorted(entry.versions)
-            ]
+            for v in sorted(entry.versions):  # a version whose reload failed serves its previous load
+                why = entry.failed.get(v)
+                reason = f"serving the previous load; reloading failed: {why}" if why else ""
+                rows.append({"name": name, "version": str(v), "state": "READY", "reason": reason})
             rows += [
                 {"name": name, "version": str(v), "state": "UNAVAILABLE", "reason": why}
                 for v, why in entry.failed.items()
+                if v not in entry.versions
             ]
         return rows
 
     def is_ready(self) -> bool:
+        """Loaded, and (strict) no model left without a serving version by a failure; a failed reload that
+        left the previous version serving does not count (it is in the index, the log and a metric)."""
         if not self.loaded:
             return False
         if self.settings.strict_readiness:
-            return not self.failures()
+            return not any(e.failed and not e.versions for e in self._entries.values())
         return bool(self.names())
 
     # ------------------------------------------------------------------------------------ loading
     def scan(self) -> list[str]:
+        """Model folders: names that match MODEL_NAME (hidden and odd ones are ignored)."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and MODEL_NAME.fullmatch(p.name))
 
     async def load_all(self) -> None:
         names = self.scan()
@@ -289,21 +341,25 @@ class ModelRepository:
         self.loaded = True
 
     async def load_or_fail(self, name: str) -> None:
-        """``load`` for the repository API: NotFound for no such folder, BadRequest when nothing loaded."""
-        if name not in self.scan():
-            raise NotFound(f"no model folder {name!r} in the repository {self.root}")
+        """``load`` for the repository API: NotFound for no such folder, BadRequest when the load failed
+        (what served before still serves)."""
+        if check_name(name) not in self.scan():
+            raise NotFound(f"no model folder {name!r} in the repository")
         await self.load(name)
         entry = self._entries.get(name)
         if entry is None or not entry.versions or entry.failed:
             reasons = "; ".join(
-                f"{v}: {r}" if v != "" else r for v, r in (entry.failed if entry else {}).items()
+                f"version {v}: {r}" if v != "" else r for v, r in (entry.failed if entry else {}).items()
             )
-            raise BadRequest(f"failed to load {name!r}: {reasons or 'no version loaded'}")
+            serving = ", ".join(str(v) for v in sorted(entry.versions)) if entry else ""
+            still = f"; still serving version {serving}" if serving else ""
+            raise BadRequest(f"failed to load {name!r}: {reasons or 'no version loaded'}{still}")
 
     async def load(self, name: str) -> None:
-        """(Re)load a model's versions by its policy; new versions replace old ones atomically."""
+        """(Re)load a model's versions by its policy; new versions replace old ones atomically. A failure
+        never takes down what served: the previous versions stay beside what did load."""
         self._unloaded.discard(name)
-        self._fingerprints[name] = await asyncio.to_thread(self._fingerprint, name)
+        self._fingerprints[name] = await asyncio.to_thread(fingerprint, self.root / name)
         async with self._lock:
             old = self._entries.get(name)
             entry = _Entry()
@@ -312,28 +368,27 @@ class ModelRepository:
                 config = _read_config(model_dir)
                 found = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
                 if not found:
-                    raise FileNotFoundError(f"{model_dir} has no numeric version folders")
+                    raise LoadError("the model folder has no numeric version folders")
                 wanted = config.select(found)
                 if not wanted:
-                    raise FileNotFoundError(f"version policy {config.version_policy} selects none of {found}")
+                    raise LoadError(f"version policy {config.version_policy} selects none of {found}")
             except (OSError, ValueError, ValidationError) as e:
-                log.error("model %s not loaded: %s", name, e)
-                entry.failed[""] = str(e)
-                if self._metrics is not None:
-                    self._metrics.load_failures.labels(name).inc()
+                self._failed(entry, name, "", e)
                 wanted = []
             for version in wanted:
-                path = model_dir / str(version)
                 try:
                     mv = await asyncio.to_thread(
-                        _load_version, name, version, path, self.settings, config, self._metrics
+                        _load_version,
+                        name,
+                        version,
+                        model_dir / str(version),
+                        self.settings,
+                        config,
+                        self._metrics,
                     )
                     await mv.batcher.start()
                 except Exception as e:
-                    log.error("model %s version %d not loaded: %s: %s", name, version, type(e).__name__, e)
-                    entry.failed[version] = f"{type(e).__name__}: {e}"
-                    if self._metrics is not None:
-                        self._metrics.load_failures.labels(name).inc()
+                    self._failed(entry, name, version, e)
                     continue
                 entry.versions[version] = mv
                 log.info(
@@ -343,72 +398,92 @@ class ModelRepository:
                     mv.input_kind,
                     mv.load_s * 1000,
                 )
+            if old is not None and entry.failed:
+                for v, mv in old.versions.items():
+                    if v not in entry.versions and (model_dir / str(v)).is_dir():
+                        entry.versions[v] = mv
+                        log.warning("model %s: version %d keeps serving after the failed load", name, v)
             self._entries[name] = entry  # the swap: new requests resolve to the new versions from here on
         if old is not None:
-            self._retire(old)
+            for v, mv in old.versions.items():
+                if entry.versions.get(v) is not mv:
+                    self._retire(mv)
 
-    def _retire(self, entry: _Entry) -> None:
-        """Old versions finish what is queued, and what was already headed their way, in the background."""
-        for mv in entry.versions.values():
-            task = asyncio.create_task(
-                mv.batcher.close(grace_s=RETIRE_GRACE_S), name=f"retire-{mv.batcher.name}"
-            )
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+    def _failed(self, entry: _Entry, name: str, version: int | str, error: Exception) -> None:
+        """Record a failure: the detail (paths, library text) to the log, a public reason to answers."""
+        what = f"model {name} version {version}" if version != "" else f"model {name}"
+        unexpected = not isinstance(error, LoadError | ValidationError | OSError | KeyError)
+        log.error("%s not loaded: %s: %s", what, type(error).__name__, error, exc_info=unexpected)
+        entry.failed[version] = public_reason(error)
+        if self._metrics is not None:
+            self._metrics.load_failures.labels(name).inc()
+
+    def _retire(self, mv: ModelVersion) -> None:
+        """An old version answers every request that resolved it (bounded by its timeout and the drain
+        timeout), then its batcher stops, in the background."""
+
+        async def retire() -> None:
+            bound = mv.batcher.timeout_s + self.settings.drain_timeout_s
+            if not await mv.wait_unused(bound):
+                log.warning(
+                    "model %s:%d retired with %d requests still holding it", mv.name, mv.version, mv.users
+                )
+            await mv.batcher.close(self.settings.drain_timeout_s)
+
+        task = asyncio.create_task(retire(), name=f"retire-{mv.batcher.name}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def unload(self, name: str) -> None:
-        """Stop serving a model; requests already queued for it still finish."""
+        """Stop serving a model; requests that already resolved it still finish."""
+        check_name(name)
         async with self._lock:
             entry = self._entries.pop(name, None)
             if entry is None and name not in self.scan():
                 raise NotFound(f"unknown model {name!r}")
             self._unloaded.add(name)
-        if entry is not None:
-            self._retire(entry)
+        for mv in entry.versions.values() if entry is not None else ():
+            self._retire(mv)
 
     async def close(self, drain_timeout_s: float = 30.0) -> None:
         entries, self._entries = list(self._entries.values()), {}
         closing = [mv.batcher.close(drain_timeout_s) for e in entries for mv in e.versions.values()]
         await asyncio.gather(*closing, *self._retiring)
 
-    # ------------------------------------------------------------------------------------ polling
-    def _fingerprint(self, name: str) -> tuple[object, ...]:
-        """What changes when a model's files do: every file's path, size and mtime (hidden ones aside)."""
-        root = self.root / name
-        found = []
-        try:
-            for path in root.rglob("*"):
-                rel = path.relative_to(root)
-                if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-                    stat = path.stat()
-                    found.append((str(rel), stat.st_size, stat.st_mtime_ns))
-        except OSError:
-            return ()
-        return tuple(sorted(found))
+    def tracked(self) -> set[str]:
+        """Models with a load on record: serving, or failed."""
+        return set(self._entries)
 
-    async def poll_forever(self, interval_s: float) -> None:
-        """Load new and changed models, unload removed ones, every ``interval_s`` seconds."""
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.poll_once()
-            except Exception:
-                log.exception("repository poll failed")
+    def changed_on_disk(self, name: str, fingerprint: tuple[object, ...]) -> bool:
+        """Whether a model's files differ from what its last load read (see service/polling.py)."""
+        return fingerprint != self._fingerprints.get(name)
 
-    async def poll_once(self) -> None:
-        on_disk = set(self.scan())
-        for name in sorted(on_disk):
-            current = await asyncio.to_thread(self._fingerprint, name)
-            if current != self._fingerprints.get(name):
-                log.info("model %s changed on disk: loading", name)
-                await self.load(name)
-        for name in sorted(self._entries.keys() - on_disk):
-            log.info("model %s removed from disk: unloading", name)
-            async with self._lock:
-                entry = self._entries.pop(name, None)
-            if entry is not None:
-                self._retire(entry)
-            self._fingerprints.pop(name, None)
+    async def remove(self, name: str) -> None:
+        """A model folder left the disk: stop serving it (requests that resolved it still finish)."""
+        async with self._lock:
+            entry = self._entries.pop(name, None)
+        for mv in entry.versions.values() if entry is not None else ():
+            self._retire(mv)
+        self._fingerprints.pop(name, None)
+
+
+def public_reason(error: Exception) -> str:
+    """What a load failure may tell a client: our own words, never a path or a library's message."""
+    if isinstance(error, LoadError):
+        return str(error)
+    if isinstance(error, ValidationError):
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
+            for e in error.errors(include_url=False, include_input=False)
+        )
+        return f"{error.title} is invalid: {fields}"
+    if isinstance(error, KeyError):
+        return f"model.json lacks the key {error.args[0]!r}" if error.args else "model.json lacks a key"
+    if type(error).__module__.startswith("onnxruntime"):
+        return f"model.onnx cannot be loaded by onnxruntime ({type(error).__name__})"
+    if isinstance(error, OSError):
+        return f"a file of this version cannot be read ({error.strerror or type(error).__name__})"
+    return f"{type(error).__name__} while loading (details in the server log)"
 
 
 def _read_config(model_dir: Path) -> ModelConfig:
@@ -418,4 +493,6 @@ def _read_config(model_dir: Path) -> ModelConfig:
     try:
         return ModelConfig.model_validate(json.loads(path.read_text()))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON: {e}") from None
+        raise LoadError(f"config.json is not JSON (line {e.lineno}, column {e.colno})") from None
+    except ValidationError as e:
+        raise LoadError(public_reason(e).replace(e.title, "config.json", 1)) from None

@@ -143,13 +143,14 @@ async def predict_any(request: Request, name: str | None, version: str | None, t
     )
     request.state.mv = mv
     request.state.rows = len(items)
-    if kind == "image":
-        feeds = await image_feeds(mv, items, settings, state.preprocess_pool)
-    else:
-        feeds = await text_feeds(mv, items, settings, state.preprocess_pool)
-    outputs = await await_unless_disconnected(
-        request, mv.batcher.enqueue(feeds, rows=len(items), trace=request.scope["state"])
-    )
+    with mv.lease():  # taken with no await since resolving: a reload retires mv only after this answer
+        if kind == "image":
+            feeds = await image_feeds(mv, items, settings, state.preprocess_pool)
+        else:
+            feeds = await text_feeds(mv, items, settings, state.preprocess_pool)
+        outputs = await await_unless_disconnected(
+            request, mv.batcher.enqueue(feeds, rows=len(items), trace=request.scope["state"])
+        )
     return json_response(
         {
             "model": mv.name,

@@ -59,22 +59,23 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     body = await read_body(request, settings.max_body_bytes)
     mv: ModelVersion = state.repository.get(name, version)
     request.state.mv = mv
-    req = decode_request(body, request.headers.get("inference-header-content-length"))
-    raw = raw_bytes_input(mv, req)
-    feeds: Feeds
-    if raw is not None:  # encoded images or strings for the model's own preprocessing
-        if mv.input_kind == "image":
-            images = [ImageInput(b) for b in encoded_images(raw)]
-            feeds, rows = await image_feeds(mv, images, settings, state.preprocess_pool), len(images)
+    with mv.lease():  # taken with no await since resolving: a reload retires mv only after this answer
+        req = decode_request(body, request.headers.get("inference-header-content-length"))
+        raw = raw_bytes_input(mv, req)
+        feeds: Feeds
+        if raw is not None:  # encoded images or strings for the model's own preprocessing
+            if mv.input_kind == "image":
+                images = [ImageInput(b) for b in encoded_images(raw)]
+                feeds, rows = await image_feeds(mv, images, settings, state.preprocess_pool), len(images)
+            else:
+                texts = strings(raw)
+                feeds, rows = await text_feeds(mv, texts, settings, state.preprocess_pool), len(texts)
         else:
-            texts = strings(raw)
-            feeds, rows = await text_feeds(mv, texts, settings, state.preprocess_pool), len(texts)
-    else:
-        feeds, rows = tensor_feeds(mv, req, settings.max_items_per_request)
-    request.state.rows = rows
-    outputs = await await_unless_disconnected(
-        request, mv.batcher.enqueue(feeds, rows=rows, trace=request.scope["state"])
-    )
+            feeds, rows = tensor_feeds(mv, req, settings.max_items_per_request)
+        request.state.rows = rows
+        outputs = await await_unless_disconnected(
+            request, mv.batcher.enqueue(feeds, rows=rows, trace=request.scope["state"])
+        )
     content, headers = encode_response(mv, req, outputs)
     return Response(content, headers=headers)
 
