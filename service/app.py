@@ -30,7 +30,8 @@ from service import __version__
 from service.config import Settings
 from service.errors import ServiceError
 from service.fastpath import FastPath
-from service.metrics import Metrics
+from service.group import WorkerGroup
+from service.metrics import Metrics, multiprocess_mode, scrape_registry
 from service.middleware import RequestMiddleware
 from service.polling import RepositoryPoller
 from service.protocol import health, predict
@@ -41,9 +42,13 @@ from service.repository import ModelRepository
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+PROCESS_SAMPLE_S = 5.0
+
+
+def create_app(settings: Settings | None = None, group: WorkerGroup | None = None) -> FastAPI:
+    """The app of one process; ``group`` when it is one worker of several."""
     settings = settings or Settings()
-    metrics = _metrics(settings)
+    metrics, scraped = _metrics(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,24 +57,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         repository = ModelRepository(settings, metrics)
         app.state.repository = repository
-        if metrics is not None:
-            metrics.watch_batchers(lambda: [mv.batcher for mv in repository.all_versions()])
-        await repository.load_all()
+        skip: set[str] = set()
+        if group is not None:
+            await group.start(repository, lambda: repository.is_ready() and not app.state.shutting_down)
+            skip = group.unloaded()
+        await repository.load_all(skip=skip)
         log.info("serving %s from %s", ", ".join(repository.names()) or "no models", settings.models_dir)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans.
         gc.collect()
         gc.freeze()
-        poller = None
+        tasks = []
         if settings.repository_poll_s > 0:
-            poller = asyncio.create_task(
-                RepositoryPoller(repository, settings.repository_poll_s).run_forever()
+            tasks.append(
+                asyncio.create_task(RepositoryPoller(repository, settings.repository_poll_s).run_forever())
             )
+        if metrics is not None:
+            tasks.append(asyncio.create_task(_sample_forever(metrics)))
         try:
             yield
         finally:
             app.state.shutting_down = True
-            if poller is not None:
-                poller.cancel()
+            for task in tasks:
+                task.cancel()
+            if group is not None:
+                await group.close()
             await repository.close(settings.drain_timeout_s)
             app.state.preprocess_pool.shutdown(wait=False)
 
@@ -81,14 +92,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.shutting_down = False
+    app.state.group = group
     app.include_router(predict.router)
     app.include_router(health.router)
     register_v2_endpoints(app)
-    if metrics is not None:
-        registry = metrics.registry
+    if metrics is not None and scraped is not None:
+        registry, sample = scraped, metrics.sample_process
 
-        @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+        @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (every worker's)")
         async def serve_metrics() -> Response:
+            sample()
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     _add_error_handlers(app)
@@ -114,20 +127,24 @@ def serving_stack(app: FastAPI, extra_routes: dict[str, Any] | None = None) -> A
     return stack
 
 
-def _metrics(settings: Settings) -> Metrics | None:
+def _metrics(settings: Settings) -> tuple[Metrics | None, CollectorRegistry | None]:
+    """The collectors and the registry /metrics renders."""
     if not settings.metrics:
-        return None
+        return None, None
     disable_created_metrics()  # the *_created series only add noise to a scrape
-    registry = CollectorRegistry()
-    process_collector.ProcessCollector(registry=registry)
-    platform_collector.PlatformCollector(registry=registry)
-    gc_collector.GCCollector(registry=registry)
-    return Metrics(registry)
+    scraped = scrape_registry()
+    if multiprocess_mode():  # the process collectors would describe whichever worker got the scrape
+        return Metrics(CollectorRegistry()), scraped
+    process_collector.ProcessCollector(registry=scraped)
+    platform_collector.PlatformCollector(registry=scraped)
+    gc_collector.GCCollector(registry=scraped)
+    return Metrics(scraped), scraped
 
 
-def create_app_from_env() -> ASGIApp:
-    """uvicorn's factory (several workers): settings from MODELSERVE_* (the CLI writes its flags there)."""
-    return serving_stack(create_app(Settings()))
+async def _sample_forever(metrics: Metrics) -> None:
+    while True:
+        await asyncio.sleep(PROCESS_SAMPLE_S)
+        metrics.sample_process()
 
 
 def _add_error_handlers(app: FastAPI) -> None:

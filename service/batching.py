@@ -43,6 +43,7 @@ class BatchObserver:
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None: ...
     def on_queue_wait(self, wait_s: float) -> None: ...
+    def on_depth(self, queued: int, in_flight: int) -> None: ...
 
 
 class DynamicBatcher:
@@ -123,6 +124,7 @@ class DynamicBatcher:
         self._queued_rows += rows
         self._idle.clear()  # type: ignore[union-attr]
         self._arrived.set()
+        self._observer.on_depth(len(self._queue), self._in_flight)
         return pending.future
 
     def _expire(self, pending: _Pending) -> None:
@@ -188,6 +190,7 @@ class DynamicBatcher:
             if p.trace is not None:
                 p.trace["batch_rows"] = rows
         self._in_flight += len(batch)
+        self._observer.on_depth(len(self._queue), self._in_flight)
         start = time.perf_counter()
         try:
             done: asyncio.Future[Any] = loop.create_future()
@@ -210,6 +213,7 @@ class DynamicBatcher:
         finally:
             self._in_flight -= len(batch)
             self._observer.on_batch(rows, len(batch), time.perf_counter() - start)
+            self._observer.on_depth(len(self._queue), self._in_flight)
 
     def _inference_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         """One per instance: runs batches off the event loop (onnxruntime releases the GIL). A plain thread
@@ -256,6 +260,7 @@ class DynamicBatcher:
         for p in self._queue:
             _set_exception(p.future, Overloaded(f"model {self.name} was unloaded"))
         self._queue.clear()
+        self._observer.on_depth(0, self._in_flight)
         for _ in self._threads:
             self._jobs.put(None)
 

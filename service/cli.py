@@ -24,8 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
-    run(**overrides)
-    return 0
+    return run(**overrides)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -125,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--models", type=Path, help="model repository folder")
-    serve.add_argument("--workers", type=int, help="uvicorn worker processes")
+    serve.add_argument("--workers", help='worker processes: "auto" (one per usable CPU, the default) or N')
     serve.set_defaults(func=_serve)
     pred = sub.add_parser("predict", help="classify image files or texts with a running server")
     pred.add_argument("--model", required=True)

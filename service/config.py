@@ -18,8 +18,9 @@ class Settings(BaseSettings):
     """Interface to listen on."""
     port: int = 8080
     """TCP port to listen on."""
-    workers: int = Field(1, ge=1)
-    """uvicorn worker processes; each loads every model (memory x workers)."""
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """Worker processes: "auto" is one per usable CPU (cgroup quota and CPU affinity aware); 1 serves from
+    one process (for Kubernetes pods that scale by replicas). Each worker loads every model."""
     default_model: str | None = None
     """Model /predict uses when none is named (else the only model, or the only one of that input kind)."""
     repository_poll_s: float = Field(0.0, ge=0)
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
     providers: list[str] = ["auto"]
     """Execution providers in order; "auto" takes CUDA when onnxruntime-gpu has it, else CPU."""
     intra_op_threads: int = Field(0, ge=0)
-    """Threads inside one operator; 0 lets onnxruntime choose (one per core)."""
+    """Threads inside one operator; 0: the usable CPUs divided among the workers (at least 1)."""
     inter_op_threads: int = Field(1, ge=0)
     """Threads across independent operators; 0 lets onnxruntime choose."""
     spin_wait: bool = False

@@ -13,15 +13,21 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "ta
 
 
 class JsonFormatter(logging.Formatter):
-    """{"ts", "level", "logger", "msg", ...extra fields}; exceptions as "exc"."""
+    """{"ts", "level", "logger", ["worker",] "msg", ...extra fields}; exceptions as "exc"."""
+
+    def __init__(self, worker: str | None = None) -> None:
+        super().__init__()
+        self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
         }
+        if self.worker is not None:
+            doc["worker"] = self.worker
+        doc["msg"] = record.getMessage()
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
                 doc[key] = value
@@ -30,8 +36,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
-def configure(level: str, fmt: str) -> None:
-    """Route the root logger (and uvicorn's) to stderr in the chosen format."""
+def configure(level: str, fmt: str, worker: str | None = None) -> None:
+    """Route the root logger (and uvicorn's) to stderr in the chosen format; with several worker
+    processes, ``worker`` names the process on every line ("0", "1", ... or "supervisor")."""
     # The access log writes a line per request: skip what no line of ours prints (the logging HOWTO's
     # "Optimization" section). The caller lookup alone walks the stack on every record.
     logging._srcfile = None
@@ -40,9 +47,11 @@ def configure(level: str, fmt: str) -> None:
     logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(worker))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # The tag is part of the format string, not a per-record filter: nothing more per line.
+        tag = f"[{worker}] " if worker is not None else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,16 +1,23 @@
 """Prometheus collectors. Per model version, the labelled children are made once at load and cached,
-so a request pays for a few increments, not for label lookups. Queue depth and in-flight counts are read
-from the batchers at scrape time (no per-request gauge updates)."""
+so a request pays for a few increments, not for label lookups.
+
+With several workers, prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the
+supervisor before anything imports prometheus_client): every worker writes its values to its own mmap'd
+files and a scrape of any worker sums them, so one scrape shows the whole server. Counters and histograms
+of a dead worker stay in the sum (monotonic across restarts); "live" gauges leave with it (the supervisor
+marks it dead). Gauges are therefore set when they change, not read at scrape time: a scrape reaches one
+process only.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import resource
+import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
-from service.batching import BatchObserver, DynamicBatcher
+from service.batching import BatchObserver
 
 # Sub-millisecond to seconds.
 LATENCY_BUCKETS = (
@@ -48,12 +55,34 @@ OUTCOMES = {
 }
 
 
+def multiprocess_mode() -> bool:
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What /metrics renders: this process's registry, or in multiprocess mode every worker's files."""
+    registry = CollectorRegistry()
+    if multiprocess_mode():
+        multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def supervisor_restarts() -> Counter:
+    """Counted by the supervisor process itself (its own file in the multiprocess folder)."""
+    return Counter("modelserve_worker_restarts", "Worker processes replaced after dying", registry=None)
+
+
+def mark_worker_dead(pid: int) -> None:
+    multiprocess.mark_process_dead(pid)
+
+
 def outcome_of(status: int) -> str:
     return OUTCOMES.get(status, "error" if status >= 500 else "other")
 
 
 class Metrics:
-    """Every collector of one server process, in its own registry (plus the process collectors)."""
+    """Every collector of one server process. ``registry`` is where they register: the scraped one in a
+    single process; in multiprocess mode a private one (the scrape reads the files instead)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -91,9 +120,42 @@ class Metrics:
         self.runs = Counter("modelserve_batch_runs", "Batch runs", labels, registry=registry)
         self.load_time = Gauge(
             "modelserve_model_load_seconds",
-            "Time to load and warm up a model version",
+            "Time to load and warm up a model version (the slowest live worker)",
             labels,
             registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.queue_depth = Gauge(
+            "modelserve_queue_depth",
+            "Requests waiting in a model's queue (all workers)",
+            labels,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.in_flight = Gauge(
+            "modelserve_in_flight",
+            "Requests in a batch that is running (all workers)",
+            labels,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.workers = Gauge(
+            "modelserve_workers", "Live worker processes", registry=registry, multiprocess_mode="livesum"
+        )
+        self.rss = Gauge(
+            "modelserve_resident_memory_bytes",
+            "Resident memory of every live worker together",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.worker_rss = Gauge(
+            "modelserve_worker_resident_memory_bytes",
+            "Resident memory of each live worker (label pid)",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.cpu = Counter(
+            "modelserve_cpu_seconds", "CPU time of every worker, dead ones included", registry=registry
         )
         self.load_failures = Counter(
             "modelserve_model_load_failures",
@@ -101,11 +163,25 @@ class Metrics:
             ("model",),
             registry=registry,
         )
-        self._batchers: Callable[[], Iterable[DynamicBatcher]] = lambda: ()
-        registry.register(_BatcherGauges(lambda: self._batchers()))
+        self.workers.set(1)
+        self._cpu_seen = 0.0
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self.sample_process()
 
-    def watch_batchers(self, batchers: Callable[[], Iterable[DynamicBatcher]]) -> None:
-        self._batchers = batchers
+    def sample_process(self) -> None:
+        """This worker's memory and CPU into the gauges (periodically, and before each scrape)."""
+        try:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * self._page
+        except OSError:  # not Linux: the peak, which is what getrusage has
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.rss.set(rss)
+        self.worker_rss.set(rss)
+        times = os.times()
+        cpu = times.user + times.system
+        self.cpu.inc(max(0.0, cpu - self._cpu_seen))
+        self._cpu_seen = cpu
+        self.sampled = time.monotonic()
 
     def for_model(self, model: str, version: int) -> ModelMetrics:
         return ModelMetrics(self, model, str(version))
@@ -126,7 +202,13 @@ class ModelMetrics(BatchObserver):
         self._run = metrics.run_time.labels(model, version)
         self._batch = metrics.batch_size.labels(model, version)
         self._runs = metrics.runs.labels(model, version)
+        self._depth = metrics.queue_depth.labels(model, version)
+        self._in_flight = metrics.in_flight.labels(model, version)
         self._outcomes: dict[int, Counter] = {}
+
+    def on_depth(self, queued: int, in_flight: int) -> None:
+        self._depth.set(queued)
+        self._in_flight.set(in_flight)
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None:
         self._batch.observe(rows)
@@ -147,22 +229,3 @@ class ModelMetrics(BatchObserver):
 
     def loaded(self, seconds: float) -> None:
         self._metrics.load_time.labels(*self._labels).set(seconds)
-
-
-class _BatcherGauges(Collector):
-    def __init__(self, batchers: Callable[[], Iterable[DynamicBatcher]]) -> None:
-        self._batchers = batchers
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        depth = GaugeMetricFamily(
-            "modelserve_queue_depth", "Requests waiting in a model's queue", labels=("model", "version")
-        )
-        running = GaugeMetricFamily(
-            "modelserve_in_flight", "Requests in a batch that is running", labels=("model", "version")
-        )
-        for b in self._batchers():
-            model, _, version = b.name.rpartition(":")
-            depth.add_metric((model, version), b.queue_depth)
-            running.add_metric((model, version), b.in_flight)
-        yield depth
-        yield running

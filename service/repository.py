@@ -332,12 +332,15 @@ class ModelRepository:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and MODEL_NAME.fullmatch(p.name))
 
-    async def load_all(self) -> None:
+    async def load_all(self, skip: set[str] | frozenset[str] = frozenset()) -> None:
+        """Load every model on disk but those in ``skip`` (unloaded by request on the other workers)."""
         names = self.scan()
         if not names:
             log.warning("model repository %s holds no models", self.root)
+        self._unloaded |= skip
         for name in names:
-            await self.load(name)
+            if name not in self._unloaded:  # also unloaded while this loop ran
+                await self.load(name)
         self.loaded = True
 
     async def load_or_fail(self, name: str) -> None:

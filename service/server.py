@@ -1,5 +1,6 @@
 """Run the app under uvicorn (uvloop + httptools), with flags layered over MODELSERVE_* settings.
 
+One worker: this process serves. Several ("auto" is one per usable CPU): service/supervisor.py forks them.
 SIGTERM: readiness turns false at once; after ``shutdown_delay_s`` uvicorn stops accepting, lets the
 requests it holds finish, then the lifespan drains the batchers (bounded by ``drain_timeout_s``); exit 0.
 """
@@ -17,8 +18,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from service import logs
-from service.app import create_app, serving_stack
 from service.config import Settings
+from service.cpus import plan
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,8 @@ class DrainingServer(uvicorn.Server):
             captured[:] = [s for s in captured if s != signal.SIGTERM]
 
 
-def run(**overrides: Any) -> None:
-    """Start serving; ``overrides`` (from CLI flags) win over the environment."""
-    # Workers are separate processes that build their own Settings: hand them the overrides by env.
-    for key, value in overrides.items():
-        os.environ[f"MODELSERVE_{key.upper()}"] = str(value)
-    settings = Settings()
-    logs.configure(settings.log_level, settings.log_format)
-    common: dict[str, Any] = dict(
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return dict(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -65,8 +60,25 @@ def run(**overrides: Any) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
-    if settings.workers > 1:
-        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
-        return
+
+
+def run(**overrides: Any) -> int:
+    """Start serving; ``overrides`` (from CLI flags) win over the environment. The exit code."""
+    for key, value in overrides.items():
+        os.environ[f"MODELSERVE_{key.upper()}"] = str(value)
+    settings = Settings()
+    workers = plan(settings.workers, settings.intra_op_threads)
+    if workers.workers > 1:
+        from service.supervisor import Supervisor
+
+        logs.configure(settings.log_level, settings.log_format, worker="supervisor")
+        return Supervisor(settings, workers).run()
+    logs.configure(settings.log_level, settings.log_format)
+    from service.app import create_app, serving_stack  # after the settings: no work at import time
+
+    settings = settings.model_copy(update={"intra_op_threads": workers.intra_op_threads})
     app = create_app(settings)
-    DrainingServer(uvicorn.Config(serving_stack(app), **common), app, settings.shutdown_delay_s).run()
+    DrainingServer(
+        uvicorn.Config(serving_stack(app), **uvicorn_options(settings)), app, settings.shutdown_delay_s
+    ).run()
+    return 0

@@ -49,7 +49,9 @@ def run_server(
     """`python -m service serve` on a free loopback port; waits (bounded) for readiness; kills by PID."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
-    full_env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
+    # One process unless a test asks for more: the default ("auto", one per CPU) is tested on its own, and
+    # the suite shares two cores.
+    full_env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", "MODELSERVE_WORKERS": "1", **(env or {})}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [

@@ -22,7 +22,11 @@ async def ready(request: Request) -> Response:
     if request.app.state.shutting_down:
         return json_response({"ready": False, "error": "shutting down"}, 503)
     if repo.is_ready():
-        return json_response({"ready": True, "models": repo.names()})
+        group = request.app.state.group
+        why = await group.not_ready() if group is not None else None
+        if why is None:
+            return json_response({"ready": True, "models": repo.names()})
+        return json_response({"ready": False, "models": repo.names(), "error": why}, 503)
     body = {"ready": False, "models": repo.names(), "failed": repo.failures()}
     body["error"] = (
         "models are still loading" if not repo.loaded else f"models failed to load: {repo.failures()}"

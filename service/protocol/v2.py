@@ -94,30 +94,27 @@ async def repository_index(request: Request) -> Response:
     return json_response([r for r in rows if r["state"] == "READY"] if only_ready else rows)
 
 
-def _one_process_only(request: Request) -> None:
-    """Each worker process has its own repository: a load reaching one of them would split the versions."""
-    if request.app.state.settings.workers > 1:
-        raise BadRequest(
-            "model load/unload needs a single process (MODELSERVE_WORKERS=1): with several workers each holds "
-            "its own repository; use MODELSERVE_REPOSITORY_POLL_S so every worker picks up changes"
-        )
-
-
 async def repository_load(request: Request, name: str) -> Response:
-    _one_process_only(request)
     doc = _optional_object(await read_body(request, 1 << 20))
     if parameters(doc, "load request").keys() - {"ready"}:
         raise BadRequest(
             "load parameters (config or file overrides) are not supported: change models/ and load"
         )
-    await request.app.state.repository.load_or_fail(name)
+    group = request.app.state.group
+    if group is not None:  # every worker loads it; the answer waits for all
+        await group.change("load", name)
+    else:
+        await request.app.state.repository.load_or_fail(name)
     return json_response({})
 
 
 async def repository_unload(request: Request, name: str) -> Response:
-    _one_process_only(request)
     await read_body(request, 1 << 16)
-    await request.app.state.repository.unload(name)
+    group = request.app.state.group
+    if group is not None:
+        await group.change("unload", name)
+    else:
+        await request.app.state.repository.unload(name)
     return json_response({})
 
 

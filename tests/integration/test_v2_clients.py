@@ -107,13 +107,15 @@ def test_repository_load_unload(tmp_path: Path) -> None:
             assert r.status_code == 400 and r.json()["error"], (url, body, r.text)
 
 
-def test_hot_reload_under_load_fails_no_request(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_hot_reload_under_load_fails_no_request(tmp_path: Path, workers: str) -> None:
     """32 requests stay in flight while version 2 is loaded (and version 1 retired): none fails, and the
-    answers switch from version 1 (y = 2x + 1) to version 2 (y = 2x + 2)."""
+    answers switch from version 1 (y = 2x + 1) to version 2 (y = 2x + 2). With 2 workers the 32
+    connections are spread over both, and the load answers only once both have swapped."""
     repo = tmp_path / "models"
     affine_model(repo / "affine" / "1", shift=1.0)
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
-    with run_server(repo, tmp_path) as srv:
+    with run_server(repo, tmp_path, env={"MODELSERVE_WORKERS": workers}) as srv:
 
         async def main() -> list[tuple[float, str, float]]:
             results: list[tuple[float, str, float]] = []
