@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,6 +33,7 @@ from service.group import WorkerGroup
 from service.metrics import Metrics, multiprocess_mode, scrape_registry
 from service.middleware import RequestMiddleware
 from service.polling import RepositoryPoller
+from service.preprocess.pool import BoundedPool
 from service.protocol import health, predict
 from service.protocol.http import error_response, json_response
 from service.protocol.v2 import register_v2_endpoints
@@ -52,9 +52,7 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.preprocess_pool = ThreadPoolExecutor(
-            settings.preprocess_threads, thread_name_prefix="preprocess"
-        )
+        app.state.preprocess_pool = BoundedPool(settings.preprocess_threads, settings.max_preprocess_queue)
         repository = ModelRepository(settings, metrics)
         app.state.repository = repository
         skip: set[str] = set()

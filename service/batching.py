@@ -109,17 +109,28 @@ class DynamicBatcher:
         return await self.enqueue(payload, rows, trace)  # a cancelled caller cancels it: the worker skips it
 
     def enqueue(
-        self, payload: Any, rows: int = 1, trace: dict[str, Any] | None = None
+        self,
+        payload: Any,
+        rows: int = 1,
+        trace: dict[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> asyncio.Future[Any]:
-        """``submit`` without the coroutine: the future of the answer; cancel it to drop the request."""
+        """``submit`` without the coroutine: the future of the answer; cancel it to drop the request.
+        ``deadline`` (time.monotonic()) when the request's timeout started before queueing (decoding)."""
         assert self._arrived is not None, "start() the batcher first"
         if self._closed:
             raise Overloaded(f"model {self.name} was unloaded; retry to reach its replacement")
         if len(self._queue) >= self.max_queue_size:
             raise Overloaded(f"model {self.name} is overloaded: {len(self._queue)} requests queued")
+        now = time.monotonic()
+        wait_s = self.timeout_s if deadline is None else deadline - now
+        if wait_s <= 0:
+            raise QueueTimeout(
+                f"model {self.name}: request reached its {self.timeout_s:g} s deadline before it was queued and was not run"
+            )
         loop = asyncio.get_running_loop()
-        pending = _Pending(payload, rows, loop.create_future(), time.monotonic(), trace=trace)
-        pending.timer = loop.call_later(self.timeout_s, self._expire, pending)
+        pending = _Pending(payload, rows, loop.create_future(), now, trace=trace)
+        pending.timer = loop.call_later(wait_s, self._expire, pending)
         self._queue.append(pending)
         self._queued_rows += rows
         self._idle.clear()  # type: ignore[union-attr]

@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1)
     """Most characters in one text (422)."""
 
+    # Connections (service/protocol/limits.py): slow, silent and oversized clients.
+    header_timeout_s: float = Field(10.0, gt=0)
+    """The request line and headers must arrive within this long (408; a silent connection is closed)."""
+    body_timeout_s: float = Field(60.0, gt=0)
+    """The whole request body must arrive within this long after the headers (408)."""
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest request line plus headers (431)."""
+    max_headers: int = Field(100, ge=1)
+    """Most request header lines (431)."""
+    max_connections: int = Field(1000, ge=1)
+    """Open connections past which a request answers 503 with Retry-After and the connection closes."""
+    max_preprocess_queue: int = Field(64, ge=1)
+    """Requests decoding or waiting to decode (images, long texts) before new ones get 503 + Retry-After."""
+
     # Operations
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Logging level."""

@@ -41,6 +41,15 @@ class NotFound(ServiceError):
     status_code = 404
 
 
+class RequestTimeout(ServiceError):
+    """The request body did not arrive in time; the connection closes after the answer."""
+
+    status_code = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class PayloadTooLarge(ServiceError):
     """A body, image or request past a configured limit."""
 

@@ -51,11 +51,14 @@ class DrainingServer(uvicorn.Server):
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from service.protocol.limits import http_protocol
+
     return dict(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools with header/body timeouts, header caps, a connection cap and a lingering close.
+        http=http_protocol(settings),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,

@@ -11,35 +11,58 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from service.errors import BadRequest, ClientGone, PayloadTooLarge, ServiceError
+from service.errors import (
+    BadRequest,
+    ClientGone,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceError,
+)
+from service.protocol.limits import BODY_EXTENSION, BodyDeadline
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+_CLOSE = {"Connection": "close"}  # answered before the body was read: do not wait for the rest of it
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) on Content-Length before reading, or as soon as a chunk passes."""
+    """The whole body, refusing (413) on Content-Length before reading, or as soon as a chunk passes;
+    within the server's body deadline (408), cut short at shutdown (503)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             size = int(declared)
         except ValueError:
-            raise BadRequest(f"invalid Content-Length {declared!r}") from None
+            raise BadRequest("invalid Content-Length header") from None
         if size > limit:
-            raise PayloadTooLarge(f"request body is {size} bytes; the limit is {limit}")
+            raise PayloadTooLarge(f"request body is {size} bytes; the limit is {limit}", headers=dict(_CLOSE))
+    deadline: BodyDeadline | None = request.scope.get("extensions", {}).get(BODY_EXTENSION)
     # Straight from ASGI receive, not Starlette's stream generator: the common single-message body costs
     # one await.
     chunks: list[bytes] = []
     total = 0
     receive = request.receive
     while True:
-        message = await receive()
+        try:
+            message = await (receive() if deadline is None else deadline.receive(receive))
+        except TimeoutError:
+            assert deadline is not None
+            if deadline.shutting_down:
+                error = Overloaded("the server is shutting down; the request body was still arriving")
+                error.headers.update(_CLOSE)
+                raise error from None
+            raise RequestTimeout(
+                f"the request body did not arrive within {deadline.timeout_s:g} s of its headers"
+            ) from None
         if message["type"] == "http.disconnect":
             raise ClientGone("the client closed the connection while sending the body")
         chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", headers=dict(_CLOSE))
         if not message.get("more_body", False):
             if not chunks:
                 return chunk

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from starlette.responses import Response
 
 from service.errors import BadRequest, UnsupportedMediaType
 from service.preprocess.image import GENERIC_TYPES, IMAGE_TYPES
+from service.preprocess.pool import request_deadline
 from service.protocol.http import await_unless_disconnected, json_response, media_type, parse_json, read_body
 from service.protocol.inputs import ImageInput, image_feeds, scores_of, text_feeds
 from service.protocol.inputs import top_k as best_labels
@@ -132,6 +134,7 @@ def _pick_model(repo: ModelRepository, name: str | None, kind: str, default: str
 
 async def predict_any(request: Request, name: str | None, version: str | None, top_k: int) -> Response:
     """The one handler behind every /predict route (also called by service/fastpath.py)."""
+    start = time.monotonic()
     state = request.app.state
     settings = state.settings
     body = await read_body(request, settings.max_body_bytes)
@@ -144,12 +147,15 @@ async def predict_any(request: Request, name: str | None, version: str | None, t
     request.state.mv = mv
     request.state.rows = len(items)
     with mv.lease():  # taken with no await since resolving: a reload retires mv only after this answer
+        deadline = start + mv.batcher.timeout_s  # the timeout covers decoding too
+        request_deadline.set(deadline)
         if kind == "image":
             feeds = await image_feeds(mv, items, settings, state.preprocess_pool)
         else:
             feeds = await text_feeds(mv, items, settings, state.preprocess_pool)
         outputs = await await_unless_disconnected(
-            request, mv.batcher.enqueue(feeds, rows=len(items), trace=request.scope["state"])
+            request,
+            mv.batcher.enqueue(feeds, rows=len(items), trace=request.scope["state"], deadline=deadline),
         )
     return json_response(
         {

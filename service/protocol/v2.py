@@ -6,6 +6,7 @@ Spec: kserve/open-inference-protocol, specification/protocol/inference_rest.md.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -13,6 +14,7 @@ from starlette.responses import Response
 
 from service import __version__
 from service.errors import BadRequest
+from service.preprocess.pool import request_deadline
 from service.protocol.http import await_unless_disconnected, json_response, parse_json, read_body
 from service.protocol.inputs import ImageInput, image_feeds, text_feeds
 from service.protocol.v2_codec import (
@@ -54,12 +56,15 @@ async def model_metadata(request: Request, name: str, version: str | None = None
 
 
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
+    start = time.monotonic()
     state = request.app.state
     settings = state.settings
     body = await read_body(request, settings.max_body_bytes)
     mv: ModelVersion = state.repository.get(name, version)
     request.state.mv = mv
     with mv.lease():  # taken with no await since resolving: a reload retires mv only after this answer
+        deadline = start + mv.batcher.timeout_s  # the timeout covers decoding too
+        request_deadline.set(deadline)
         req = decode_request(body, request.headers.get("inference-header-content-length"))
         raw = raw_bytes_input(mv, req)
         feeds: Feeds
@@ -74,7 +79,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
             feeds, rows = tensor_feeds(mv, req, settings.max_items_per_request)
         request.state.rows = rows
         outputs = await await_unless_disconnected(
-            request, mv.batcher.enqueue(feeds, rows=rows, trace=request.scope["state"])
+            request, mv.batcher.enqueue(feeds, rows=rows, trace=request.scope["state"], deadline=deadline)
         )
     content, headers = encode_response(mv, req, outputs)
     return Response(content, headers=headers)

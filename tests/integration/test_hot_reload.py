@@ -4,7 +4,6 @@ for a copy to finish, and a request is answered by the version it resolved howev
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import shutil
 import time
@@ -12,11 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import numpy as np
-from PIL import Image
 
 from tests.conftest import EXAMPLES, Server, run_server
 from tests.graphs import copy_shipped
+from tests.payloads import big_png
 
 SEVEN = (EXAMPLES / "digits" / "7.png").read_bytes()
 
@@ -117,23 +115,13 @@ def test_the_poller_waits_for_a_copy_to_finish_and_never_drops_the_old_version(t
     assert set(seen) == {(200, "1"), (200, "2")}, seen
 
 
-def _big_png() -> bytes:
-    """4000 x 4000 RGB stripes: 0.5 MB to send, about 0.6 s to decode, so 12 queue for seconds in one
-    decoding thread."""
-    y, x = np.mgrid[0:4000, 0:4000]
-    grey = ((x * 7 + y * 3) % 256).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(np.stack([grey, grey[::-1], grey.T], axis=-1), "RGB").save(out, "PNG")
-    return out.getvalue()
-
-
 def test_requests_decoding_through_a_reload_are_answered_by_the_version_they_resolved(tmp_path: Path) -> None:
     """12 big PNGs queue for one decoding thread (seconds) while digits reloads twice: every one is
     answered 200; the old version stays until its admitted requests are done (no grace timer)."""
     repo = tmp_path / "models"
     copy_shipped("digits", repo)
     env = {"MODELSERVE_PREPROCESS_THREADS": "1", "MODELSERVE_MAX_PREPROCESS_QUEUE": "1000"}
-    png = _big_png()
+    png = big_png()
     with run_server(repo, tmp_path, env=env) as srv:
 
         async def main() -> tuple[Counter[int], list[str], float]:

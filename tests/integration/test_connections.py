@@ -1,0 +1,195 @@
+"""Slow, silent, oversized and surplus clients against a real server, over raw loopback sockets: every one
+is answered (408, 413, 431, 503 as JSON) or closed within its limit, and the server keeps serving."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLES, MODELS, Server, run_server
+
+LIMITS = {
+    "MODELSERVE_HEADER_TIMEOUT_S": "1",
+    "MODELSERVE_BODY_TIMEOUT_S": "2",
+    "MODELSERVE_MAX_CONNECTIONS": "40",
+}
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with run_server(MODELS, tmp_path_factory.mktemp("limits"), env=LIMITS) as srv:
+        yield srv
+
+
+def _connect(srv: Server) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    return s
+
+
+def _read_answer(s: socket.socket, within_s: float) -> tuple[int | None, dict[str, str], bytes]:
+    """(status, headers, body) of the answer, or (None, {}, b"") if the server closed without one."""
+    s.settimeout(within_s)
+    data = b""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    if not data:
+        return None, {}, b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def _is_closed(s: socket.socket) -> bool:
+    try:
+        s.settimeout(0.05)
+        return s.recv(65536) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_slowloris_headers_get_408_within_the_header_timeout(limited: Server) -> None:
+    socks = [_connect(limited) for _ in range(20)]
+    for s in socks:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+    start = time.monotonic()
+    answers = []
+    for i in range(4):  # one more header line each 0.4 s: never finishing
+        time.sleep(0.4)
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.sendall(f"X-Slow-{i}: 1\r\n".encode())
+    for s in socks:
+        answers.append(_read_answer(s, 3))
+        s.close()
+    assert time.monotonic() - start < 6
+    assert {a[0] for a in answers} == {408}, answers[:2]
+    assert all("did not arrive within 1 s" in json.loads(a[2])["error"] for a in answers)
+    assert httpx.get(f"{limited.url}/v2/health/ready").status_code == 200
+
+
+def test_silent_connections_are_closed_after_the_header_timeout(limited: Server) -> None:
+    socks = [_connect(limited) for _ in range(30)]
+    time.sleep(1.5)
+    deadline = time.monotonic() + 3
+    open_ = list(socks)
+    while open_ and time.monotonic() < deadline:
+        open_ = [s for s in open_ if not _is_closed(s)]
+    for s in socks:
+        s.close()
+    assert not open_, f"{len(open_)} of 30 silent connections still open"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_that_stops_arriving_gets_408(limited: Server, chunked: bool) -> None:
+    s = _connect(limited)
+    if chunked:  # one byte a second, forever
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+    else:  # 10 of the 1,000 bytes declared
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
+        )
+        s.sendall(b"0123456789")
+    start = time.monotonic()
+    status = None
+    while status is None and time.monotonic() - start < 5:
+        if chunked:
+            s.sendall(b"1\r\na\r\n")
+        status, headers, body = _read_answer(s, 1.0)
+    s.close()
+    assert status == 408, (status, body)
+    assert "did not arrive within 2 s" in json.loads(body)["error"]
+    assert headers["connection"] == "close"
+    assert 1.5 < time.monotonic() - start < 4.5
+
+
+def test_huge_headers_and_too_many_header_lines_get_431(limited: Server) -> None:
+    for head in (
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n",
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: 1\r\n" % i for i in range(100_000))
+        + b"\r\n",
+    ):
+        s = _connect(limited)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(head)  # may be refused before it is all sent: the answer is still readable
+        status, _, body = _read_answer(s, 5)
+        s.close()
+        assert status == 431, (status, body[:200])
+        assert "exceed" in json.loads(body)["error"] or "more than 100" in json.loads(body)["error"]
+    # A request with ordinary headers is untouched.
+    assert (
+        httpx.get(f"{limited.url}/v2/health/live", headers={f"x-{i}": "v" for i in range(50)}).status_code
+        == 200
+    )
+
+
+def test_past_the_connection_cap_a_request_gets_a_json_503_with_retry_after(limited: Server) -> None:
+    held = [_connect(limited) for _ in range(45)]
+    for s in held:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # started, unfinished: each holds its connection
+    time.sleep(0.2)
+    r = httpx.get(f"{limited.url}/v2/health/live")
+    for s in held:
+        s.close()
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert "too many open connections" in r.json()["error"]
+    time.sleep(0.3)
+    assert httpx.get(f"{limited.url}/v2/health/live").status_code == 200
+
+
+def test_a_50_mb_body_gets_the_413_not_a_reset(limited: Server) -> None:
+    """urllib sends Connection: close and writes the whole body before reading: it must see the 413."""
+    request = urllib.request.Request(
+        f"{limited.url}/predict?model=digits",
+        data=b"x" * (50 << 20),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 413
+    assert "the limit is" in json.loads(caught.value.read())["error"]
+    digit = (EXAMPLES / "digits" / "7.png").read_bytes()
+    r = httpx.post(f"{limited.url}/predict?model=digits", files={"file": ("7.png", digit)})
+    assert r.status_code == 200
+
+
+def test_a_stalled_upload_at_shutdown_gets_a_json_503_at_once(tmp_path: Path) -> None:
+    env = {"MODELSERVE_BODY_TIMEOUT_S": "60", "MODELSERVE_DRAIN_TIMEOUT_S": "30"}
+    with run_server(MODELS, tmp_path, env=env) as srv:
+        s = _connect(srv)
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
+        )
+        s.sendall(b"0123456789")
+        time.sleep(0.3)
+        start = time.monotonic()
+        srv.process.send_signal(signal.SIGTERM)
+        status, headers, body = _read_answer(s, 10)
+        s.close()
+        assert status == 503, (status, body)
+        assert "shutting down" in json.loads(body)["error"] and headers["retry-after"] == "1"
+        assert time.monotonic() - start < 5
+        assert srv.process.wait(timeout=20) == 0
+    assert "Exception in ASGI application" not in srv.log()
