@@ -4,11 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: serve test lint models bench image clean help
+.PHONY: serve test test-browser browser-deps lint models bench image clean help
 
 help:
 	@echo "make serve   - install the service and serve models/ on 0.0.0.0:$(PORT)"
 	@echo "make test    - install everything and run the tests"
+	@echo "make test-browser - only the playground's headless-Chromium tests (tests/browser)"
 	@echo "make lint    - ruff and mypy"
 	@echo "make models  - retrain and export the shipped models (digits, sentiment)"
 	@echo "make bench   - run the benchmarks (bench/README.md)"
@@ -29,8 +30,22 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.serve
 	$(BIN)/modelserve serve --port $(PORT)
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev browser-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# tests/browser drive Debian's Chromium through its chromedriver (no browser is ever downloaded). Where
+# they cannot be installed, say so; the browser tests then fail with the same message (never skip).
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium and chromium-driver for tests/browser"; \
+	  { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null; \
+	    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } \
+	  || echo "!!! COULD NOT INSTALL chromium + chromium-driver: the browser tests will FAIL" >&2; \
+	else echo "!!! chromium + chromium-driver are missing and need root + apt-get: the browser tests will FAIL" >&2; fi
+
+test-browser: $(VENV)/.dev browser-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check service training tests bench

@@ -32,6 +32,7 @@ from service.fastpath import FastPath
 from service.group import WorkerGroup
 from service.metrics import Metrics, multiprocess_mode, scrape_registry
 from service.middleware import RequestMiddleware
+from service.playground import register_playground
 from service.polling import RepositoryPoller
 from service.preprocess.pool import BoundedPool
 from service.protocol import health, predict
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
             sample()
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    if settings.playground:
+        register_playground(app)
     _add_error_handlers(app)
     app.state.metrics = metrics
     return app

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     """Require a key for /metrics too."""
     cors_origins: Annotated[list[str], NoDecode] = []
     """Origins allowed by CORS (comma-separated, or *); empty: CORS off."""
+    playground: bool = True
+    """Serve the web playground at / (public page; its requests still need a key when keys are set)."""
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -65,11 +65,25 @@ class FastPath:
         try:
             if handler is predict.predict_any:
                 params["top_k"] = _top_k(request)
+                params["explain"] = _flag(request, "explain")
                 params.setdefault("name", request.query_params.get("model"))
                 params.setdefault("version", None)
             return await handler(request, **params)
         except Exception as e:
             return error_response(e)
+
+
+def _flag(request: Request, name: str) -> bool:
+    """A boolean query parameter as FastAPI reads one (1/true/yes/on, 0/false/no/off)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"invalid request: query.{name}: must be a boolean (1/0, true/false), got {raw!r}")
 
 
 def _top_k(request: Request) -> int:

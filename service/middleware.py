@@ -40,6 +40,9 @@ class ApiKeys:
             self.open_prefixes = ()
         if not settings.auth_metrics:
             self.open_paths.add("/metrics")
+        if settings.playground:  # the page is public; the API calls it makes still need a key
+            self.open_paths.add("/")
+            self.open_prefixes += ("/playground/",)
 
     @property
     def enabled(self) -> bool:

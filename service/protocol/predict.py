@@ -6,6 +6,7 @@ curl -H 'Content-Type: application/json' -d '{"text": "not bad at all"}' localho
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from service.errors import BadRequest, UnsupportedMediaType
 from service.preprocess.image import GENERIC_TYPES, IMAGE_TYPES
 from service.preprocess.pool import request_deadline
+from service.protocol.explain import explain as explain_rows
 from service.protocol.http import await_unless_disconnected, json_response, media_type, parse_json, read_body
 from service.protocol.inputs import ImageInput, image_feeds, scores_of, text_feeds
 from service.protocol.inputs import top_k as best_labels
@@ -29,6 +31,9 @@ router = APIRouter(tags=["predict"])
 MAX_TOP_K = 1000
 TopK = Annotated[
     int, Query(ge=1, le=MAX_TOP_K, description="how many of the best labels to return per input")
+]
+Explain = Annotated[
+    bool, Query(description="add what the model saw to each prediction (docs/api.md: explain)")
 ]
 ACCEPTED = (
     "multipart/form-data (image files), image/* or application/octet-stream (one image), "
@@ -132,7 +137,9 @@ def _pick_model(repo: ModelRepository, name: str | None, kind: str, default: str
     )
 
 
-async def predict_any(request: Request, name: str | None, version: str | None, top_k: int) -> Response:
+async def predict_any(
+    request: Request, name: str | None, version: str | None, top_k: int, explain: bool = False
+) -> Response:
     """The one handler behind every /predict route (also called by service/fastpath.py)."""
     start = time.monotonic()
     state = request.app.state
@@ -157,28 +164,32 @@ async def predict_any(request: Request, name: str | None, version: str | None, t
             request,
             mv.batcher.enqueue(feeds, rows=len(items), trace=request.scope["state"], deadline=deadline),
         )
-    return json_response(
-        {
-            "model": mv.name,
-            "version": str(mv.version),
-            "predictions": best_labels(mv, scores_of(mv, outputs), top_k),
-        }
-    )
+    predictions = best_labels(mv, scores_of(mv, outputs), top_k)
+    if explain:
+        # Not the bounded decoding pool: the model has run, this answer must not turn into a 503 now.
+        seen = await asyncio.to_thread(explain_rows, mv, items, feeds)
+        for prediction, extra in zip(predictions, seen or (), strict=False):
+            prediction.update(extra)
+    return json_response({"model": mv.name, "version": str(mv.version), "predictions": predictions})
 
 
 @router.post("/predict", summary="Classify images or texts with the default (or ?model=) model")
-async def predict(request: Request, model: str | None = None, top_k: TopK = 1) -> Response:
-    return await predict_any(request, model, None, top_k)
+async def predict(
+    request: Request, model: str | None = None, top_k: TopK = 1, explain: Explain = False
+) -> Response:
+    return await predict_any(request, model, None, top_k, explain)
 
 
 @router.post("/models/{name}/predict", summary="Classify with the latest version of a model")
-async def predict_model(request: Request, name: str, top_k: TopK = 1) -> Response:
-    return await predict_any(request, name, None, top_k)
+async def predict_model(request: Request, name: str, top_k: TopK = 1, explain: Explain = False) -> Response:
+    return await predict_any(request, name, None, top_k, explain)
 
 
 @router.post("/models/{name}/versions/{version}/predict", summary="Classify with one version of a model")
-async def predict_version(request: Request, name: str, version: str, top_k: TopK = 1) -> Response:
-    return await predict_any(request, name, version, top_k)
+async def predict_version(
+    request: Request, name: str, version: str, top_k: TopK = 1, explain: Explain = False
+) -> Response:
+    return await predict_any(request, name, version, top_k, explain)
 
 
 @router.get("/models", summary="The served models: versions, input kind, labels")
@@ -196,6 +207,14 @@ async def list_models(request: Request) -> Response:
                 "input_kind": latest.input_kind,
                 "labels": latest.meta.labels,
                 "inputs": [t.as_dict() for t in latest.inputs],
+                **_test_report(latest),
             }
         )
     return json_response({"models": models, "failed": repo.failures()})
+
+
+def _test_report(mv: ModelVersion) -> dict[str, Any]:
+    """model.json's held-out test accuracy and what the model was trained on, when it says."""
+    training = (mv.meta.model_extra or {}).get("training") or {}
+    test = training.get("test") or {}
+    return {"accuracy": test.get("accuracy"), "test_size": test.get("n"), "data": training.get("data")}

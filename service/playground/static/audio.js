@@ -1,0 +1,113 @@
+// Audio models: record from the microphone (WebAudio: encoded to a 16-bit mono WAV in the page, at the
+// model's sample rate) or upload a WAV; a waveform preview; the WAV goes to /predict as a file.
+import { pyString, shellQuote } from "./api.js";
+import { registerKind } from "./kinds.js";
+import { h } from "./ui.js";
+import { drawWaveform, encodeWav, toMono } from "./wav.js";
+
+// What /models says about the model's audio (kinds may name it differently): rate and clip length.
+function audioInfo(model) {
+  const a = model.audio || model.preprocessing?.audio || model;
+  const rate = a.sample_rate || a.sample_rate_hz || 16000;
+  const seconds = a.clip_seconds || a.duration_s || a.max_seconds || (a.clip_samples ? a.clip_samples / rate : 1);
+  return { rate, seconds };
+}
+
+function mount(box, model, ctx) {
+  const { rate, seconds } = audioInfo(model);
+  const limit = Math.min(30, Math.max(1, seconds) + 1);  // a little room around the clip
+  const status = h("p", { role: "status", class: "muted", id: "audio-status",
+    text: `Press Record and speak (up to ${limit} s); ${model.name} hears ${rate} Hz mono.` });
+  const wave = h("canvas", { width: 560, height: 96, class: "wave", role: "img", "aria-label": "Waveform: no sound yet" });
+  const player = h("audio", { controls: true, hidden: true, "aria-label": "Play the sound sent" });
+  let recorder = null, stream = null, timer = null, url = null;
+
+  const show = (samples, blob) => {
+    drawWaveform(wave, samples);
+    wave.setAttribute("aria-label", `Waveform of ${(samples.length / rate).toFixed(2)} s of sound`);
+    if (url) URL.revokeObjectURL(url);
+    url = URL.createObjectURL(blob);
+    player.src = url;
+    player.hidden = false;
+  };
+  const send = (blob, name) => {
+    const form = new FormData();
+    form.append("file", blob, name);
+    const download = url;
+    ctx.predict({
+      body: form,
+      curl: ["-F", shellQuote(`file=@${name}`)],
+      python: null,
+      httpxArgs: `files={"file": (${pyString(name)}, open(${pyString(name)}, "rb"), "audio/wav")}`,
+      file: name === "recording.wav"
+        ? () => ["To run these, save ", h("a", { href: download, download: name, text: "your recording as recording.wav" }), "."] : null,
+    });
+  };
+
+  const stop = () => {
+    clearTimeout(timer);
+    if (recorder && recorder.state !== "inactive") recorder.stop();
+  };
+  const record = async () => {
+    if (recorder && recorder.state === "recording") { stop(); return; }
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+    } catch (e) {
+      status.textContent = `No microphone: ${e.message}. Upload a WAV file instead.`;
+      return;
+    }
+    const chunks = [];
+    recorder = new MediaRecorder(stream);
+    recorder.ondataavailable = (e) => chunks.push(e.data);
+    recorder.onstop = async () => {
+      stream.getTracks().forEach((t) => t.stop());
+      button.textContent = "Record";
+      button.setAttribute("aria-pressed", "false");
+      try {
+        const recorded = new Blob(chunks, { type: recorder.mimeType });
+        const context = new AudioContext();
+        const buffer = await context.decodeAudioData(await recorded.arrayBuffer());
+        context.close();
+        const samples = await toMono(buffer, rate);
+        const wav = encodeWav(samples, rate);
+        show(samples, wav);
+        status.textContent = `Recorded ${(samples.length / rate).toFixed(2)} s.`;
+        send(wav, "recording.wav");
+      } catch (e) {
+        status.textContent = `Could not read the recording: ${e.message}`;
+      }
+    };
+    recorder.start();
+    button.textContent = "Stop";
+    button.setAttribute("aria-pressed", "true");
+    status.textContent = "Recording… speak now.";
+    timer = setTimeout(stop, limit * 1000);
+  };
+  const button = h("button", { type: "button", id: "record", "aria-pressed": "false", text: "Record", onclick: record });
+
+  const upload = async (file) => {
+    if (!file) return;
+    try {
+      const context = new AudioContext();
+      const buffer = await context.decodeAudioData(await file.arrayBuffer());
+      context.close();
+      show(await toMono(buffer, rate), file);
+      status.textContent = `${file.name}: ${buffer.duration.toFixed(2)} s at ${buffer.sampleRate} Hz.`;
+    } catch {
+      status.textContent = `${file.name}: the browser cannot play it; sent as it is.`;  // the server decides
+    }
+    send(file, file.name || "audio.wav");
+  };
+  const input = h("input", { type: "file", id: "audio-file", accept: ".wav,audio/wav,audio/x-wav", class: "visually-hidden",
+    onchange: () => upload(input.files[0]) });
+  box.addEventListener("dragover", (e) => e.preventDefault());
+  box.addEventListener("drop", (e) => { e.preventDefault(); upload(e.dataTransfer.files[0]); });
+
+  box.append(status,
+    h("div", { class: "row" }, button,
+      h("label", { for: "audio-file", class: "button", text: "Upload a WAV" }), input),
+    wave, player);
+  return () => { stop(); if (url) URL.revokeObjectURL(url); };
+}
+
+registerKind("audio", { mount, renderSeen: () => null });

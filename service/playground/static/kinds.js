@@ -1,0 +1,19 @@
+// The input-kind registry of the page: one module per kind registers how to build its requests.
+//
+// registerKind(name, {
+//   mount(container, model, ctx): build the inputs into container; call ctx.predict(request) to ask.
+//       Returns an optional cleanup function (stop a recording...) run when another model is chosen.
+//   renderSeen(input): an element showing what the model saw (/predict?explain=1's "input"), or null.
+// })
+// A request: {body, headers, curl: [curl arguments before the URL], python: "ms.call(...)" or, when the
+//             client has no call for it, httpxArgs: "files={...}" for an httpx.post; file(): nodes or null}.
+
+const kinds = new Map();
+
+export function registerKind(name, kind) {
+  kinds.set(name, kind);
+}
+
+export function getKind(name) {
+  return kinds.get(name);
+}

@@ -1,0 +1,66 @@
+"""`/predict?explain=1`: what the model saw, per input, beside its answer.
+
+Preprocessing is where a confusing answer usually comes from (a digit drawn too thin, a word outside the
+vocabulary), so the answer can carry the model's own input back: an image model's preprocessed pixels as
+a PNG data URL, a text model's tokens with the unknown ones marked. Built from the feeds the batcher
+ran, so it is exactly what the model saw. One explainer per input kind, looked up by name.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from service.preprocess.text import split_words
+from service.repository import ModelVersion
+from service.runtime import Feeds
+
+# (model version, the request's raw items, the feeds they became) -> one dict per row
+Explainer = Callable[[ModelVersion, Sequence[Any], Feeds], list[dict[str, Any]]]
+_EXPLAINERS: dict[str, Explainer] = {}
+
+
+def explainer(kind: str) -> Callable[[Explainer], Explainer]:
+    def register(fn: Explainer) -> Explainer:
+        _EXPLAINERS[kind] = fn
+        return fn
+
+    return register
+
+
+def explain(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]] | None:
+    """One dict per row for the model's input kind; None when the kind has no explainer."""
+    fn = _EXPLAINERS.get(mv.input_kind)
+    return fn(mv, items, feeds) if fn is not None else None
+
+
+def png_data_url(pixels: np.ndarray) -> str:
+    """uint8 (H, W, 1 or 3) as a data:image/png;base64 URL."""
+    grey = pixels.shape[-1] == 1
+    img = Image.fromarray(pixels[..., 0] if grey else pixels, mode="L" if grey else "RGB")
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+@explainer("image")
+def _image(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]]:
+    pixels = feeds[mv.inputs[0].name]  # (N, H, W, C) uint8, as the model took it
+    return [{"input": {"shape": list(row.shape), "image": png_data_url(row)}} for row in pixels]
+
+
+@explainer("text")
+def _text(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]]:
+    """The words the tokenizer kept (lowercased, cut at max_length) and their ids; unk_id: unknown."""
+    tok = mv.tokenizer
+    assert tok is not None
+    rows = []
+    for text, ids in zip(items, feeds[mv.inputs[0].name].tolist(), strict=True):
+        words = split_words(text, tok.lowercase)[: tok.max_length]
+        rows.append({"input": {"tokens": words, "ids": ids[: len(words)], "unknown_id": tok.unk_id}})
+    return rows
