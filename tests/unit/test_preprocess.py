@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.preprocess.image import ImageSpec, decode, decode_to_array
-from service.preprocess.text import Tokenizer, pad_batch, split_words
+from service.preprocess.text import Tokenizer, pad_batch, split_glove, split_words
 
 GREY = ImageSpec(28, 28, 1)
 RGB = ImageSpec(32, 32, 3)
@@ -95,14 +95,55 @@ def test_declared_type_must_match_the_bytes() -> None:
         assert decode(png, max_pixels=10**6, content_type=generic).format == "PNG"
 
 
-def test_tokenizer_words_negations_and_unknowns() -> None:
+def test_words_tokenizer_of_older_models() -> None:
     assert split_words("Not BAD at all, wasn’t it?") == ["not", "bad", "at", "all", "wasn't", "it"]
-    tok = Tokenizer.build(["good film", "bad film", "film"], max_length=4)
+    tok = Tokenizer.build(["good film", "bad film", "film"], max_length=4, scheme="words")
     assert tok.vocab[:3] == ["<pad>", "<unk>", "film"]
     ids = tok.encode("good film zebra")
     assert ids.tolist() == [tok.vocab.index("good"), 2, tok.unk_id]
     assert len(tok.encode("film " * 50)) == 4  # truncated to max_length
     assert tok.encode("!!!").tolist() == [tok.unk_id]  # no word: one unknown, never empty
+    # A model.json written before the tokenizer field reads as ``words``.
+    old = {"lowercase": True, "max_length": 8, "pad_id": 0, "unk_id": 1}
+    assert Tokenizer.from_preprocessing(old, vocab=tok.vocab).scheme == "words"
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("Good movie.", ["good", "movie", "."]),
+        ("I don't like it", ["i", "do", "n't", "like", "it"]),  # as GloVe (PTB) splits "n't"
+        ("can't, won't, ain't", ["ca", "n't", ",", "wo", "n't", ",", "ai", "n't"]),
+        (
+            "It’s what I’m after, you're right",
+            ["it", "'s", "what", "i", "'m", "after", ",", "you", "'re", "right"],
+        ),
+        ("dont like it, cant stand it", ["do", "n't", "like", "it", ",", "ca", "n't", "stand", "it"]),
+        ("1,000 stars, 3.5/5 and 10/10!", ["1,000", "stars", ",", "3.5/5", "and", "10/10", "!"]),
+        ("the 20th-century classic", ["the", "20th-century", "classic"]),
+        ("so happy :) :-( ;D <3", ["so", "happy", ":)", ":-(", ";d", "<3"]),
+        ("Love it ❤️👍", ["love", "it", "❤", "👍"]),
+        ("@bob check https://x.co/a #blessed", ["check", "blessed"]),
+        ("WAIT... what?!", ["wait", "...", "what", "?", "!"]),
+        ("«Très bien» -- naïve", ["«", "très", "bien", "»", "--", "naïve"]),
+    ],
+)
+def test_glove_tokenizer_splits_as_glove_was_trained(text: str, tokens: list[str]) -> None:
+    assert split_glove(text) == tokens
+
+
+def test_glove_tokenizer_second_chance_for_unknown_words() -> None:
+    vocab = ["<pad>", "<unk>", "so", "good", "well", "-", "made", "10", "/", "the", "film"]
+    tok = Tokenizer(vocab, max_length=6, scheme="glove")
+    ids = lambda text: [vocab[i] for i in tok.encode(text)]  # noqa: E731
+    assert ids("Sooooo goooood") == ["so", "good"]  # elongation undone
+    assert ids("well-made film") == ["well", "-", "made", "film"]  # compound split when unknown
+    assert ids("10/10") == ["10", "/", "10"]
+    assert ids("zzzz-qqq the") == ["<unk>", "the"]  # no known part: one unknown
+    assert len(tok.encode("well-made " * 10)) == 6  # truncation counts the split parts
+    assert ids("@someone") == ["<unk>"] and ids("x") == ["<unk>"]  # never empty
+    with pytest.raises(ValueError, match="unknown tokenizer"):
+        Tokenizer(vocab, scheme="bpe")
 
 
 def test_tokenizer_refuses_bad_client_text() -> None:
