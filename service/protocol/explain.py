@@ -64,3 +64,16 @@ def _text(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str
         words = split_words(text, tok.lowercase)[: tok.max_length]
         rows.append({"input": {"tokens": words, "ids": ids[: len(words)], "unknown_id": tok.unk_id}})
     return rows
+
+
+@explainer("audio")
+def _audio(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]]:
+    """The features the model heard, (frames, bands) per clip, as a spectrogram image: time left to
+    right, low bands at the bottom, each clip scaled to its own range."""
+    rows = []
+    for feats in np.asarray(feeds[mv.inputs[0].name], dtype=np.float32):
+        lo, hi = float(feats.min()), float(feats.max())
+        scaled = (feats - lo) / (hi - lo) if hi > lo else np.zeros_like(feats)
+        picture = (scaled.T[::-1] * 255).round().astype(np.uint8)[..., None]  # (bands, frames, 1)
+        rows.append({"input": {"shape": list(feats.shape), "spectrogram": png_data_url(picture)}})
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,15 +85,19 @@ def test_upload_an_example_file_and_run_its_curl(page: WebDriver, server: Server
 
 def test_drop_a_file_on_the_panel(page: WebDriver, server: Server) -> None:
     open_page(page, server.url, image_model())
+    choose(page, text_model())  # mounting the image panel again must not double its drop handler
+    choose(page, image_model())
     before = answer_count(page)
     data = list((EXAMPLES / image_model() / "4.png").read_bytes())
     page.execute_script(  # a real drop event carrying a File, as the OS hands one to the page
         """const file = new File([new Uint8Array(arguments[0])], "4.png", {type: "image/png"});
         const dt = new DataTransfer(); dt.items.add(file);
-        document.getElementById("kind-ui").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));""",
+        document.getElementById("image-drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));""",
         data,
     )
     assert top_label(page, before) == "4"
+    time.sleep(0.5)
+    assert answer_count(page) == before + 1, "one drop, one request"
 
 
 def test_type_a_review(page: WebDriver, server: Server, screenshot: Shot) -> None:

@@ -94,15 +94,16 @@ function choose(name) {
   sequence++;
   clearAnswer();
   $("try-title").textContent = `Try ${model.name}`;
-  const box = $("kind-ui");
+  // A fresh element per mount: listeners a kind puts on it go away with it.
+  const box = h("div", { class: `kind kind-${model.input_kind}` });
+  $("kind-ui").replaceChildren(box);
   const kind = getKind(model.input_kind);
   if (!kind) {
-    box.replaceChildren(h("p", {},
+    box.append(h("p", {},
       `${model.name} takes ${model.input_kind} inputs, which this page cannot build. Send tensors to `,
       h("code", { text: `POST /v2/models/${model.name}/infer` }), " (see ", h("a", { href: "/docs", text: "the API docs" }), ")."));
     return;
   }
-  box.replaceChildren();
   unmount = kind.mount(box, model, { predict: (req) => predict(model, kind, req) }) || (() => {});
 }
 

@@ -5,17 +5,16 @@ import { registerKind } from "./kinds.js";
 import { h } from "./ui.js";
 import { drawWaveform, encodeWav, toMono } from "./wav.js";
 
-// What /models says about the model's audio (kinds may name it differently): rate and clip length.
+// What /models says about the model's audio: {"audio": {"sample_rate", "clip_seconds": [min, max], ...}}.
 function audioInfo(model) {
-  const a = model.audio || model.preprocessing?.audio || model;
-  const rate = a.sample_rate || a.sample_rate_hz || 16000;
-  const seconds = a.clip_seconds || a.duration_s || a.max_seconds || (a.clip_samples ? a.clip_samples / rate : 1);
-  return { rate, seconds };
+  const a = model.audio || {};
+  const clip = Array.isArray(a.clip_seconds) ? a.clip_seconds : [0, a.clip_seconds || a.window_seconds || 1];
+  return { rate: a.sample_rate || 16000, seconds: clip[1] || a.window_seconds || 1 };
 }
 
 function mount(box, model, ctx) {
   const { rate, seconds } = audioInfo(model);
-  const limit = Math.min(30, Math.max(1, seconds) + 1);  // a little room around the clip
+  const limit = Math.min(30, Math.max(1, seconds));  // the longest clip the model takes
   const status = h("p", { role: "status", class: "muted", id: "audio-status",
     text: `Press Record and speak (up to ${limit} s); ${model.name} hears ${rate} Hz mono.` });
   const wave = h("canvas", { width: 560, height: 96, class: "wave", role: "img", "aria-label": "Waveform: no sound yet" });
@@ -110,4 +109,14 @@ function mount(box, model, ctx) {
   return () => { stop(); if (url) URL.revokeObjectURL(url); };
 }
 
-registerKind("audio", { mount, renderSeen: () => null });
+// The features the model heard (/predict?explain=1): a spectrogram, time left to right.
+function renderSeen(input) {
+  if (!input.spectrogram) return null;
+  const [frames, bands] = input.shape;
+  return h("figure", {},
+    h("img", { src: input.spectrogram, class: "pixelated spectrogram", id: "seen-image", width: Math.min(560, frames * 4), height: bands * 2,
+      alt: `The ${frames} frames x ${bands} bands of features the model heard` }),
+    h("figcaption", { text: `What the model heard: ${frames} frames x ${bands} log-mel bands` }));
+}
+
+registerKind("audio", { mount, renderSeen });
