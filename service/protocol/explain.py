@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from service.preprocess.text import split_words
 from service.repository import ModelVersion
 from service.runtime import Feeds
 
@@ -56,13 +55,23 @@ def _image(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[st
 
 @explainer("text")
 def _text(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]]:
-    """The words the tokenizer kept (lowercased, cut at max_length) and their ids; unk_id: unknown."""
+    """The tokens read (cut where the model's maximum length cut them), whether the vocabulary knew each
+    (directly or by its second chance), and the exact ids the model ran on."""
     tok = mv.tokenizer
     assert tok is not None
     rows = []
-    for text, ids in zip(items, feeds[mv.inputs[0].name].tolist(), strict=True):
-        words = split_words(text, tok.lowercase)[: tok.max_length]
-        rows.append({"input": {"tokens": words, "ids": ids[: len(words)], "unknown_id": tok.unk_id}})
+    for text, row in zip(items, feeds[mv.inputs[0].name].tolist(), strict=True):
+        words, known, used = [], [], 0
+        for token in tok.tokens(text):
+            if used >= tok.max_length:
+                break
+            ids = tok.encode(token).tolist()  # one token may become several ids (a split compound)
+            words.append(token)
+            known.append(tok.unk_id not in ids)
+            used += len(ids)
+        while row and row[-1] == tok.pad_id:  # right padding from the batch, not the text
+            row.pop()
+        rows.append({"input": {"tokens": words, "known": known, "ids": row, "unknown_id": tok.unk_id}})
     return rows
 
 

@@ -35,12 +35,13 @@ function mount(box, model, ctx) {
 // The words the model read; those outside its vocabulary are marked (they all read as one "unknown").
 function renderSeen(input) {
   if (!Array.isArray(input.tokens)) return null;
-  const unknown = input.tokens.filter((_, i) => input.ids[i] === input.unknown_id).length;
+  const known = (i) => (Array.isArray(input.known) ? input.known[i] : input.ids[i] !== input.unknown_id);
+  const unknown = input.tokens.filter((_, i) => !known(i)).length;
   return h("div", {},
     h("p", { class: "muted", text: `What the model read: ${input.tokens.length} words` +
       (unknown ? `, ${unknown} outside its vocabulary (struck through)` : "") }),
     h("p", { class: "tokens" }, ...input.tokens.map((word, i) =>
-      h(input.ids[i] === input.unknown_id ? "s" : "span", { class: "token", text: word }))));
+      h(known(i) ? "span" : "s", { class: "token", text: word }))));
 }
 
 registerKind("text", { mount, renderSeen });
