@@ -58,6 +58,7 @@ class DynamicBatcher:
         timeout_s: float = 30.0,
         instances: int = 1,
         observer: BatchObserver | None = None,
+        inline_run_ms: float = 0.0,
     ) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
@@ -70,12 +71,16 @@ class DynamicBatcher:
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._in_flight = 0
-        self._jobs: queue.SimpleQueue[tuple[list[Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[list[Any], int, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._workers: list[asyncio.Task[None]] = []
         self._arrived: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._closed = False  # set once drained: until then requests already headed here are taken
+        self.inline_run_s = inline_run_ms / 1000.0
+        # Seconds per run, by batch size class (rows rounded up to a power of two): learnt from real runs.
+        self._run_s: dict[int, float] = {}
+        self._ran_now = False
 
     @property
     def queue_depth(self) -> int:
@@ -129,6 +134,10 @@ class DynamicBatcher:
                 f"model {self.name}: request reached its {self.timeout_s:g} s deadline before it was queued and was not run"
             )
         loop = asyncio.get_running_loop()
+        if self._lone() and self._inline(rows):
+            self._ran_now = True  # others arriving in this loop iteration queue and batch together
+            loop.call_soon(self._new_iteration)
+            return self._run_now(payload, rows, trace, loop.create_future())
         pending = _Pending(payload, rows, loop.create_future(), now, trace=trace)
         pending.timer = loop.call_later(wait_s, self._expire, pending)
         self._queue.append(pending)
@@ -137,6 +146,50 @@ class DynamicBatcher:
         self._arrived.set()
         self._observer.on_depth(len(self._queue), self._in_flight)
         return pending.future
+
+    def _lone(self) -> bool:
+        """Nothing queued or running, and no other request ran at once in this loop iteration."""
+        return not (self._queue or self._in_flight or self._ran_now or self.max_queue_delay_s)
+
+    def _new_iteration(self) -> None:
+        self._ran_now = False
+
+    def _inline(self, rows: int) -> bool:
+        """Whether a run of ``rows`` rows is known to be short enough to run on the event loop itself.
+
+        Handing a run to the inference thread costs two thread switches and, while the loop is busy, a
+        wait for the GIL of up to sys.getswitchinterval() (5 ms) each time the thread needs it back: far
+        more than a small model's run. Unknown sizes go to the thread first, which measures them.
+        """
+        known = self._run_s.get(_size_class(rows))
+        return known is not None and known <= self.inline_run_s
+
+    def _learn(self, rows: int, seconds: float) -> None:
+        key = _size_class(rows)
+        old = self._run_s.get(key)
+        self._run_s[key] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    def _run_now(
+        self, payload: Any, rows: int, trace: dict[str, Any] | None, future: asyncio.Future[Any]
+    ) -> asyncio.Future[Any]:
+        """A lone request on an idle batcher with a short run: run it here, no queue, no hand-off."""
+        self._observer.on_queue_wait(0.0)
+        if trace is not None:
+            trace["batch_rows"] = rows
+        start = time.perf_counter()
+        try:
+            [result] = self._run_batch([payload])
+        except Exception as e:
+            log.exception("model %s: batch of 1 request failed", self.name)
+            result = e
+        run_s = time.perf_counter() - start
+        self._learn(rows, run_s)
+        self._observer.on_batch(rows, 1, run_s)
+        if isinstance(result, Exception):
+            future.set_exception(_as_service_error(result, self.name))
+        else:
+            future.set_result(result)
+        return future
 
     def _expire(self, pending: _Pending) -> None:
         if not pending.future.done():
@@ -203,10 +256,16 @@ class DynamicBatcher:
         self._in_flight += len(batch)
         self._observer.on_depth(len(self._queue), self._in_flight)
         start = time.perf_counter()
+        inline = self._inline(rows)
         try:
-            done: asyncio.Future[Any] = loop.create_future()
-            self._jobs.put(([p.payload for p in batch], done))
-            results = await done
+            payloads = [p.payload for p in batch]
+            if inline:
+                results = self._run_batch(payloads)
+                self._learn(rows, time.perf_counter() - start)
+            else:
+                done: asyncio.Future[Any] = loop.create_future()
+                self._jobs.put((payloads, rows, done))
+                results = await done
             if len(results) != len(batch):
                 raise InferenceFailed(
                     f"model {self.name} returned {len(results)} results for {len(batch)} requests"
@@ -225,17 +284,21 @@ class DynamicBatcher:
             self._in_flight -= len(batch)
             self._observer.on_batch(rows, len(batch), time.perf_counter() - start)
             self._observer.on_depth(len(self._queue), self._in_flight)
+        if inline:  # let the answers go out (and new requests in) before the next run
+            await asyncio.sleep(0)
 
     def _inference_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         """One per instance: runs batches off the event loop (onnxruntime releases the GIL). A plain thread
         and a SimpleQueue cost less per batch than run_in_executor's future wrapping."""
         while (job := self._jobs.get()) is not None:
-            payloads, done = job
+            payloads, rows, done = job
+            start = time.perf_counter()
             try:
                 result: Any = self._run_batch(payloads)
                 failed = None
             except Exception as e:
                 result, failed = None, e
+            self._learn(rows, time.perf_counter() - start)  # a dict write: atomic under the GIL
             try:
                 loop.call_soon_threadsafe(_settle, done, result, failed)
             except RuntimeError:  # the loop has closed: nobody waits for this answer
@@ -274,6 +337,10 @@ class DynamicBatcher:
         self._observer.on_depth(0, self._in_flight)
         for _ in self._threads:
             self._jobs.put(None)
+
+
+def _size_class(rows: int) -> int:
+    return (rows - 1).bit_length()  # 1 -> 0, 2 -> 1, 3-4 -> 2, 5-8 -> 3, ...
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: Exception | None) -> None:

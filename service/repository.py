@@ -205,6 +205,7 @@ def _load_version(
         timeout_s=knob("timeout_s"),
         instances=knob("instances"),
         observer=model_metrics,
+        inline_run_ms=settings.inline_run_ms,
     )
     load_s = time.perf_counter() - start
     if model_metrics is not None:

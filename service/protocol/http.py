@@ -112,6 +112,8 @@ async def await_unless_disconnected(request: Request, answer: asyncio.Future[T])
     """Await a queued request's ``answer`` but cancel it if the client goes away: a dropped request is
     never run. Call only after the body was read, when the next ASGI message can only be a disconnect.
     One watcher task and a callback (not a task per side and asyncio.wait): this is on the hot path."""
+    if answer.done():  # run at once on an idle batcher: nothing to watch
+        return answer.result()
     watcher = asyncio.ensure_future(_until_disconnect(request.receive))
     watcher.add_done_callback(lambda _: answer.cancel())
     try:

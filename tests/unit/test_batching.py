@@ -272,3 +272,52 @@ def test_observer_counts_runs_and_rows() -> None:
         assert [r for r, _ in seen.batches] == [3, 2]
 
     run_async(main())
+
+
+def test_short_runs_move_onto_the_event_loop_once_measured() -> None:
+    """A size class runs in the inference thread until one run of it was measured short; then on the loop
+    (a lone request on an idle batcher is answered inside enqueue); a slow size class stays threaded."""
+
+    async def main() -> None:
+        threads: list[str] = []
+
+        def run(payloads: list[Any]) -> list[Any]:
+            threads.append(threading.current_thread().name)
+            if len(payloads) > 4:
+                time.sleep(0.02)  # big batches are slow
+            return [p * 2 for p in payloads]
+
+        b = DynamicBatcher(run, inline_run_ms=5.0)
+        await b.start()
+        assert await b.submit(1) == 2  # unknown: measured in the inference thread
+        assert threads[-1].startswith("infer-")
+        future = b.enqueue(2)
+        assert future.done() and future.result() == 4  # known short, idle batcher: run right here
+        assert threads[-1] == threading.current_thread().name
+        # A crowd: the first runs at once, the rest queue and form batches; each gets its own answer.
+        answers = await asyncio.gather(*(b.submit(i) for i in range(20)))
+        assert answers == [i * 2 for i in range(20)]
+        big = [t for t in threads[2:] if t.startswith("infer-")]
+        assert big  # the first batch of 19 rows went to the thread to be measured
+        answers = await asyncio.gather(*(b.submit(i) for i in range(20)))
+        assert answers == [i * 2 for i in range(20)]
+        assert threads[-1].startswith("infer-")  # measured slow: it stays threaded
+        await b.close()
+
+    run_async(main())
+
+
+def test_inline_run_that_raises_fails_only_its_request() -> None:
+    async def main() -> None:
+        def run(payloads: list[Any]) -> list[Any]:
+            return [ValueError("bad row") if p < 0 else p for p in payloads]
+
+        b = DynamicBatcher(run, inline_run_ms=50.0)
+        await b.start()
+        assert await b.submit(1) == 1
+        with pytest.raises(InferenceFailed, match="bad row"):
+            await b.submit(-1)  # inline now: the same error as from the thread
+        assert await b.submit(3) == 3
+        await b.close()
+
+    run_async(main())
