@@ -38,7 +38,7 @@ function renderSeen(input) {
   const known = (i) => (Array.isArray(input.known) ? input.known[i] : input.ids[i] !== input.unknown_id);
   const unknown = input.tokens.filter((_, i) => !known(i)).length;
   return h("div", {},
-    h("p", { class: "muted", text: `What the model read: ${input.tokens.length} words` +
+    h("p", { class: "muted", text: `What the model read: ${input.tokens.length} tokens` +
       (unknown ? `, ${unknown} outside its vocabulary (struck through)` : "") }),
     h("p", { class: "tokens" }, ...input.tokens.map((word, i) =>
       h(known(i) ? "span" : "s", { class: "token", text: word }))));
