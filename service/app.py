@@ -35,7 +35,7 @@ from service.middleware import RequestMiddleware
 from service.playground import register_playground
 from service.polling import RepositoryPoller
 from service.preprocess.pool import BoundedPool
-from service.protocol import health, predict
+from service.protocol import health, openapi, predict
 from service.protocol.http import error_response, json_response
 from service.protocol.v2 import register_v2_endpoints
 from service.repository import ModelRepository
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
     if settings.playground:
         register_playground(app)
     _add_error_handlers(app)
+    openapi.install(app)
     app.state.metrics = metrics
     return app
 

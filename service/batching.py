@@ -360,4 +360,6 @@ def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
 def _as_service_error(error: Exception, name: str) -> ServiceError:
     if isinstance(error, ServiceError):
         return error
-    return InferenceFailed(f"model {name} failed on this batch: {type(error).__name__}: {error}")
+    # The runtime's own text (node names, paths) goes to the log, not to the client.
+    log.error("model %s failed on a batch: %s: %s", name, type(error).__name__, error)
+    return InferenceFailed(f"model {name} failed on this batch ({type(error).__name__}); see the server log")

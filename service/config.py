@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     """Require a key for /v2/health/* too."""
     auth_metrics: bool = False
     """Require a key for /metrics too."""
+    auth_docs: bool = False
+    """Require a key for /docs, /redoc and /openapi.json too (they list routes and schemas, no models)."""
     cors_origins: Annotated[list[str], NoDecode] = []
     """Origins allowed by CORS (comma-separated, or *); empty: CORS off."""
     playground: bool = True

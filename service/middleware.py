@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import Settings
 from service.errors import Forbidden, ServiceError, Unauthorized
+from service.logs import current_request_id
 from service.metrics import Metrics
 from service.protocol.http import error_response
 
@@ -33,7 +34,9 @@ class ApiKeys:
     def __init__(self, settings: Settings) -> None:
         self.keys = [k.encode() for k in settings.api_keys]
         self.admin = settings.admin_key.encode() if settings.admin_key else None
-        self.open_paths = {"/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+        self.open_paths: set[str] = set()
+        if not settings.auth_docs:
+            self.open_paths |= {"/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
         if not settings.auth_health:
             self.open_prefixes: tuple[str, ...] = ("/v2/health/",)
         else:
@@ -96,6 +99,7 @@ class RequestMiddleware:
         request_id = valid_request_id(_decode(headers.get(b"x-request-id")))
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
+        current_request_id.set(request_id)  # this request's own task: no reset needed
         rid_header = (b"x-request-id", request_id.encode())
         status = 500
 

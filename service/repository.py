@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import BadRequest, NotFound
+from service.logs import current_request_id
 from service.metrics import Metrics, ModelMetrics
 from service.polling import fingerprint
 from service.preprocess.image import ImageSpec
@@ -417,7 +418,16 @@ class ModelRepository:
         """Record a failure: the detail (paths, library text) to the log, a public reason to answers."""
         what = f"model {name} version {version}" if version != "" else f"model {name}"
         unexpected = not isinstance(error, LoadError | ValidationError | OSError | KeyError)
-        log.error("%s not loaded: %s: %s", what, type(error).__name__, error, exc_info=unexpected)
+        by = current_request_id.get()  # a load the repository API asked for: its answer names this id
+        log.error(
+            "%s not loaded%s: %s: %s",
+            what,
+            f" (request {by})" if by else "",
+            type(error).__name__,
+            error,
+            exc_info=unexpected,
+            extra={"request_id": by} if by else None,
+        )
         entry.failed[version] = public_reason(error)
         if self._metrics is not None:
             self._metrics.load_failures.labels(name).inc()

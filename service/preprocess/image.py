@@ -53,8 +53,8 @@ def decode(data: bytes, *, max_pixels: int, content_type: str | None = None) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))  # reads the header only
-    except Image.DecompressionBombError as e:
-        raise PayloadTooLarge(f"image too large: {e}") from None
+    except Image.DecompressionBombError:
+        raise PayloadTooLarge("image too large: past the decoder's decompression-bomb limit") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise BadRequest("cannot decode the image: not a supported image format or corrupt data") from None
     width, height = img.size

@@ -19,6 +19,7 @@ from service.errors import (
     RequestTimeout,
     ServiceError,
 )
+from service.logs import current_request_id
 from service.protocol.limits import BODY_EXTENSION, BodyDeadline
 
 T = TypeVar("T")
@@ -77,7 +78,7 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
-        raise BadRequest(f"the body is not valid JSON: {e}") from None
+        raise BadRequest(f"the body is not valid JSON (line {e.lineno}, column {e.colno})") from None
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -95,8 +96,12 @@ def error_response(exc: Exception) -> Response:
         if exc.status_code >= 500 and exc.status_code != 503:
             log.error("%s: %s", type(exc).__name__, exc.message)
         return json_response({"error": exc.message}, exc.status_code, exc.headers)
-    log.error("unhandled error", exc_info=exc)
-    return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
+    # The detail (exception, traceback, maybe paths) goes to the log only, under the request id.
+    request_id = current_request_id.get()
+    log.error("unhandled error in request %s", request_id, exc_info=exc, extra={"request_id": request_id})
+    return json_response(
+        {"error": f"internal error; the server log has the detail under request id {request_id}"}, 500
+    )
 
 
 def media_type(request: Request) -> str:

@@ -90,7 +90,9 @@ def decode_request(body: bytes, header_length: str | None) -> V2Request:
     try:
         doc = orjson.loads(header)
     except orjson.JSONDecodeError as e:
-        raise BadRequest(f"the inference header is not valid JSON: {e}") from None
+        raise BadRequest(
+            f"the inference header is not valid JSON (line {e.lineno}, column {e.colno})"
+        ) from None
     if not isinstance(doc, dict):
         raise BadRequest("the inference request must be a JSON object")
     raw_inputs = _field(doc, "inputs", list, "request")
@@ -182,10 +184,11 @@ def _from_json(
     if not isinstance(data, list):
         data = [data]
     if datatype == "BYTES":
-        flat = _flatten(data)
+        flat = _flatten(data, len(shape), where)
         if len(flat) != count:
             raise InvalidInput(f"{where}: shape {shape} holds {count} elements, data has {len(flat)}")
         return [_as_bytes(x, where) for x in flat]
+    _check_depth(data, len(shape), where)
     dtype = V2_TO_NUMPY[datatype]
     try:
         if dtype.kind in _INT_KINDS:
@@ -201,24 +204,48 @@ def _from_json(
                 raise InvalidInput(f"{where}: {datatype} data holds values of another type (non-integers)")
         else:
             arr = np.asarray(data, dtype=dtype)
-    except OverflowError as e:
-        raise InvalidInput(f"{where}: values out of range for {datatype}: {e}") from None
-    except (ValueError, TypeError) as e:
-        raise InvalidInput(f"{where}: data does not fit {datatype} {shape}: {e}") from None
+    except OverflowError:
+        raise InvalidInput(f"{where}: values out of range for {datatype}") from None
+    except (ValueError, TypeError):
+        raise InvalidInput(
+            f"{where}: data does not fit {datatype} {shape} (ragged nesting or values of another type)"
+        ) from None
     if arr.size != count:
         raise InvalidInput(f"{where}: shape {shape} holds {count} elements, data has {arr.size}")
     return arr.reshape(shape)
 
 
-def _flatten(data: list[Any]) -> list[Any]:
+def _too_deep(ndim: int, where: str) -> BadRequest:
+    return BadRequest(f"{where}: data is nested deeper than its shape's {ndim} dimensions")
+
+
+def _check_depth(data: list[Any], ndim: int, where: str) -> None:
+    """Nesting no deeper than the shape, along the first elements (numpy refuses ragged data itself)."""
+    depth, x = 0, data
+    while isinstance(x, list):
+        depth += 1
+        if depth > max(ndim, 1):
+            raise _too_deep(ndim, where)
+        if not x:
+            return
+        x = x[0]
+
+
+def _flatten(data: list[Any], ndim: int, where: str) -> list[Any]:
+    """Row-major leaves of nested lists no deeper than ``ndim``; iterative (no recursion to exhaust)."""
     out: list[Any] = []
-    stack = [data]
+    stack = [iter(data)]
+    limit = max(ndim, 1)
     while stack:
-        for x in stack.pop():
+        for x in stack[-1]:
             if isinstance(x, list):
-                out.extend(_flatten(x))
-            else:
-                out.append(x)
+                if len(stack) >= limit:
+                    raise _too_deep(ndim, where)
+                stack.append(iter(x))
+                break
+            out.append(x)
+        else:
+            stack.pop()
     return out
 
 
