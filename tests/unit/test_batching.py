@@ -315,7 +315,7 @@ def test_inline_run_that_raises_fails_only_its_request() -> None:
         b = DynamicBatcher(run, inline_run_ms=50.0)
         await b.start()
         assert await b.submit(1) == 1
-        with pytest.raises(InferenceFailed, match="bad row"):
+        with pytest.raises(InferenceFailed, match=r"failed on this batch \(ValueError\)"):
             await b.submit(-1)  # inline now: the same error as from the thread
         assert await b.submit(3) == 3
         await b.close()
