@@ -62,9 +62,7 @@ clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
 
 image:
-	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then docker build -t modelserve .; \
-	else eval "$$(bash ../shared/container/prepare.sh)" && podman build --format docker \
-	  --build-arg BASE_IMAGE="$$BASE_IMAGE" -t modelserve .; fi
+	@bash deploy/image.sh
 
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } \
