@@ -25,11 +25,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import BadRequest, NotFound
+from service.kinds import InputKind, get_kind
 from service.logs import current_request_id
 from service.metrics import Metrics, ModelMetrics
+from service.model_files import LoadError, ModelMeta
 from service.polling import fingerprint
-from service.preprocess.image import ImageSpec
-from service.preprocess.text import Tokenizer
 from service.runtime import OnnxModel, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ def check_name(name: str) -> str:
             f"invalid model name {name[:64]!r}: 1-128 letters, digits, '_', '.' or '-', not starting with '.'"
         )
     return name
-
-
-class LoadError(ValueError):
-    """A load failure whose message is safe to answer: it names no path and quotes no library."""
 
 
 class ModelConfig(BaseModel):
@@ -78,18 +74,6 @@ class ModelConfig(BaseModel):
         return versions[-int(n if isinstance(n, int) else 1) :]
 
 
-class ModelMeta(BaseModel):
-    """models/<name>/<version>/model.json, as training/export.py writes it."""
-
-    model_config = ConfigDict(extra="allow")
-
-    task: str = "classification"
-    input_kind: Literal["image", "text", "tensor"] = "tensor"
-    labels: list[str] = []
-    scores_output: str | None = None
-    preprocessing: dict[str, Any] = {}
-
-
 @dataclass
 class ModelVersion:
     """One loaded version: its session, its batcher, and what /predict needs to prepare inputs."""
@@ -100,8 +84,7 @@ class ModelVersion:
     meta: ModelMeta
     model: OnnxModel
     batcher: DynamicBatcher
-    image_spec: ImageSpec | None = None
-    tokenizer: Tokenizer | None = None
+    kind: InputKind
     load_s: float = 0.0
     metrics: ModelMetrics | None = None
     users: int = field(default=0, init=False)
@@ -152,6 +135,7 @@ class ModelVersion:
             "inputs": [t.as_dict() for t in self.inputs],
             "outputs": [t.as_dict() for t in self.outputs],
             "max_batch_size": self.batcher.max_batch_size,
+            **self.kind.describe(),
         }
 
 
@@ -170,15 +154,8 @@ def _load_version(
     onnx_path = path / "model.onnx"
     if not onnx_path.is_file():
         raise LoadError("model.onnx is missing")
-    meta_path = path / "model.json"
-    meta = ModelMeta.model_validate_json(meta_path.read_bytes()) if meta_path.is_file() else ModelMeta()
-    image_spec = tokenizer = None
-    if meta.input_kind == "image":
-        pre = meta.preprocessing["image"]
-        image_spec = ImageSpec.from_preprocessing(pre)
-    elif meta.input_kind == "text":
-        pre = meta.preprocessing["text"]
-        tokenizer = Tokenizer.from_preprocessing(pre, model_dir=path)
+    meta = ModelMeta.read(path)
+    kind_cls = get_kind(meta.input_kind)  # before the session: an unknown kind fails fast, by name
     model = OnnxModel(
         onnx_path,
         providers=settings.providers,
@@ -187,9 +164,9 @@ def _load_version(
         optimization=settings.graph_optimization_level,
         spin_wait=settings.spin_wait,
     )
-    if tokenizer is not None:  # token ids of different lengths join a batch padded with this
-        model.pad_values[model.inputs[0].name] = tokenizer.pad_id
-    _check_meta(meta, model, image_spec)
+    kind = kind_cls.load(meta, path, model)
+    model.pad_values.update(kind.pad_values())
+    _check_outputs(meta, model)
     model.warm_up()
 
     def knob(key: str) -> Any:
@@ -211,31 +188,11 @@ def _load_version(
     load_s = time.perf_counter() - start
     if model_metrics is not None:
         model_metrics.loaded(load_s)
-    return ModelVersion(
-        name, version, path, meta, model, batcher, image_spec, tokenizer, load_s=load_s, metrics=model_metrics
-    )
+    return ModelVersion(name, version, path, meta, model, batcher, kind, load_s=load_s, metrics=model_metrics)
 
 
-def _check_meta(meta: ModelMeta, model: OnnxModel, image_spec: ImageSpec | None) -> None:
-    """The metadata must match the graph, or /predict would feed it the wrong tensor."""
-    if meta.input_kind == "tensor":
-        return
-    if len(model.inputs) != 1:
-        raise LoadError(
-            f"a {meta.input_kind} model needs exactly one input, the graph has {len(model.inputs)}"
-        )
-    spec = model.inputs[0]
-    if image_spec is not None:
-        expected = (-1, image_spec.height, image_spec.width, image_spec.channels)
-        if spec.datatype != "UINT8" or spec.shape != expected:
-            raise LoadError(
-                f"image model input must be UINT8 {list(expected)}, graph has {spec.datatype} "
-                f"{list(spec.shape)}"
-            )
-    elif spec.datatype != "INT64" or len(spec.shape) != 2:
-        raise LoadError(
-            f"text model input must be INT64 [-1, -1], graph has {spec.datatype} {list(spec.shape)}"
-        )
+def _check_outputs(meta: ModelMeta, model: OnnxModel) -> None:
+    """The scores output and labels must match the graph, or answers would be mislabelled."""
     scores = meta.scores_output or model.outputs[0].name
     if scores not in model.output_names:
         raise LoadError(f"scores output {scores!r} is not a graph output ({model.output_names})")

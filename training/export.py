@@ -3,8 +3,9 @@
     modelserve export --checkpoint runs/digits/checkpoint.pt --name digits --version 1
 
 torch.onnx.export with a dynamic batch axis (and sequence axis for text), onnx.checker, then onnxruntime
-against torch on real inputs at batch sizes 1 and 7; text models are also checked for padding invariance.
-Any difference above 1e-4 fails the export.
+against torch on real inputs at batch sizes 1 and 7, plus the kind's own checks (text: padding
+invariance). Any difference above 1e-4 fails the export. What differs per kind (the graph input, sample
+inputs, the test split, files beside the graph) is the kind's, in training/kinds/.
 """
 
 from __future__ import annotations
@@ -23,17 +24,14 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from service.preprocess.image import ImageSpec
-from service.preprocess.text import Tokenizer, pad_batch
-from training.nets import ImageCNN, ImageCNNConfig, TextLSTM, TextLSTMConfig
+from service import kinds as service_kinds
+from service.model_files import ExportInfo, ModelMeta, TensorDecl
+from training import kinds
+from training.kinds import TOLERANCE, ExportError, TrainingKind
 
+__all__ = ["TOLERANCE", "ExportError", "check_parity", "export", "load_checkpoint", "quantize_int8"]
 log = logging.getLogger(__name__)
-TOLERANCE = 1e-4
 OPSET = 17
-
-
-class ExportError(RuntimeError):
-    """The exported graph does not answer as the torch model does."""
 
 
 class _WithProbabilities(nn.Module):
@@ -48,15 +46,15 @@ class _WithProbabilities(nn.Module):
         return logits, torch.softmax(logits, dim=1)
 
 
+def _kind(ckpt: dict[str, Any]) -> TrainingKind:
+    """The checkpoint's kind, trainable here and servable (else an UnknownKind naming those that are)."""
+    service_kinds.get_kind(ckpt["kind"])
+    return kinds.get(ckpt["kind"])
+
+
 def load_checkpoint(path: Path) -> tuple[dict[str, Any], nn.Module]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    net: nn.Module
-    if ckpt["kind"] == "image":
-        cfg = dict(ckpt["net_config"])
-        cfg["widths"], cfg["mean"], cfg["std"] = (tuple(cfg[k]) for k in ("widths", "mean", "std"))
-        net = ImageCNN(ImageCNNConfig(**cfg))
-    else:
-        net = TextLSTM(TextLSTMConfig(**ckpt["net_config"]))
+    net = _kind(ckpt).build_net(ckpt["net_config"])
     net.load_state_dict(ckpt["state_dict"])
     return ckpt, net.eval()
 
@@ -66,31 +64,14 @@ def next_version(model_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _sample_batches(ckpt: dict[str, Any]) -> list[np.ndarray]:
-    """Real inputs at batch sizes 1 and 7."""
-    if ckpt["kind"] == "image":
-        images = np.asarray(ckpt["samples"], dtype=np.uint8)
-        return [images[:1], images[:7]]
-    ids = _encoded_samples(ckpt)
-    return [
-        pad_batch(ids[:1], ckpt["preprocessing"]["text"]["pad_id"]),
-        pad_batch(ids[:7], ckpt["preprocessing"]["text"]["pad_id"]),
-    ]
-
-
-def _encoded_samples(ckpt: dict[str, Any], texts: list[str] | None = None) -> list[np.ndarray]:
-    """Token ids of ``texts`` (default: the checkpoint's sample texts) with the checkpoint's tokenizer."""
-    tok = Tokenizer.from_preprocessing(ckpt["preprocessing"]["text"], ckpt["vocab"])
-    return [tok.encode(t) for t in (ckpt["samples"] if texts is None else texts)]
-
-
 def check_parity(ckpt: dict[str, Any], net: nn.Module, onnx_path: Path) -> float:
     """Max abs difference of logits, onnxruntime vs torch; raises ExportError past TOLERANCE."""
+    kind = _kind(ckpt)
     net.eval()  # the exporter restores the wrapper's mode on the way out
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     input_name = sess.get_inputs()[0].name
     worst = 0.0
-    for batch in _sample_batches(ckpt):
+    for batch in kind.sample_batches(ckpt):
         with torch.no_grad():
             expected = net(torch.from_numpy(batch)).numpy()
         got = sess.run(["logits"], {input_name: batch})[0]
@@ -98,42 +79,10 @@ def check_parity(ckpt: dict[str, Any], net: nn.Module, onnx_path: Path) -> float
         worst = max(worst, diff)
         if diff > TOLERANCE:
             raise ExportError(f"onnxruntime differs from torch by {diff:.2e} at batch size {len(batch)}")
-    if ckpt["kind"] == "text":
-        worst = max(worst, check_padding_invariance(ckpt, sess))
-    return worst
-
-
-def check_padding_invariance(ckpt: dict[str, Any], sess: ort.InferenceSession) -> float:
-    """Each sample text alone vs batched with longer texts: logits must agree within TOLERANCE."""
-    ids = _encoded_samples(ckpt)
-    pad_id = ckpt["preprocessing"]["text"]["pad_id"]
-    batched = sess.run(["logits"], {"ids": pad_batch(ids, pad_id)})[0]
-    worst = 0.0
-    for i, seq in enumerate(ids):
-        alone = sess.run(["logits"], {"ids": seq[None, :]})[0][0]
-        diff = float(np.abs(alone - batched[i]).max())
-        worst = max(worst, diff)
-        if diff > TOLERANCE:
-            raise ExportError(f"text model is not padding invariant: sample {i} differs by {diff:.2e}")
-    return worst
+    return max(worst, kind.check_invariance(ckpt, sess))
 
 
 MAX_INT8_DROP_POINTS = 0.5
-
-
-def _test_set(ckpt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The checkpoint's test split as model inputs and labels (reloaded from its data source)."""
-    from training.data import load_images, load_texts
-
-    data = ckpt["data"]
-    if ckpt["kind"] == "image":
-        pre = ckpt["preprocessing"]["image"]
-        spec = ImageSpec.from_preprocessing(pre)
-        images = load_images(data["source"], spec, data["seed"]).test
-        return images.images, images.labels
-    texts = load_texts(data["source"], data["seed"]).test
-    ids = _encoded_samples(ckpt, texts.texts)
-    return pad_batch(ids, ckpt["preprocessing"]["text"]["pad_id"]), texts.labels
 
 
 def quantize_int8(ckpt: dict[str, Any], fp32_path: Path, int8_path: Path) -> dict[str, Any]:
@@ -144,8 +93,8 @@ def quantize_int8(ckpt: dict[str, Any], fp32_path: Path, int8_path: Path) -> dic
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
-    x, y = _test_set(ckpt)
-    input_name = "pixels" if ckpt["kind"] == "image" else "ids"
+    x, y = _kind(ckpt).test_set(ckpt)
+    input_name = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     accuracy, probs = {}, {}
     for label, path in (("fp32", fp32_path), ("int8", int8_path)):
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -181,20 +130,10 @@ def export(
     model_dir = models_dir / name
     version = version or next_version(model_dir)
     k = len(ckpt["classes"])
-    if ckpt["kind"] == "image":
-        pre = ckpt["preprocessing"]["image"]
-        input_spec: dict[str, Any] = {
-            "name": "pixels",
-            "datatype": "UINT8",
-            "shape": [-1, pre["height"], pre["width"], pre["channels"]],
-        }
-        dynamic = {"pixels": {0: "batch"}}
-        dummy = torch.zeros((2, pre["height"], pre["width"], pre["channels"]), dtype=torch.uint8)
-    else:
-        input_spec = {"name": "ids", "datatype": "INT64", "shape": [-1, -1]}
-        dynamic = {"ids": {0: "batch", 1: "sequence"}}
-        dummy = torch.ones((2, 5), dtype=torch.int64)
-    dynamic |= {"logits": {0: "batch"}, "probabilities": {0: "batch"}}
+    kind = _kind(ckpt)
+    graph_input = kind.graph_input(ckpt)
+    input_name = graph_input.decl.name
+    dynamic = {input_name: graph_input.dynamic_axes, "logits": {0: "batch"}, "probabilities": {0: "batch"}}
 
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
@@ -203,9 +142,9 @@ def export(
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and LSTM notes
             torch.onnx.export(
                 _WithProbabilities(net).eval(),
-                (dummy,),
+                (torch.from_numpy(graph_input.dummy),),
                 str(onnx_path),
-                input_names=[input_spec["name"]],
+                input_names=[input_name],
                 output_names=["logits", "probabilities"],
                 dynamic_axes=dynamic,
                 opset_version=OPSET,
@@ -220,31 +159,26 @@ def export(
             quantized = quantize_int8(ckpt, onnx_path, int8_path)
             int8_path.replace(onnx_path)
             log.info("%s v%d: int8 %s", name, version, quantized)
-        meta = {
-            "format": 1,
-            "name": name,
-            "version": version,
-            "task": "classification",
-            "input_kind": ckpt["kind"],
-            "inputs": [input_spec],
-            "outputs": [
-                {"name": "logits", "datatype": "FP32", "shape": [-1, k]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]},
+        meta = ModelMeta(
+            name=name,
+            version=version,
+            input_kind=ckpt["kind"],
+            inputs=[graph_input.decl],
+            outputs=[
+                TensorDecl(name="logits", datatype="FP32", shape=[-1, k]),
+                TensorDecl(name="probabilities", datatype="FP32", shape=[-1, k]),
             ],
-            "scores_output": "probabilities",
-            "labels": ckpt["classes"],
-            "preprocessing": ckpt["preprocessing"],
-            "export": {
-                "opset": OPSET,
-                "parity_max_abs_diff": max_diff,
-                "torch": torch.__version__,
-                "quantization": quantized,
-            },
-            "training": ckpt["report"],
-        }
-        (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if ckpt["kind"] == "text":
-            (staging / "vocab.txt").write_text("\n".join(ckpt["vocab"]) + "\n", encoding="utf-8")
+            scores_output="probabilities",
+            labels=ckpt["classes"],
+            preprocessing=ckpt["preprocessing"],
+            export=ExportInfo(
+                opset=OPSET, parity_max_abs_diff=max_diff, torch=torch.__version__, quantization=quantized
+            ),
+            training=ckpt["report"],
+        )
+        meta.write(staging)
+        for filename, content in kind.extra_files(ckpt).items():
+            (staging / filename).write_text(content, encoding="utf-8")
         # Copy beside the target, then rename: a server polling the repository never sees half a version.
         target = model_dir / str(version)
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -3,39 +3,29 @@
 Preprocessing is where a confusing answer usually comes from (a digit drawn too thin, a word outside the
 vocabulary), so the answer can carry the model's own input back: an image model's preprocessed pixels as
 a PNG data URL, a text model's tokens with the unknown ones marked. Built from the feeds the batcher
-ran, so it is exactly what the model saw. One explainer per input kind, looked up by name.
+ran, so it is exactly what the model saw. Each input kind explains its own inputs (``InputKind.explain``,
+in service/kinds/); the picture helpers they share live here.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from service.repository import ModelVersion
 from service.runtime import Feeds
 
-# (model version, the request's raw items, the feeds they became) -> one dict per row
-Explainer = Callable[[ModelVersion, Sequence[Any], Feeds], list[dict[str, Any]]]
-_EXPLAINERS: dict[str, Explainer] = {}
-
-
-def explainer(kind: str) -> Callable[[Explainer], Explainer]:
-    def register(fn: Explainer) -> Explainer:
-        _EXPLAINERS[kind] = fn
-        return fn
-
-    return register
+if TYPE_CHECKING:
+    from service.repository import ModelVersion
 
 
 def explain(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]] | None:
-    """One dict per row for the model's input kind; None when the kind has no explainer."""
-    fn = _EXPLAINERS.get(mv.input_kind)
-    return fn(mv, items, feeds) if fn is not None else None
+    """One dict per row from the model's input kind; None when the kind has nothing to show."""
+    return mv.kind.explain(items, feeds)
 
 
 def png_data_url(pixels: np.ndarray) -> str:
@@ -47,40 +37,11 @@ def png_data_url(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
-@explainer("image")
-def _image(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]]:
-    pixels = feeds[mv.inputs[0].name]  # (N, H, W, C) uint8, as the model took it
-    return [{"input": {"shape": list(row.shape), "image": png_data_url(row)}} for row in pixels]
-
-
-@explainer("text")
-def _text(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]]:
-    """The tokens read (cut where the model's maximum length cut them), whether the vocabulary knew each
-    (directly or by its second chance), and the exact ids the model ran on."""
-    tok = mv.tokenizer
-    assert tok is not None
+def spectrogram_rows(features: np.ndarray) -> list[dict[str, Any]]:
+    """Per clip of (N, frames, bands) features, a spectrogram image: time left to right, low bands at the
+    bottom, each clip scaled to its own range (for an audio kind's ``explain``)."""
     rows = []
-    for text, row in zip(items, feeds[mv.inputs[0].name].tolist(), strict=True):
-        words, known, used = [], [], 0
-        for token in tok.tokens(text):
-            if used >= tok.max_length:
-                break
-            ids = tok.encode(token).tolist()  # one token may become several ids (a split compound)
-            words.append(token)
-            known.append(tok.unk_id not in ids)
-            used += len(ids)
-        while row and row[-1] == tok.pad_id:  # right padding from the batch, not the text
-            row.pop()
-        rows.append({"input": {"tokens": words, "known": known, "ids": row, "unknown_id": tok.unk_id}})
-    return rows
-
-
-@explainer("audio")
-def _audio(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]]:
-    """The features the model heard, (frames, bands) per clip, as a spectrogram image: time left to
-    right, low bands at the bottom, each clip scaled to its own range."""
-    rows = []
-    for feats in np.asarray(feeds[mv.inputs[0].name], dtype=np.float32):
+    for feats in np.asarray(features, dtype=np.float32):
         lo, hi = float(feats.min()), float(feats.max())
         scaled = (feats - lo) / (hi - lo) if hi > lo else np.zeros_like(feats)
         picture = (scaled.T[::-1] * 255).round().astype(np.uint8)[..., None]  # (bands, frames, 1)

@@ -7,8 +7,6 @@ curl -H 'Content-Type: application/json' -d '{"text": "not bad at all"}' localho
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import time
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
@@ -18,12 +16,13 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
+from service import kinds
 from service.errors import BadRequest, UnsupportedMediaType
-from service.preprocess.image import GENERIC_TYPES, IMAGE_TYPES
+from service.kinds import InputKind
 from service.preprocess.pool import request_deadline
 from service.protocol.explain import explain as explain_rows
 from service.protocol.http import await_unless_disconnected, json_response, media_type, parse_json, read_body
-from service.protocol.inputs import ImageInput, image_feeds, scores_of, text_feeds
+from service.protocol.inputs import prepare, scores_of
 from service.protocol.inputs import top_k as best_labels
 from service.repository import ModelRepository, ModelVersion
 
@@ -35,39 +34,31 @@ TopK = Annotated[
 Explain = Annotated[
     bool, Query(description="add what the model saw to each prediction (docs/api.md: explain)")
 ]
-ACCEPTED = (
-    "multipart/form-data (image files), image/* or application/octet-stream (one image), "
-    "application/json ({image|images|text|texts}), text/plain (one text)"
-)
 
 
-async def _raw_inputs(request: Request, body: bytes) -> tuple[str, list[Any]]:
-    """("image", [ImageInput...]) or ("text", [str...]) from any accepted body."""
-    kind = media_type(request)
-    if kind == "multipart/form-data":
+async def _raw_inputs(request: Request, body: bytes) -> tuple[type[InputKind], list[Any]]:
+    """The input kind a body holds (by content type, JSON field, file type), and its items."""
+    media = media_type(request)
+    if media == "multipart/form-data":
         return await _multipart(request, body)
-    if kind in IMAGE_TYPES or kind in GENERIC_TYPES - {""}:
-        if not body:
-            raise BadRequest("the request body is empty")
-        return "image", [ImageInput(body, kind)]
-    if kind == "application/json":
-        return _json_inputs(parse_json(body))
-    if kind == "text/plain":
-        try:
-            return "text", [body.decode("utf-8")]
-        except UnicodeDecodeError:
-            raise BadRequest("the text/plain body is not valid UTF-8") from None
-    if not kind:
-        raise UnsupportedMediaType(f"missing Content-Type; send one of: {ACCEPTED}")
+    if media == "application/json":
+        return kinds.kind_for_json(parse_json(body))
+    kind = kinds.kind_for_body(media, body)
+    if kind is not None:
+        return kind, kind.from_body(body, media)
+    if not media:
+        raise UnsupportedMediaType(f"missing Content-Type; send one of: {kinds.accepted()}")
     hint = (
         " (curl -d sends form encoding: use -F file=@image.png or set -H 'Content-Type')"
-        if kind == "application/x-www-form-urlencoded"
+        if media == "application/x-www-form-urlencoded"
         else ""
     )
-    raise UnsupportedMediaType(f"unsupported Content-Type {kind!r}{hint}; send one of: {ACCEPTED}")
+    raise UnsupportedMediaType(f"unsupported Content-Type {media!r}{hint}; send one of: {kinds.accepted()}")
 
 
-async def _multipart(request: Request, body: bytes) -> tuple[str, list[Any]]:
+async def _multipart(request: Request, body: bytes) -> tuple[type[InputKind], list[Any]]:
+    """Files are told apart by type, name or bytes; plain fields are the form-field kind's (text)."""
+
     async def stream() -> AsyncGenerator[bytes, None]:
         yield body
 
@@ -77,49 +68,34 @@ async def _multipart(request: Request, body: bytes) -> tuple[str, list[Any]]:
         ).parse()
     except MultiPartException as e:
         raise BadRequest(f"malformed multipart body: {e.message}") from None
-    images, texts = [], []
+    found: dict[type[InputKind], list[Any]] = {}
     try:
         for _, value in form.multi_items():
             if isinstance(value, UploadFile):
-                images.append(ImageInput(await value.read(), value.content_type))
+                data = await value.read()
+                kind = kinds.kind_for_file(data, value.content_type, value.filename)
+                if kind is None:
+                    raise UnsupportedMediaType(
+                        f"unsupported file type {value.content_type!r} ({value.filename}); send one of: "
+                        f"{kinds.accepted()}"
+                    )
+                found.setdefault(kind, []).extend(kind.from_file(data, value.content_type, value.filename))
             else:
-                texts.append(value)
+                kind = kinds.form_field_kind()
+                found.setdefault(kind, []).extend(kind.from_field(value))
     finally:
         await form.close()
-    if images and texts:
-        raise BadRequest("send either image files or text fields in one request, not both")
-    return ("image", images) if images else ("text", texts)
+    if len(found) > 1:
+        sent = " and ".join(k.plural() for k in found)
+        raise BadRequest(f"send inputs of one kind per request, not {sent}")
+    if not found:
+        raise BadRequest("the multipart body holds no files or fields")
+    return next(iter(found.items()))
 
 
-def _json_inputs(doc: Any) -> tuple[str, list[Any]]:
-    keys = {"image", "images", "text", "texts"}
-    if not isinstance(doc, dict) or len(keys & doc.keys()) != 1:
-        raise BadRequest('JSON body must be an object with exactly one of "image", "images", "text", "texts"')
-    key = (keys & doc.keys()).pop()
-    value = doc[key]
-    items = [value] if key in ("image", "text") else value
-    if not isinstance(items, list):
-        raise BadRequest(f'"{key}" must be a list')
-    if key.startswith("text"):
-        return "text", items
-    images = []
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise BadRequest(f"image {i} must be a base64 string")
-        try:
-            images.append(
-                ImageInput(
-                    base64.b64decode(
-                        item.split(",", 1)[-1] if item.startswith("data:") else item, validate=True
-                    )
-                )
-            )
-        except (binascii.Error, ValueError):
-            raise BadRequest(f"image {i} is not valid base64") from None
-    return "image", images
-
-
-def _pick_model(repo: ModelRepository, name: str | None, kind: str, default: str | None) -> ModelVersion:
+def _pick_model(
+    repo: ModelRepository, name: str | None, kind: type[InputKind], default: str | None
+) -> ModelVersion:
     """An explicit name; else the configured default; else the only model, or the only one of this kind."""
     if name:
         return repo.get(name)
@@ -128,7 +104,7 @@ def _pick_model(repo: ModelRepository, name: str | None, kind: str, default: str
     names = repo.names()
     if len(names) == 1:
         return repo.get(names[0])
-    of_kind = [n for n in names if repo.get(n).input_kind == kind]
+    of_kind = [n for n in names if isinstance(repo.get(n).kind, kind)]
     if len(of_kind) == 1:
         return repo.get(of_kind[0])
     raise BadRequest(
@@ -156,18 +132,21 @@ async def predict_any(
     with mv.lease():  # taken with no await since resolving: a reload retires mv only after this answer
         deadline = start + mv.batcher.timeout_s  # the timeout covers decoding too
         request_deadline.set(deadline)
-        if kind == "image":
-            feeds = await image_feeds(mv, items, settings, state.preprocess_pool)
-        else:
-            feeds = await text_feeds(mv, items, settings, state.preprocess_pool)
+        prepared = await prepare(mv, kind, items, settings, state.preprocess_pool)
+        request.state.rows = prepared.rows
         outputs = await await_unless_disconnected(
             request,
-            mv.batcher.enqueue(feeds, rows=len(items), trace=request.scope["state"], deadline=deadline),
+            mv.batcher.enqueue(
+                prepared.feeds, rows=prepared.rows, trace=request.scope["state"], deadline=deadline
+            ),
         )
     predictions = best_labels(mv, scores_of(mv, outputs), top_k)
+    if prepared.notes is not None:
+        for prediction, note in zip(predictions, prepared.notes, strict=True):
+            prediction.update(note)
     if explain:
         # Not the bounded decoding pool: the model has run, this answer must not turn into a 503 now.
-        seen = await asyncio.to_thread(explain_rows, mv, items, feeds)
+        seen = await asyncio.to_thread(explain_rows, mv, items, prepared.feeds)
         for prediction, extra in zip(predictions, seen or (), strict=False):
             prediction.update(extra)
     return json_response({"model": mv.name, "version": str(mv.version), "predictions": predictions})
@@ -208,6 +187,7 @@ async def list_models(request: Request) -> Response:
                 "labels": latest.meta.labels,
                 "inputs": [t.as_dict() for t in latest.inputs],
                 **_test_report(latest),
+                **latest.kind.describe(),
             }
         )
     return json_response({"models": models, "failed": repo.failures()})
@@ -215,6 +195,6 @@ async def list_models(request: Request) -> Response:
 
 def _test_report(mv: ModelVersion) -> dict[str, Any]:
     """model.json's held-out test accuracy and what the model was trained on, when it says."""
-    training = (mv.meta.model_extra or {}).get("training") or {}
+    training = mv.meta.training
     test = training.get("test") or {}
     return {"accuracy": test.get("accuracy"), "test_size": test.get("n"), "data": training.get("data")}

@@ -16,18 +16,14 @@ from service import __version__
 from service.errors import BadRequest
 from service.preprocess.pool import request_deadline
 from service.protocol.http import await_unless_disconnected, json_response, parse_json, read_body
-from service.protocol.inputs import ImageInput, image_feeds, text_feeds
 from service.protocol.v2_codec import (
     decode_request,
     encode_response,
-    encoded_images,
     parameters,
     raw_bytes_input,
-    strings,
     tensor_feeds,
 )
 from service.repository import ModelRepository, ModelVersion
-from service.runtime import Feeds
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "parameters"]
 
@@ -50,6 +46,7 @@ async def model_metadata(request: Request, name: str, version: str | None = None
                 "input_kind": mv.input_kind,
                 "labels": mv.meta.labels,
                 "max_batch_size": mv.batcher.max_batch_size,
+                **mv.kind.describe(),
             },
         }
     )
@@ -66,15 +63,15 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
         deadline = start + mv.batcher.timeout_s  # the timeout covers decoding too
         request_deadline.set(deadline)
         req = decode_request(body, request.headers.get("inference-header-content-length"))
-        raw = raw_bytes_input(mv, req)
-        feeds: Feeds
-        if raw is not None:  # encoded images or strings for the model's own preprocessing
-            if mv.input_kind == "image":
-                images = [ImageInput(b) for b in encoded_images(raw)]
-                feeds, rows = await image_feeds(mv, images, settings, state.preprocess_pool), len(images)
-            else:
-                texts = strings(raw)
-                feeds, rows = await text_feeds(mv, texts, settings, state.preprocess_pool), len(texts)
+        raw = raw_bytes_input(req)
+        items = None
+        if raw is not None:
+            assert isinstance(raw.value, list)  # BYTES elements
+            items = mv.kind.from_v2_bytes(raw.name, raw.value, raw.binary)
+        if items is not None:  # encoded images, strings, ... for the model's own preprocessing
+            request.state.rows = len(items)
+            prepared = await mv.kind.prepare(items, settings, state.preprocess_pool)
+            feeds, rows = prepared.feeds, prepared.rows
         else:
             feeds, rows = tensor_feeds(mv, req, settings.max_items_per_request)
         request.state.rows = rows

@@ -10,8 +10,6 @@ BYTES ``"score:index:label"``, the k best per row.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,30 +256,12 @@ def _as_bytes(x: Any, where: str) -> bytes:
 # ------------------------------------------------------------------------------------ to the model
 
 
-def raw_bytes_input(mv: ModelVersion, request: V2Request) -> V2Input | None:
-    """For an image or text model: the BYTES input of encoded images or strings, if that is what came."""
-    if mv.input_kind == "tensor" or len(request.inputs) != 1 or request.inputs[0].datatype != "BYTES":
+def raw_bytes_input(request: V2Request) -> V2Input | None:
+    """A lone BYTES input: encoded images, strings, ... for a kind's own preprocessing (the model's kind
+    decides, ``InputKind.from_v2_bytes``), if that is what came."""
+    if len(request.inputs) != 1 or request.inputs[0].datatype != "BYTES":
         return None
     return request.inputs[0]
-
-
-def encoded_images(tensor: V2Input) -> list[bytes]:
-    """JSON carries images as base64 strings; binary data carries the encoded bytes as they are."""
-    assert isinstance(tensor.value, list)
-    if tensor.binary:
-        return tensor.value
-    try:
-        return [base64.b64decode(x, validate=True) for x in tensor.value]
-    except (binascii.Error, ValueError):
-        raise BadRequest(f"input {tensor.name!r}: BYTES image data in JSON must be base64") from None
-
-
-def strings(tensor: V2Input) -> list[str]:
-    assert isinstance(tensor.value, list)
-    try:
-        return [x.decode("utf-8") for x in tensor.value]
-    except UnicodeDecodeError:
-        raise BadRequest(f"input {tensor.name!r}: BYTES text must be UTF-8") from None
 
 
 def tensor_feeds(mv: ModelVersion, request: V2Request, max_rows: int) -> tuple[Feeds, int]:

@@ -92,3 +92,12 @@ def test_int8_export_option_checks_the_accuracy_drop(text_checkpoint: Path, tmp_
     ops = {node.op_type for node in onnx.load(str(target / "model.onnx")).graph.node}
     assert any("Integer" in op or "Quant" in op for op in ops)
     assert sess.run(["probabilities"], {"ids": np.array([[2, 3, 4]], dtype=np.int64)})[0].shape == (1, 2)
+
+
+def test_export_refuses_an_unknown_kind_by_name(tmp_path: Path) -> None:
+    from service.kinds import UnknownKind
+
+    torch.save({"kind": "smell", "net_config": {}, "state_dict": {}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(UnknownKind, match=r"unknown input kind 'smell'; the kinds are: .*image.*text"):
+        export(tmp_path / "checkpoint.pt", tmp_path / "models", "x")
+    assert not (tmp_path / "models").exists()

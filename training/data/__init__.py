@@ -21,7 +21,7 @@ from PIL import Image
 
 from service.preprocess.image import ImageSpec, decode, to_array
 
-BUNDLED_SENTIMENT = Path(__file__).parent / "datasets" / "sentiment.csv"
+BUNDLED_SENTIMENT = Path(__file__).parent.parent / "datasets" / "sentiment.csv"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 

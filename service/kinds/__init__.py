@@ -1,0 +1,129 @@
+"""The input-kind registry: names -> InputKind classes, and recognising which kind a request body holds.
+
+Adding a kind: write ``service/kinds/<kind>.py`` with an ``InputKind`` subclass decorated ``@register``,
+and add its module to ``_BUILTIN`` below (the one line outside the module). See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from service.errors import BadRequest
+from service.kinds.base import GENERIC_BINARY, InputKind, K, Prepared, UnknownKind, check_count
+
+__all__ = [
+    "GENERIC_BINARY",
+    "InputKind",
+    "Prepared",
+    "UnknownKind",
+    "check_count",
+    "form_field_kind",
+    "get_kind",
+    "kind_for_body",
+    "kind_for_file",
+    "kind_for_json",
+    "kind_names",
+    "register",
+]
+
+_KINDS: dict[str, type[InputKind]] = {}
+_loaded = False
+# The built-in kinds, in the order a generic binary body is offered to their ``sniff``.
+_BUILTIN = ("image", "text", "tensor")
+
+
+def register(cls: K) -> K:
+    """Class decorator: make the kind known under ``cls.name``."""
+    if cls.name in _KINDS and _KINDS[cls.name] is not cls:
+        raise ValueError(f"input kind {cls.name!r} is registered twice")
+    _KINDS[cls.name] = cls
+    return cls
+
+
+def _ensure_loaded() -> None:
+    """Import the built-in kind modules (each registers itself) on first use, not at import time."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in _BUILTIN:
+            importlib.import_module(f"service.kinds.{module}")
+
+
+def kind_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_KINDS)
+
+
+def get_kind(name: str) -> type[InputKind]:
+    """The kind registered as ``name``; UnknownKind names the ones that exist."""
+    _ensure_loaded()
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise UnknownKind(
+            f"unknown input kind {name!r}; the kinds are: {', '.join(sorted(_KINDS))}"
+        ) from None
+
+
+def _kinds() -> list[type[InputKind]]:
+    _ensure_loaded()
+    return list(_KINDS.values())
+
+
+def _sniffed(data: bytes) -> type[InputKind] | None:
+    for kind in _kinds():
+        if kind.sniff(data):
+            return kind
+    return next((k for k in _kinds() if k.binary_fallback), None)
+
+
+def kind_for_body(media_type: str, data: bytes) -> type[InputKind] | None:
+    """The kind whose raw bodies have this content type (generic binary: sniffed), or None."""
+    for kind in _kinds():
+        if media_type in kind.media_types:
+            return kind
+    return _sniffed(data) if media_type in GENERIC_BINARY else None
+
+
+def kind_for_file(data: bytes, content_type: str | None, filename: str | None) -> type[InputKind] | None:
+    """The kind of one multipart file: its declared type, else its name's suffix, else its bytes."""
+    declared = (content_type or "").split(";")[0].strip().lower()
+    for kind in _kinds():
+        if declared in kind.media_types:
+            return kind
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
+    for kind in _kinds():
+        if suffix and suffix in kind.file_suffixes:
+            return kind
+    return _sniffed(data) if declared in GENERIC_BINARY | {""} else None
+
+
+def form_field_kind() -> type[InputKind]:
+    """The kind whose items plain multipart fields are (text)."""
+    found = next((k for k in _kinds() if k.form_fields), None)
+    if found is None:
+        raise BadRequest("plain form fields are not inputs of any kind: send files")
+    return found
+
+
+def json_keys() -> list[str]:
+    return [key for kind in _kinds() for key in kind.json_fields]
+
+
+def kind_for_json(doc: Any) -> tuple[type[InputKind], list[Any]]:
+    """The kind and items of a JSON body: an object with exactly one kind's field."""
+    keys = json_keys()
+    found = [k for k in keys if k in doc] if isinstance(doc, dict) else []
+    if len(found) != 1:
+        raise BadRequest(
+            "JSON body must be an object with exactly one of " + ", ".join(f'"{k}"' for k in keys)
+        )
+    key = found[0]
+    kind = next(k for k in _kinds() if key in k.json_fields)
+    return kind, kind.from_json(key, doc[key])
+
+
+def accepted() -> str:
+    """The request bodies /predict takes, for 415 messages."""
+    return "; ".join(f"{k.plural()}: {k.accepts}" for k in _kinds() if k.accepts)

@@ -1,0 +1,83 @@
+"""model.json, typed: what training/export.py writes and the repository reads, one schema for both.
+
+models/<name>/<version>/model.json describes the graph beside it: the task, the input kind (a name in
+the service/kinds registry), the input and output tensors, the labels, each kind's preprocessing section
+(read by that kind: ``ImageSpec.from_preprocessing``, ``Tokenizer.from_preprocessing``, ...), and the
+export and training reports. A version without model.json serves as a tensor model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+FORMAT = 1
+FILENAME = "model.json"
+
+
+class LoadError(ValueError):
+    """A load failure whose message is safe to answer: it names no path and quotes no library."""
+
+
+class TensorDecl(BaseModel):
+    """A graph input or output as model.json declares it (V2 datatype, -1 for a dynamic axis)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ExportInfo(BaseModel):
+    """How the graph was exported and checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    opset: int | None = None
+    parity_max_abs_diff: float | None = None
+    torch: str | None = None
+    quantization: dict[str, Any] | None = None
+
+
+class ModelMeta(BaseModel):
+    """models/<name>/<version>/model.json."""
+
+    model_config = ConfigDict(extra="forbid", title="model.json")
+
+    format: int = FORMAT
+    name: str | None = None
+    version: int | None = None
+    task: str = "classification"
+    input_kind: str = "tensor"
+    """A registered kind (service/kinds): image, text, tabular, tensor, ..."""
+    inputs: list[TensorDecl] = []
+    outputs: list[TensorDecl] = []
+    scores_output: str | None = None
+    """The output holding per-class probabilities (default: the graph's first output)."""
+    labels: list[str] = []
+    preprocessing: dict[str, dict[str, Any]] = {}
+    """One section per kind, keyed by the kind's name; only that kind reads it."""
+    export: ExportInfo | None = None
+    training: dict[str, Any] = {}
+    """The training report: data, sizes, history, test metrics."""
+
+    def section(self, kind: str) -> dict[str, Any]:
+        """The kind's preprocessing section; LoadError when model.json has none."""
+        try:
+            return self.preprocessing[kind]
+        except KeyError:
+            raise LoadError(f"model.json has no preprocessing.{kind} section for its {kind} input") from None
+
+    @classmethod
+    def read(cls, version_dir: Path) -> ModelMeta:
+        """The version's model.json, or the tensor-model default when there is none."""
+        path = version_dir / FILENAME
+        return cls.model_validate_json(path.read_bytes()) if path.is_file() else cls()
+
+    def write(self, version_dir: Path) -> Path:
+        path = version_dir / FILENAME
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
