@@ -1,7 +1,7 @@
 """The naive baseline: what most tutorials ship. FastAPI + onnxruntime, pydantic-parsed JSON, one
 ``session.run`` per request in FastAPI's threadpool, no batching. Same models, same preprocessing code.
 
-    python -m bench.naive_server --port 8090 --models models
+    python -m bench.naive_server --port 8090 --models models [--workers N]   # uvicorn --workers N
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +90,23 @@ def build(models: Path) -> FastAPI:
     return app
 
 
+def app_from_env() -> FastAPI:
+    """uvicorn's factory for --workers (each worker builds its own sessions)."""
+    return build(Path(os.environ["NAIVE_MODELS"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    uvicorn.run(build(args.models), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    common = dict(host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    if args.workers > 1:  # what a tutorial does to use more cores: uvicorn's own supervisor
+        os.environ["NAIVE_MODELS"] = str(args.models.resolve())
+        uvicorn.run("bench.naive_server:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(build(args.models), **common)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

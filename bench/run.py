@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -230,6 +231,8 @@ def wrk(server: Server, folder: Path, concurrency: int, seconds: float) -> dict[
         str(ROOT / "bench/load.lua"),
         server.url,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
     out = subprocess.run(
         argv,
         capture_output=True,
@@ -238,7 +241,11 @@ def wrk(server: Server, folder: Path, concurrency: int, seconds: float) -> dict[
         check=True,
         timeout=seconds + 60,
     ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result["wrk_cpu"] = round(used / (time.perf_counter() - t0), 2)  # cores the load generator used
+    return result
 
 
 def point(server: Server, workload: str, concurrency: int, seconds: float, tmp: Path) -> dict[str, Any]:
@@ -411,6 +418,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 s points instead of 5 s")
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--no-tuning", action="store_true")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the workers scaling table")
+    parser.add_argument("--scaling-only", action="store_true", help="only the workers scaling table")
     parser.add_argument(
         "--workloads",
         default="digits-v2-fp32,digits-v2-uint8,digits-v2-binary,digits-predict-png,sentiment-predict",
@@ -422,6 +431,9 @@ def main() -> None:
     workloads = args.workloads.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     date = datetime.now(UTC).strftime("%Y-%m-%d")
+    if args.scaling_only:
+        run_scaling(seconds, tmp, date)
+        return
     print("raw onnxruntime ...", flush=True)
     limits = measure(ROOT / "models", seconds=min(seconds, 1.0))
     points: list[dict[str, Any]] = []
@@ -459,6 +471,8 @@ def main() -> None:
         naive.stop()
 
     tuning = [] if args.no_tuning else run_tuning(seconds, tmp)
+    if not args.no_scaling:
+        run_scaling(seconds, tmp, date)
     result = {
         "date": date,
         "machine": f"{os.cpu_count()} cores, {platform_line()}; wrk -t1 on the same machine; {seconds:g} s per point",
@@ -479,8 +493,8 @@ def main() -> None:
 
 
 TUNING = {
-    "default (1 process, intra-op auto, 1 instance)": {},
-    "MODELSERVE_WORKERS=2": {"MODELSERVE_WORKERS": "2"},
+    "default (workers auto, intra-op CPUs/workers, 1 instance)": {},
+    "MODELSERVE_WORKERS=1": {"MODELSERVE_WORKERS": "1"},
     "2 instances x 1 intra-op thread": {"MODELSERVE_INSTANCES": "2", "MODELSERVE_INTRA_OP_THREADS": "1"},
     "1 instance x 1 intra-op thread": {"MODELSERVE_INTRA_OP_THREADS": "1"},
     "max_queue_delay_ms=2": {"MODELSERVE_MAX_QUEUE_DELAY_MS": "2"},
@@ -501,6 +515,25 @@ def run_tuning(seconds: float, tmp: Path) -> list[dict[str, Any]]:
         finally:
             server.stop()
     return rows
+
+
+def run_scaling(seconds: float, tmp: Path, date: str) -> None:
+    """bench/scaling.py's table, in its own files (it is often rerun alone when the machine is quieter)."""
+    from bench import scaling
+
+    load_before = os.getloadavg()
+    rows = scaling.scaling(seconds, tmp)
+    load_after = os.getloadavg()
+    conditions = (
+        f"{os.cpu_count()} cores, {platform_line()}; wrk -t1 on the same machine; {seconds:g} s per point; "
+        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after the run."
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"{date}-scaling"
+    result = {"date": date, "conditions": conditions, "rows": rows, "targets": scaling.targets(rows)}
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(f"# Scaling {date}\n\n" + scaling.markdown(rows, conditions))
+    print(scaling.markdown(rows, conditions))
 
 
 def platform_line() -> str:

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     """A request still queued after this long answers 504 and never runs."""
     instances: int = Field(1, ge=1)
     """Batches that may run at once per model version."""
-    inline_run_ms: float = Field(1.0, ge=0)
+    inline_run_ms: float = Field(2.0, ge=0)
     """Run a batch on the event loop itself when runs of its size took at most this long (no hand-off to
     the inference thread, which costs more than a small model's run); 0: always in the inference thread."""
 

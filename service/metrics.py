@@ -76,6 +76,18 @@ def mark_worker_dead(pid: int) -> None:
     multiprocess.mark_process_dead(pid)
 
 
+def _pss() -> int | None:
+    """Proportional set size (Linux): a page shared by N processes counts 1/N in each."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def outcome_of(status: int) -> str:
     return OUTCOMES.get(status, "error" if status >= 500 else "other")
 
@@ -154,6 +166,12 @@ class Metrics:
             registry=registry,
             multiprocess_mode="liveall",
         )
+        self.pss = Gauge(
+            "modelserve_proportional_memory_bytes",
+            "Memory of every live worker together, pages shared between workers counted once (PSS)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.cpu = Counter(
             "modelserve_cpu_seconds", "CPU time of every worker, dead ones included", registry=registry
         )
@@ -177,6 +195,7 @@ class Metrics:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.rss.set(rss)
         self.worker_rss.set(rss)
+        self.pss.set(_pss() or rss)
         times = os.times()
         cpu = times.user + times.system
         self.cpu.inc(max(0.0, cpu - self._cpu_seen))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import shutil
@@ -109,6 +110,10 @@ class Supervisor:
 
         self.metrics = metrics
         self.worker = worker
+        # What the imports made lives as long as every worker: out of the cyclic GC's reach, so no
+        # collection in a worker writes to (and so copies) the pages it shares with the others.
+        gc.collect()
+        gc.freeze()
         self.restarts = metrics.supervisor_restarts()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
