@@ -61,7 +61,6 @@ function mount(box, model, ctx) {
     recorder.onstop = async () => {
       stream.getTracks().forEach((t) => t.stop());
       button.textContent = "Record";
-      button.setAttribute("aria-pressed", "false");
       try {
         const recorded = new Blob(chunks, { type: recorder.mimeType });
         const context = new AudioContext();
@@ -78,11 +77,10 @@ function mount(box, model, ctx) {
     };
     recorder.start();
     button.textContent = "Stop";
-    button.setAttribute("aria-pressed", "true");
     status.textContent = "Recording… speak now.";
     timer = setTimeout(stop, limit * 1000);
   };
-  const button = h("button", { type: "button", id: "record", "aria-pressed": "false", text: "Record", onclick: record });
+  const button = h("button", { type: "button", id: "record", text: "Record", onclick: record });
 
   const upload = async (file) => {
     if (!file) return;

@@ -11,7 +11,7 @@ const INK = "#fff", PAPER = "#000";  // white on black, as MNIST digits are
 
 function mount(box, model, ctx) {
   const canvas = h("canvas", {
-    width: SIZE, height: SIZE, class: "draw", role: "img", tabindex: "0",
+    width: SIZE, height: SIZE, class: "draw", role: "img",
     "aria-label": "Drawing area: draw with the mouse, a pen or a finger; the answer comes when you lift it",
   });
   const g = canvas.getContext("2d");
@@ -112,7 +112,7 @@ function mount(box, model, ctx) {
     h("p", { class: "muted", text: `Draw ${model.labels.length === 10 && model.labels[0] === "0" ? "a digit" : "something"} in the square; ${model.name} sees it as ${inW}x${inH} pixels.` }),
     h("div", { class: "draw-row" }, canvas,
       h("div", { class: "draw-tools" },
-        h("button", { type: "button", id: "clear", text: "Clear", onclick: () => { clear(); canvas.focus(); } }),
+        h("button", { type: "button", id: "clear", text: "Clear", onclick: clear }),
         preview)),
     zone,
   );
