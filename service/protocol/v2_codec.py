@@ -197,7 +197,14 @@ def _from_json(
                 raise InvalidInput(
                     f"{where}: {datatype} data holds values of another type ({inferred.dtype})"
                 )
-            arr = np.asarray(data, dtype=dtype)  # OverflowError when a value does not fit
+            if kind in "iu" and dtype.kind in "iu":
+                # One pass over the Python list, not two: range-check the inferred array and cast it.
+                info = np.iinfo(dtype)
+                if inferred.size and (inferred.min() < info.min or inferred.max() > info.max):
+                    raise OverflowError
+                arr = inferred.astype(dtype)
+            else:
+                arr = np.asarray(data, dtype=dtype)  # OverflowError when a value does not fit
             if kind == "f" and not np.array_equal(arr.astype(np.float64), inferred):
                 raise InvalidInput(f"{where}: {datatype} data holds values of another type (non-integers)")
         else:
