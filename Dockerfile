@@ -1,6 +1,6 @@
 # modelserve: the service and the models from models/, no torch, no compilers.
 #   docker build -t modelserve .                      (podman: add --format docker for the HEALTHCHECK)
-#   docker run --rm -p 127.0.0.1:8080:8080 modelserve
+#   docker run --rm -p 127.0.0.1:8080:8080 -p 127.0.0.1:8081:8081 modelserve     # HTTP, gRPC (h2c)
 #   docker run --rm -p 127.0.0.1:8080:8080 -v "$PWD/models:/models:ro" modelserve   # your own models
 # The runtime stage is last, so a plain build gives it. Training image (torch CPU; writes into a mounted models/):
 #   docker build --target train -t modelserve-train .
@@ -58,10 +58,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODELSERVE_MODELS_DIR=/models \
     MODELSERVE_HOST=0.0.0.0 \
     MODELSERVE_PORT=8080 \
+    MODELSERVE_GRPC_PORT=8081 \
     MODELSERVE_LOG_FORMAT=json
 # Any non-root uid works; models are world-readable and nothing is written at run time.
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python3", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=2).status != 200)"]
 # Exec form: modelserve is PID 1's command, so SIGTERM reaches the server and it drains.

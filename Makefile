@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: serve test test-browser browser-deps lint models bench image clean help
+.PHONY: serve test test-browser browser-deps lint models bench image clean help proto
 
 help:
 	@echo "make serve   - install the service and serve models/ on 0.0.0.0:$(PORT)"
@@ -59,7 +59,7 @@ models: $(VENV)/.dev
 	$(BIN)/python -m training.make_examples
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-proto runs .pytest_cache .mypy_cache .ruff_cache
 
 image:
 	@bash deploy/image.sh
@@ -68,3 +68,15 @@ bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } \
 	  || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The gRPC stubs in service/transports/oip/ are committed; this remakes them from the vendored .proto files
+# (Triton's grpc_service.proto and model_config.proto, BSD-3, LICENSE beside them). grpcio-tools 1.69
+# writes protobuf 5.29 code, which every runtime from 5.29 on loads; its own venv keeps it out of the
+# service's dependencies.
+PROTO_DIR := service/transports/oip
+proto:
+	$(PYTHON) -m venv .venv-proto && .venv-proto/bin/pip install --quiet grpcio-tools==1.69.0
+	cd $(PROTO_DIR) && ../../../.venv-proto/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
+	  grpc_service.proto model_config.proto
+	sed -i 's/^import model_config_pb2 as/from service.transports.oip import model_config_pb2 as/' \
+	  $(PROTO_DIR)/grpc_service_pb2.py $(PROTO_DIR)/grpc_service_pb2.pyi

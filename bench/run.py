@@ -132,11 +132,13 @@ class Server:
     def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = free_port()
+        self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {
             **os.environ,
             "MODELSERVE_LOG_LEVEL": "info",  # as shipped: the access log is on
             "MODELSERVE_MODELS_DIR": str(ROOT / "models"),
+            "MODELSERVE_GRPC_PORT": str(self.grpc_port),
             **(env or {}),
         }
         argv = [a.replace("{port}", str(self.port)) for a in argv]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,18 +26,16 @@ from starlette.types import ASGIApp
 
 from service import __version__
 from service.config import Settings
+from service.dataplane import DataPlane
 from service.errors import ServiceError
 from service.fastpath import FastPath
 from service.group import WorkerGroup
 from service.metrics import Metrics, multiprocess_mode, scrape_registry
 from service.middleware import RequestMiddleware
 from service.playground import register_playground
-from service.polling import RepositoryPoller
-from service.preprocess.pool import BoundedPool
 from service.protocol import health, openapi, predict
 from service.protocol.http import error_response, json_response
 from service.protocol.v2 import register_v2_endpoints
-from service.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +48,15 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
     settings = settings or Settings()
     metrics, scraped = _metrics(settings)
 
+    plane = DataPlane(settings, metrics, group)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.preprocess_pool = BoundedPool(settings.preprocess_threads, settings.max_preprocess_queue)
-        repository = ModelRepository(settings, metrics)
-        app.state.repository = repository
-        skip: set[str] = set()
-        if group is not None:
-            await group.start(repository, lambda: repository.is_ready() and not app.state.shutting_down)
-            skip = group.unloaded()
-        await repository.load_all(skip=skip)
-        log.info("serving %s from %s", ", ".join(repository.names()) or "no models", settings.models_dir)
-        # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans.
-        gc.collect()
-        gc.freeze()
-        # At 256 connections, the default threshold (700 net container allocations) ran ~60 collections
-        # a second (gen1 up to 27 ms, gen2 up to 42 ms, ~10% of the loop), each pausing every request in
-        # flight; most per-request objects are freed by reference counting, so collect far less often.
-        gc.set_threshold(50_000, 10, 10)
+        await plane.start()
+        app.state.repository = plane.repository
+        app.state.preprocess_pool = plane.pool
+        grpc_server = await _start_grpc(plane, settings, metrics)
         tasks = []
-        if settings.repository_poll_s > 0:
-            tasks.append(
-                asyncio.create_task(RepositoryPoller(repository, settings.repository_poll_s).run_forever())
-            )
         if metrics is not None:
             tasks.append(asyncio.create_task(_sample_forever(metrics)))
         try:
@@ -82,10 +65,9 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
             app.state.shutting_down = True
             for task in tasks:
                 task.cancel()
-            if group is not None:
-                await group.close()
-            await repository.close(settings.drain_timeout_s)
-            app.state.preprocess_pool.shutdown(wait=False)
+            if grpc_server is not None:
+                await grpc_server.stop(settings.drain_timeout_s)
+            await plane.stop()
 
     app = FastAPI(
         title="modelserve",
@@ -96,6 +78,8 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
     app.state.settings = settings
     app.state.shutting_down = False
     app.state.group = group
+    app.state.dataplane = plane
+    plane.draining = lambda: bool(app.state.shutting_down)  # server.py flags SIGTERM on app.state
     app.include_router(predict.router)
     app.include_router(health.router)
     register_v2_endpoints(app)
@@ -113,6 +97,17 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
     openapi.install(app)
     app.state.metrics = metrics
     return app
+
+
+async def _start_grpc(plane: DataPlane, settings: Settings, metrics: Metrics | None) -> Any:
+    """The gRPC transport on its own port, in this event loop (imported only when it is on)."""
+    if not settings.grpc_port:
+        return None
+    from service.transports.grpc_server import GrpcTransport
+
+    transport = GrpcTransport(plane, settings, metrics)
+    await transport.start()
+    return transport
 
 
 def serving_stack(app: FastAPI, extra_routes: dict[str, Any] | None = None) -> ASGIApp:

@@ -19,6 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
         for k, v in (
             ("host", args.host),
             ("port", args.port),
+            ("grpc_port", args.grpc_port),
             ("models_dir", args.models),
             ("workers", args.workers),
         )
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--grpc-port", type=int, help="Open Inference Protocol over gRPC (0: off)")
     serve.add_argument("--models", type=Path, help="model repository folder")
     serve.add_argument("--workers", help='worker processes: "auto" (one per usable CPU, the default) or N')
     serve.set_defaults(func=_serve)

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     """Interface to listen on."""
     port: int = 8080
     """TCP port to listen on."""
+    grpc_port: int = Field(8081, ge=0, le=65535)
+    """TCP port of the Open Inference Protocol over gRPC (same process and batchers as HTTP); 0 turns it off."""
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     """Worker processes: "auto" is one per usable CPU (cgroup quota and CPU affinity aware); 1 serves from
     one process (for Kubernetes pods that scale by replicas). Each worker loads every model."""

@@ -89,6 +89,8 @@ class WorkerGroup:
                 "ready": self._local_ready(),
                 "models": {n: [mv.version for mv in repo.versions(n)] for n in repo.names()},
             }
+        if op == "stats":  # Triton's statistics extension: the data plane sums every worker's
+            return {"stats": [mv.stats.as_dict() for mv in repo.all_versions() if mv.stats is not None]}
         try:
             if op == "load" and name:
                 await repo.load_or_fail(name)
@@ -148,6 +150,11 @@ class WorkerGroup:
             "a worker that restarts reads the repository as it now is",
             retry_after_s=2,
         )
+
+    async def statistics(self) -> list[list[dict[str, Any]]]:
+        """Every reachable worker's per-version statistics (see service/stats.py), one list per worker."""
+        answers = await self._everyone({"op": "stats"}, STATUS_TIMEOUT_S)
+        return [a["stats"] for a in answers if "stats" in a]
 
     async def not_ready(self) -> str | None:
         """Why the server as a whole is not ready (every worker up, ready, serving the same models); None

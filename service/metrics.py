@@ -101,14 +101,14 @@ class Metrics:
         labels = ("model", "version")
         self.requests = Counter(
             "modelserve_requests",
-            "Requests by model, version and outcome",
-            (*labels, "outcome"),
+            "Requests by model, version, outcome and protocol (http, grpc)",
+            (*labels, "outcome", "protocol"),
             registry=registry,
         )
         self.request_latency = Histogram(
             "modelserve_request_duration_seconds",
             "Request latency, from the first byte read to the answer",
-            labels,
+            (*labels, "protocol"),
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -205,9 +205,9 @@ class Metrics:
     def for_model(self, model: str, version: int) -> ModelMetrics:
         return ModelMetrics(self, model, str(version))
 
-    def unlabelled_request(self, status: int) -> None:
+    def unlabelled_request(self, status: int, protocol: str = "http") -> None:
         """A request that never reached a model (unknown model, malformed URL): model and version empty."""
-        self.requests.labels("", "", outcome_of(status)).inc()
+        self.requests.labels("", "", outcome_of(status), protocol).inc()
 
 
 class ModelMetrics(BatchObserver):
@@ -216,14 +216,14 @@ class ModelMetrics(BatchObserver):
     def __init__(self, metrics: Metrics, model: str, version: str) -> None:
         self._metrics = metrics
         self._labels = (model, version)
-        self._latency = metrics.request_latency.labels(model, version)
+        self._latency = {p: metrics.request_latency.labels(model, version, p) for p in ("http", "grpc")}
         self._queue = metrics.queue_wait.labels(model, version)
         self._run = metrics.run_time.labels(model, version)
         self._batch = metrics.batch_size.labels(model, version)
         self._runs = metrics.runs.labels(model, version)
         self._depth = metrics.queue_depth.labels(model, version)
         self._in_flight = metrics.in_flight.labels(model, version)
-        self._outcomes: dict[int, Counter] = {}
+        self._outcomes: dict[tuple[int, str], Counter] = {}
 
     def on_depth(self, queued: int, in_flight: int) -> None:
         self._depth.set(queued)
@@ -237,14 +237,14 @@ class ModelMetrics(BatchObserver):
     def on_queue_wait(self, wait_s: float) -> None:
         self._queue.observe(wait_s)
 
-    def on_request(self, status: int, latency_s: float) -> None:
-        counter = self._outcomes.get(status)
+    def on_request(self, status: int, latency_s: float, protocol: str = "http") -> None:
+        counter = self._outcomes.get((status, protocol))
         if counter is None:
-            counter = self._outcomes[status] = self._metrics.requests.labels(
-                *self._labels, outcome_of(status)
+            counter = self._outcomes[status, protocol] = self._metrics.requests.labels(
+                *self._labels, outcome_of(status), protocol
             )
         counter.inc()
-        self._latency.observe(latency_s)
+        self._latency[protocol].observe(latency_s)
 
     def loaded(self, seconds: float) -> None:
         self._metrics.load_time.labels(*self._labels).set(seconds)

@@ -128,32 +128,60 @@ class RequestMiddleware:
                 self.metrics.unlabelled_request(status)
         if not self.access_log:
             return
-        fields = {
-            "request_id": state["request_id"],
-            "method": scope["method"],
-            "path": scope["path"],
-            "status": status,
-            "latency_ms": round(latency_s * 1000, 3),
-            "model": mv.name if mv is not None else None,
-            "version": str(mv.version) if mv is not None else None,
-            "rows": state.get("rows"),
-            "batch_size": state.get("batch_rows"),
-        }
-        if self.json_logs:
-            access_log.info("request", extra=fields)
-        else:
-            access_log.info(
-                "%s %s %d %.2fms id=%s model=%s:%s rows=%s batch=%s",
-                scope["method"],
-                scope["path"],
-                status,
-                fields["latency_ms"],
-                fields["request_id"],
-                fields["model"],
-                fields["version"],
-                fields["rows"],
-                fields["batch_size"],
-            )
+        log_access(
+            self.json_logs,
+            request_id=state["request_id"],
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            latency_s=latency_s,
+            mv=mv,
+            rows=state.get("rows"),
+            batch_rows=state.get("batch_rows"),
+        )
+
+
+def log_access(
+    json_logs: bool,
+    *,
+    request_id: str,
+    method: str,
+    path: str,
+    status: int,
+    latency_s: float,
+    mv: Any,
+    rows: int | None,
+    batch_rows: int | None,
+    protocol: str = "http",
+) -> None:
+    """One access line, for HTTP (the middleware) and gRPC (method GRPC, path the RPC's name) alike."""
+    fields = {
+        "request_id": request_id,
+        "protocol": protocol,
+        "method": method,
+        "path": path,
+        "status": status,
+        "latency_ms": round(latency_s * 1000, 3),
+        "model": mv.name if mv is not None else None,
+        "version": str(mv.version) if mv is not None else None,
+        "rows": rows,
+        "batch_size": batch_rows,
+    }
+    if json_logs:
+        access_log.info("request", extra=fields)
+    else:
+        access_log.info(
+            "%s %s %d %.2fms id=%s model=%s:%s rows=%s batch=%s",
+            method,
+            path,
+            status,
+            fields["latency_ms"],
+            request_id,
+            fields["model"],
+            fields["version"],
+            rows,
+            batch_rows,
+        )
 
 
 def _decode(value: bytes | None) -> str | None:

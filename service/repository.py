@@ -31,6 +31,7 @@ from service.metrics import Metrics, ModelMetrics
 from service.model_files import LoadError, ModelMeta
 from service.polling import fingerprint
 from service.runtime import OnnxModel, TensorSpec
+from service.stats import FanOut, ModelStats
 
 log = logging.getLogger(__name__)
 # Model names: what a folder may be called and a client may ask for. No dots first (.., hidden folders),
@@ -87,6 +88,7 @@ class ModelVersion:
     kind: InputKind
     load_s: float = 0.0
     metrics: ModelMetrics | None = None
+    stats: ModelStats | None = None
     users: int = field(default=0, init=False)
     """Requests that resolved this version and are not answered yet (see ``lease``)."""
     _unused: asyncio.Event | None = field(default=None, init=False, repr=False)
@@ -174,6 +176,7 @@ def _load_version(
         return getattr(settings, key) if value is None else value
 
     model_metrics = metrics.for_model(name, version) if metrics is not None else None
+    stats = ModelStats(name, version)
     batcher = DynamicBatcher(
         model.run_batch,
         name=f"{name}:{version}",
@@ -182,13 +185,15 @@ def _load_version(
         max_queue_size=knob("max_queue_size"),
         timeout_s=knob("timeout_s"),
         instances=knob("instances"),
-        observer=model_metrics,
+        observer=FanOut(stats, model_metrics),
         inline_run_ms=settings.inline_run_ms,
     )
     load_s = time.perf_counter() - start
     if model_metrics is not None:
         model_metrics.loaded(load_s)
-    return ModelVersion(name, version, path, meta, model, batcher, kind, load_s=load_s, metrics=model_metrics)
+    return ModelVersion(
+        name, version, path, meta, model, batcher, kind, load_s=load_s, metrics=model_metrics, stats=stats
+    )
 
 
 def _check_outputs(meta: ModelMeta, model: OnnxModel) -> None:

@@ -70,6 +70,9 @@ def resolve_providers(requested: list[str]) -> list[str]:
 class OnnxModel:
     """An ONNX graph ready to run; ``run_batch`` joins requests into one run and splits the answers."""
 
+    platform = "onnxruntime_onnx"  # V2 metadata's platform and Triton's model configuration
+    backend = "onnxruntime"
+
     def __init__(
         self,
         path: Path,

@@ -33,6 +33,11 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    grpc_port: int = 0
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -47,11 +52,17 @@ def run_server(
     extra_args: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     """`python -m service serve` on a free loopback port; waits (bounded) for readiness; kills by PID."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     log_path = tmp_path / f"server-{port}.log"
     # One process unless a test asks for more: the default ("auto", one per CPU) is tested on its own, and
-    # the suite shares two cores.
-    full_env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", "MODELSERVE_WORKERS": "1", **(env or {})}
+    # the suite shares two cores. A free gRPC port each, so servers never meet on the default 8081.
+    full_env = {
+        **os.environ,
+        "MODELSERVE_LOG_LEVEL": "warning",
+        "MODELSERVE_WORKERS": "1",
+        "MODELSERVE_GRPC_PORT": str(grpc_port),
+        **(env or {}),
+    }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
@@ -72,7 +83,7 @@ def run_server(
             env=full_env,
             cwd=ROOT,
         )
-    server = Server(f"http://127.0.0.1:{port}", port, proc, log_path)
+    server = Server(f"http://127.0.0.1:{port}", port, proc, log_path, int(full_env["MODELSERVE_GRPC_PORT"]))
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from typing import Any, TypeVar
 
 import orjson
@@ -18,6 +19,7 @@ from service.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceError,
+    UnsupportedMediaType,
 )
 from service.logs import current_request_id
 from service.protocol.limits import BODY_EXTENSION, BodyDeadline
@@ -31,7 +33,50 @@ _CLOSE = {"Connection": "close"}  # answered before the body was read: do not wa
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) on Content-Length before reading, or as soon as a chunk passes;
-    within the server's body deadline (408), cut short at shutdown (503)."""
+    within the server's body deadline (408), cut short at shutdown (503); a gzip or deflate body
+    (Content-Encoding) comes back decompressed, the limit counting its decompressed size."""
+    body = await _read_raw(request, limit)
+    encoding = request.headers.get("content-encoding")
+    if encoding is None or encoding.strip().lower() in ("", "identity"):
+        return body
+    if len(body) < _INLINE_INFLATE_BYTES:
+        return decompress(body, encoding, limit)
+    return await asyncio.to_thread(decompress, body, encoding, limit)
+
+
+# Smaller compressed bodies are inflated on the event loop; bigger ones in a thread.
+_INLINE_INFLATE_BYTES = 256 * 1024
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate a request body, never past ``limit`` bytes: a decompression bomb is refused (413) after
+    producing at most limit + 1 bytes. deflate is the zlib format (RFC 9110); raw deflate is taken too."""
+    coding = encoding.strip().lower()
+    wbits = _WBITS.get(coding)
+    if wbits is None:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Encoding {encoding!r}: send gzip, deflate or identity"
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as e:
+        if coding != "deflate":
+            raise BadRequest(f"the {coding} body is corrupt: {e}") from None
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some clients send it
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise BadRequest(f"the {coding} body is corrupt: {e}") from None
+    if len(out) > limit:
+        raise PayloadTooLarge(f"the decompressed request body exceeds the limit of {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise BadRequest(f"the {coding} body is truncated or has data after its end")
+    return out
+
+
+async def _read_raw(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:

@@ -1,4 +1,5 @@
-"""The Open Inference Protocol (KServe V2) over REST, with Triton's model repository extension.
+"""The Open Inference Protocol (KServe V2) over REST, with Triton's model repository, model-configuration
+and statistics extensions: thin routes over the DataPlane.
 
 Every route of the protocol is registered in ``register_v2_endpoints``; health routes live in health.py.
 Spec: kserve/open-inference-protocol, specification/protocol/inference_rest.md.
@@ -6,80 +7,61 @@ Spec: kserve/open-inference-protocol, specification/protocol/inference_rest.md.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from service import __version__
+from service.dataplane import DataPlane, RequestContext
 from service.errors import BadRequest
-from service.preprocess.pool import request_deadline
 from service.protocol.http import await_unless_disconnected, json_response, parse_json, read_body
-from service.protocol.v2_codec import (
-    decode_request,
-    encode_response,
-    parameters,
-    raw_bytes_input,
-    tensor_feeds,
-)
-from service.repository import ModelRepository, ModelVersion
-
-EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "parameters"]
+from service.protocol.v2_codec import V2Request, decode_request, encode_response, parameters
+from service.repository import ModelVersion
+from service.runtime import Feeds
 
 
-async def server_metadata() -> Response:
-    return json_response({"name": "modelserve", "version": __version__, "extensions": EXTENSIONS})
+def _plane(request: Request) -> DataPlane:
+    plane: DataPlane = request.app.state.dataplane
+    return plane
+
+
+async def server_metadata(request: Request) -> Response:
+    return json_response(_plane(request).server_metadata())
 
 
 async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
-    repo: ModelRepository = request.app.state.repository
-    mv = repo.get(name, version)
-    return json_response(
-        {
-            "name": mv.name,
-            "versions": [str(v.version) for v in repo.versions(name)],
-            "platform": "onnxruntime_onnx",
-            "inputs": [t.as_dict() for t in mv.inputs],
-            "outputs": [t.as_dict() for t in mv.outputs],
-            "parameters": {
-                "input_kind": mv.input_kind,
-                "labels": mv.meta.labels,
-                "max_batch_size": mv.batcher.max_batch_size,
-                **mv.kind.describe(),
-            },
-        }
-    )
+    return json_response(_plane(request).model_metadata(name, version))
+
+
+async def model_config(request: Request, name: str, version: str | None = None) -> Response:
+    """Triton's model-configuration extension (what perf_analyzer reads first)."""
+    return json_response(_plane(request).model_config(name, version))
+
+
+async def model_stats(request: Request, name: str | None = None, version: str | None = None) -> Response:
+    """Triton's statistics extension: every model, one model (all its versions), or one version."""
+    return json_response(await _plane(request).model_stats(name, version))
 
 
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
-    start = time.monotonic()
-    state = request.app.state
-    settings = state.settings
-    body = await read_body(request, settings.max_body_bytes)
-    mv: ModelVersion = state.repository.get(name, version)
-    request.state.mv = mv
-    with mv.lease():  # taken with no await since resolving: a reload retires mv only after this answer
-        deadline = start + mv.batcher.timeout_s  # the timeout covers decoding too
-        request_deadline.set(deadline)
-        req = decode_request(body, request.headers.get("inference-header-content-length"))
-        raw = raw_bytes_input(req)
-        items = None
-        if raw is not None:
-            assert isinstance(raw.value, list)  # BYTES elements
-            items = mv.kind.from_v2_bytes(raw.name, raw.value, raw.binary)
-        if items is not None:  # encoded images, strings, ... for the model's own preprocessing
-            request.state.rows = len(items)
-            prepared = await mv.kind.prepare(items, settings, state.preprocess_pool)
-            feeds, rows = prepared.feeds, prepared.rows
-        else:
-            feeds, rows = tensor_feeds(mv, req, settings.max_items_per_request)
-        request.state.rows = rows
-        outputs = await await_unless_disconnected(
-            request, mv.batcher.enqueue(feeds, rows=rows, trace=request.scope["state"], deadline=deadline)
-        )
-    content, headers = encode_response(mv, req, outputs)
-    return Response(content, headers=headers)
+    plane = _plane(request)
+    body = await read_body(request, plane.settings.max_body_bytes)
+    header_length = request.headers.get("inference-header-content-length")
+    state = request.scope.setdefault("state", {})
+    ctx = RequestContext(state.get("request_id", ""), trace=state)
+
+    def encode(mv: ModelVersion, req: V2Request, outputs: Feeds) -> Response:
+        content, headers = encode_response(mv, req, outputs)
+        return Response(content, headers=headers)
+
+    return await plane.infer_v2(
+        name,
+        version,
+        lambda: decode_request(body, header_length),
+        encode,
+        ctx,
+        wait=lambda answer: await_unless_disconnected(request, answer),
+    )
 
 
 def _optional_object(body: bytes) -> dict[str, Any]:
@@ -92,7 +74,7 @@ def _optional_object(body: bytes) -> dict[str, Any]:
 
 async def repository_index(request: Request) -> Response:
     only_ready = bool(_optional_object(await read_body(request, 1 << 16)).get("ready"))
-    rows: list[dict[str, Any]] = request.app.state.repository.index()
+    rows: list[dict[str, Any]] = _plane(request).repository.index()
     return json_response([r for r in rows if r["state"] == "READY"] if only_ready else rows)
 
 
@@ -102,21 +84,13 @@ async def repository_load(request: Request, name: str) -> Response:
         raise BadRequest(
             "load parameters (config or file overrides) are not supported: change models/ and load"
         )
-    group = request.app.state.group
-    if group is not None:  # every worker loads it; the answer waits for all
-        await group.change("load", name)
-    else:
-        await request.app.state.repository.load_or_fail(name)
+    await _plane(request).load_model(name)
     return json_response({})
 
 
 async def repository_unload(request: Request, name: str) -> Response:
     await read_body(request, 1 << 16)
-    group = request.app.state.group
-    if group is not None:
-        await group.change("unload", name)
-    else:
-        await request.app.state.repository.unload(name)
+    await _plane(request).unload_model(name)
     return json_response({})
 
 
@@ -124,12 +98,27 @@ def register_v2_endpoints(app: FastAPI) -> None:
     """Every V2 route on one screen."""
     r = APIRouter(tags=["v2"])
     r.add_api_route("/v2", server_metadata, methods=["GET"], summary="Server metadata")
+    r.add_api_route("/v2/models/stats", model_stats, methods=["GET"], summary="Statistics of every model")
     r.add_api_route("/v2/models/{name}", model_metadata, methods=["GET"], summary="Model metadata")
     r.add_api_route(
         "/v2/models/{name}/versions/{version}",
         model_metadata,
         methods=["GET"],
         summary="Model version metadata",
+    )
+    r.add_api_route("/v2/models/{name}/config", model_config, methods=["GET"], summary="Model configuration")
+    r.add_api_route(
+        "/v2/models/{name}/versions/{version}/config",
+        model_config,
+        methods=["GET"],
+        summary="Model version configuration",
+    )
+    r.add_api_route("/v2/models/{name}/stats", model_stats, methods=["GET"], summary="Model statistics")
+    r.add_api_route(
+        "/v2/models/{name}/versions/{version}/stats",
+        model_stats,
+        methods=["GET"],
+        summary="Model version statistics",
     )
     r.add_api_route("/v2/models/{name}/infer", infer, methods=["POST"], summary="Inference (latest version)")
     r.add_api_route(

@@ -150,7 +150,7 @@ def _decode_input(raw: dict[str, Any], binary: memoryview, offset: int) -> tuple
                 f"{where}: binary_data_size {size} runs past the {len(binary)} bytes of binary data"
             )
         chunk = binary[offset : offset + size]
-        value = _from_binary(chunk, datatype, count, where)
+        value = from_binary(chunk, datatype, count, where)
         return V2Input(name, datatype, tuple(shape), value, binary=True), offset + size
     if "data" not in raw:
         raise BadRequest(f"{where}: needs 'data' or parameters.binary_data_size")
@@ -159,7 +159,8 @@ def _decode_input(raw: dict[str, Any], binary: memoryview, offset: int) -> tuple
     ), offset
 
 
-def _from_binary(chunk: memoryview, datatype: str, count: int, where: str) -> np.ndarray | list[bytes]:
+def from_binary(chunk: memoryview, datatype: str, count: int, where: str) -> np.ndarray | list[bytes]:
+    """One input's raw data (binary extension, gRPC raw_input_contents): numbers little-endian, BYTES framed."""
     if datatype == "BYTES":
         try:
             items = unpack_bytes(chunk.tobytes())
@@ -338,45 +339,75 @@ def _convert(spec: TensorSpec, tensor: V2Input) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- answers
 
 
-def encode_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> tuple[bytes, dict[str, str]]:
-    """The response body and its headers (binary when any output asked for it)."""
+@dataclass
+class OutputTensor:
+    """One answered output, transport-neutral: HTTP writes it as JSON or binary, gRPC as raw contents."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    values: np.ndarray | list[str]  # numbers, or BYTES elements as text
+    binary: bool | None  # what the request asked (None: the request's default)
+
+    def raw(self) -> bytes:
+        """Binary form: numbers little-endian, BYTES elements length-prefixed."""
+        if isinstance(self.values, list):
+            return pack_bytes(s.encode() for s in self.values)
+        arr = self.values
+        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+
+    def flat(self) -> Any:
+        """JSON form: a flat list (FP16 as Python floats: orjson takes no float16 arrays)."""
+        if isinstance(self.values, list) or self.datatype != "FP16":
+            return self.values if isinstance(self.values, list) else self.values.ravel()
+        return self.values.ravel().tolist()
+
+
+def output_tensors(mv: ModelVersion, request: V2Request, outputs: Feeds) -> list[OutputTensor]:
+    """The outputs the request asked for (default: all), classification applied."""
     wanted = request.outputs or [RequestedOutput(o.name) for o in mv.outputs]
-    known = set(outputs)
-    tensors: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
+    tensors: list[OutputTensor] = []
     for out in wanted:
-        if out.name not in known:
+        if out.name not in outputs:
             raise InvalidInput(f"model {mv.name!r} has no output {out.name!r}; outputs: {', '.join(outputs)}")
         arr = outputs[out.name]
-        entry: dict[str, Any]
         if out.classification:
-            strings = classify(mv, arr, out.classification)
-            entry = {
-                "name": out.name,
-                "datatype": "BYTES",
-                "shape": [len(strings), len(strings[0]) if strings else 0],
-            }
-            flat: Any = [s for row in strings for s in row]
-            blob = pack_bytes(s.encode() for s in flat)
-        else:
-            datatype = NUMPY_TO_V2.get(arr.dtype, "BYTES")
-            entry = {"name": out.name, "datatype": datatype, "shape": list(arr.shape)}
-            if datatype == "BYTES":
-                flat = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel().tolist()]
-                blob = pack_bytes(s.encode() for s in flat)
-            else:
-                flat = arr.ravel().tolist() if datatype == "FP16" else arr.ravel()
-                blob = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+            rows = classify(mv, arr, out.classification)
+            shape = [len(rows), len(rows[0]) if rows else 0]
+            tensors.append(
+                OutputTensor(out.name, "BYTES", shape, [s for row in rows for s in row], out.binary)
+            )
+            continue
+        datatype = NUMPY_TO_V2.get(arr.dtype, "BYTES")
+        values: np.ndarray | list[str] = arr
+        if datatype == "BYTES":
+            values = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel().tolist()]
+        tensors.append(OutputTensor(out.name, datatype, list(arr.shape), values, out.binary))
+    return tensors
+
+
+def response_parameters(request: V2Request) -> dict[str, Any]:
+    """Request parameters echoed in the response (the binary-output switch is ours, not the caller's)."""
+    return {k: v for k, v in request.parameters.items() if k not in _RESERVED}
+
+
+def encode_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers (binary when any output asked for it)."""
+    tensors: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for out in output_tensors(mv, request, outputs):
+        entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": out.shape}
         if out.binary if out.binary is not None else request.binary_output:
+            blob = out.raw()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = flat
+            entry["data"] = out.flat()
         tensors.append(entry)
     doc: dict[str, Any] = {"model_name": mv.name, "model_version": str(mv.version), "outputs": tensors}
     if request.id is not None:
         doc["id"] = request.id
-    params = {k: v for k, v in request.parameters.items() if k not in _RESERVED}
+    params = response_parameters(request)
     if params:
         doc["parameters"] = params
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)

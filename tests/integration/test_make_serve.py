@@ -26,6 +26,7 @@ def test_make_serve_then_curl_a_digit() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, "MODELSERVE_GRPC_PORT": str(free_port())},
     )
     try:
         deadline = time.monotonic() + 300  # a first run installs the service

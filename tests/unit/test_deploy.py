@@ -48,10 +48,27 @@ def test_kserve_inferenceservice_is_a_v2_custom_predictor() -> None:
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
 
 
+def test_grpc_port_is_declared_everywhere() -> None:
+    """The gRPC port (h2c) reaches the cluster: Service, container port, KServe's own InferenceService."""
+    [service] = documents("deploy/kubernetes/service.yaml")
+    grpc_port = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+    assert grpc_port["appProtocol"] == "kubernetes.io/h2c" and grpc_port["targetPort"] == "grpc"
+    [deployment] = documents("deploy/kubernetes/deployment.yaml")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    [isvc] = documents("deploy/kserve/inferenceservice-grpc.yaml")
+    [predictor] = isvc["spec"]["predictor"]["containers"]
+    assert predictor["ports"] == [{"name": "h2c", "containerPort": 8081, "protocol": "TCP"}]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": [predictor]}}
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    runtime = (ROOT / "Dockerfile").read_text().split("AS runtime", 1)[1]
+    assert "EXPOSE 8080 8081" in runtime and "MODELSERVE_GRPC_PORT=8081" in runtime
+
+
 def test_compose_file() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     service = compose["services"]["modelserve"]
-    assert service["ports"] == ["127.0.0.1:8080:8080"]
+    assert service["ports"] == ["127.0.0.1:8080:8080", "127.0.0.1:8081:8081"]
     assert "healthcheck" in service and service["volumes"] == ["./models:/models:ro"]
     assert compose["services"]["prometheus"]["profiles"] == ["monitoring"]
 
