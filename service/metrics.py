@@ -216,7 +216,7 @@ class ModelMetrics(BatchObserver):
     def __init__(self, metrics: Metrics, model: str, version: str) -> None:
         self._metrics = metrics
         self._labels = (model, version)
-        self._latency = {p: metrics.request_latency.labels(model, version, p) for p in ("http", "grpc")}
+        self._latency: dict[str, Histogram] = {}  # by protocol, made on first use
         self._queue = metrics.queue_wait.labels(model, version)
         self._run = metrics.run_time.labels(model, version)
         self._batch = metrics.batch_size.labels(model, version)
@@ -244,7 +244,10 @@ class ModelMetrics(BatchObserver):
                 *self._labels, outcome_of(status), protocol
             )
         counter.inc()
-        self._latency[protocol].observe(latency_s)
+        latency = self._latency.get(protocol)
+        if latency is None:
+            latency = self._latency[protocol] = self._metrics.request_latency.labels(*self._labels, protocol)
+        latency.observe(latency_s)
 
     def loaded(self, seconds: float) -> None:
         self._metrics.load_time.labels(*self._labels).set(seconds)

@@ -399,3 +399,31 @@ def test_kserve_grpc_client(tmp_path: Path) -> None:
     assert out["error"][0] == "NOT_FOUND" or "unknown model" in out["error"][1], out["error"]
     assert out["unloaded"] == ["digits", True] and out["ready_after_unload"] is False
     assert out["loaded"] == ["digits", True]
+
+
+def test_grpc_with_workers(tmp_path: Path) -> None:
+    """Two workers share the gRPC port: statistics sum both, a repository call over gRPC reaches both."""
+    repo = tmp_path / "models"
+    affine_model(repo / "affine" / "1")
+    with run_server(repo, tmp_path, env={"MODELSERVE_WORKERS": "2"}) as srv:
+        x = np.ones((2, 4), np.float32)
+        for _ in range(12):  # a fresh channel each: the kernel spreads connections over the workers
+            c = tg.InferenceServerClient(srv.grpc_url)
+            inp = tg.InferInput("x", [2, 4], "FP32")
+            inp.set_data_from_numpy(x)
+            assert c.infer("affine", [inp]).as_numpy("y").tolist() == [[3.0] * 4] * 2
+            c.close()
+        c = tg.InferenceServerClient(srv.grpc_url)
+        assert c.is_server_ready()
+        stats = c.get_inference_statistics("affine", as_json=True)["model_stats"][0]
+        assert int(stats["inference_count"]) == 24 and int(stats["inference_stats"]["success"]["count"]) == 12
+        assert (
+            httpx.get(f"{srv.url}/v2/models/affine/stats").json()["model_stats"][0]["inference_count"] == 24
+        )
+        c.unload_model("affine")
+        for _ in range(4):  # every worker unloaded it
+            fresh = tg.InferenceServerClient(srv.grpc_url)
+            assert not fresh.is_model_ready("affine")
+            fresh.close()
+        c.load_model("affine")
+        assert c.is_model_ready("affine")
