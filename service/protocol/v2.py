@@ -38,9 +38,14 @@ async def model_config(request: Request, name: str, version: str | None = None) 
     return json_response(_plane(request).model_config(name, version))
 
 
-async def model_stats(request: Request, name: str | None = None, version: str | None = None) -> Response:
-    """Triton's statistics extension: every model, one model (all its versions), or one version."""
+async def model_stats(request: Request, name: str, version: str | None = None) -> Response:
+    """Triton's statistics extension: one model (all its versions), or one version."""
     return json_response(await _plane(request).model_stats(name, version))
+
+
+async def all_model_stats(request: Request) -> Response:
+    """Triton's statistics extension: every version of every model."""
+    return json_response(await _plane(request).model_stats())
 
 
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
@@ -98,7 +103,7 @@ def register_v2_endpoints(app: FastAPI) -> None:
     """Every V2 route on one screen."""
     r = APIRouter(tags=["v2"])
     r.add_api_route("/v2", server_metadata, methods=["GET"], summary="Server metadata")
-    r.add_api_route("/v2/models/stats", model_stats, methods=["GET"], summary="Statistics of every model")
+    r.add_api_route("/v2/models/stats", all_model_stats, methods=["GET"], summary="Statistics of every model")
     r.add_api_route("/v2/models/{name}", model_metadata, methods=["GET"], summary="Model metadata")
     r.add_api_route(
         "/v2/models/{name}/versions/{version}",

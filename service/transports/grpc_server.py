@@ -25,6 +25,7 @@ from google.rpc import error_details_pb2, status_pb2
 from service.config import Settings
 from service.dataplane import DataPlane, RequestContext
 from service.errors import BadRequest, ServiceError
+from service.logs import current_request_id
 from service.metrics import Metrics
 from service.middleware import ApiKeys, log_access, valid_request_id
 from service.protocol.v2_grpc import decode_infer_request, encode_infer_response
@@ -78,6 +79,7 @@ class _Call:
             protocol="grpc",
             deadline=None if remaining is None else time.monotonic() + remaining,
         )
+        current_request_id.set(self.ctx.request_id)  # log lines of this RPC's task name it
 
 
 def _text(value: bytes | None) -> str | None:
@@ -169,8 +171,7 @@ class GrpcTransport:
                 status = 499
                 raise
             except Exception as e:
-                log.exception("gRPC %s failed", method)
-                status, error = 500, ServiceError(f"internal error: {type(e).__name__}")
+                status, error = 500, _internal(e, call)
             finally:
                 self._record(call, status)
             assert error is not None
@@ -295,8 +296,7 @@ class GrpcTransport:
                 await answers.put(pb.ModelStreamInferResponse(error_message=e.message, infer_response=failed))
             except Exception as e:
                 status = 500
-                log.exception("gRPC stream request failed")
-                await answers.put(pb.ModelStreamInferResponse(error_message=f"internal error: {e}"))
+                await answers.put(pb.ModelStreamInferResponse(error_message=_internal(e, call).message))
             finally:
                 self._record(call, status)
 
@@ -319,6 +319,13 @@ class GrpcTransport:
             reader.cancel()
             for task in list(running):
                 task.cancel()
+
+
+def _internal(error: Exception, call: _Call) -> ServiceError:
+    """Our own fault: the detail to the log under the request id, only the id to the client (as HTTP)."""
+    request_id = call.ctx.request_id
+    log.error("unhandled error in gRPC %s %s", call.method, request_id, exc_info=error)
+    return ServiceError(f"internal error; the server log has the detail under request id {request_id}")
 
 
 def _serialize(message: Any) -> bytes:
