@@ -252,3 +252,26 @@ def test_the_page_encodes_16_bit_mono_wav(page: WebDriver, server: Server) -> No
     assert np.abs(samples[100:-100]).max() == pytest.approx(0.5, abs=0.02)
     spectrum = np.abs(np.fft.rfft(samples))
     assert np.argmax(spectrum) * 16000 / len(samples) == pytest.approx(440, abs=4)
+
+
+def test_the_page_records_the_microphone_through_webaudio(page: WebDriver, server: Server) -> None:
+    """wav.js's recorder on Chromium's fake microphone (a periodic beep): raw samples from the AudioWorklet,
+    resampled to 16 kHz mono, as the audio panel sends them."""
+    open_page(page, server.url)
+    result = page.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        import("/playground/wav.js").then(async ({startRecording, toMono, encodeWav}) => {
+          const recording = await startRecording();
+          await new Promise((r) => setTimeout(r, 1500));
+          const buffer = await recording.stop();
+          const samples = await toMono(buffer, 16000);
+          let peak = 0; for (const x of samples) peak = Math.max(peak, Math.abs(x));
+          done({rate: buffer.sampleRate, seconds: buffer.duration, n: samples.length, peak,
+                wavBytes: encodeWav(samples, 16000).size});
+        }).catch((e) => done({error: String(e)}));"""
+    )
+    assert "error" not in result, result
+    assert 1.2 < result["seconds"] < 3.0, result
+    assert result["n"] == pytest.approx(result["seconds"] * 16000, abs=2)
+    assert result["wavBytes"] == 44 + 2 * result["n"]
+    assert result["peak"] > 0.01, "the fake microphone's beep never arrived"

@@ -1,9 +1,10 @@
-// Audio models: record from the microphone (WebAudio: encoded to a 16-bit mono WAV in the page, at the
-// model's sample rate) or upload a WAV; a waveform preview; the WAV goes to /predict as a file.
+// Audio models: record from the microphone (WebAudio: raw samples from an AudioWorklet, resampled to the
+// model's rate and encoded to a 16-bit mono WAV in the page) or upload a WAV; a waveform preview; the WAV
+// goes to /predict as a file.
 import { pyString, shellQuote } from "./api.js";
 import { registerKind } from "./kinds.js";
 import { h } from "./ui.js";
-import { drawWaveform, encodeWav, toMono } from "./wav.js";
+import { drawWaveform, encodeWav, startRecording, toMono } from "./wav.js";
 
 // What /models says about the model's audio: {"audio": {"sample_rate", "clip_seconds": [min, max], ...}}.
 function audioInfo(model) {
@@ -19,7 +20,7 @@ function mount(box, model, ctx) {
     text: `Press Record and speak (up to ${limit} s); ${model.name} hears ${rate} Hz mono.` });
   const wave = h("canvas", { width: 560, height: 96, class: "wave", role: "img", "aria-label": "Waveform: no sound yet" });
   const player = h("audio", { controls: true, hidden: true, "aria-label": "Play the sound sent" });
-  let recorder = null, stream = null, timer = null, url = null;
+  let timer = null, url = null;
 
   const show = (samples, blob) => {
     drawWaveform(wave, samples);
@@ -43,41 +44,38 @@ function mount(box, model, ctx) {
     });
   };
 
-  const stop = () => {
+  let recording = null;
+  const stop = async () => {
     clearTimeout(timer);
-    if (recorder && recorder.state !== "inactive") recorder.stop();
-  };
-  const record = async () => {
-    if (recorder && recorder.state === "recording") { stop(); return; }
+    if (!recording) return;
+    const current = recording;
+    recording = null;
+    button.textContent = "Record";
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+      const samples = await toMono(await current.stop(), rate);
+      const wav = encodeWav(samples, rate);
+      show(samples, wav);
+      status.textContent = `Recorded ${(samples.length / rate).toFixed(2)} s.`;
+      send(wav, "recording.wav");
+    } catch (e) {
+      status.textContent = `Could not read the recording: ${e.message}`;
+    }
+  };
+  let starting = false;
+  const record = async () => {
+    if (recording) { stop(); return; }
+    if (starting) return;  // still waiting for the microphone (a permission prompt)
+    starting = true;
+    try {
+      recording = await startRecording();
     } catch (e) {
       status.textContent = `No microphone: ${e.message}. Upload a WAV file instead.`;
       return;
+    } finally {
+      starting = false;
     }
-    const chunks = [];
-    recorder = new MediaRecorder(stream);
-    recorder.ondataavailable = (e) => chunks.push(e.data);
-    recorder.onstop = async () => {
-      stream.getTracks().forEach((t) => t.stop());
-      button.textContent = "Record";
-      try {
-        const recorded = new Blob(chunks, { type: recorder.mimeType });
-        const context = new AudioContext();
-        const buffer = await context.decodeAudioData(await recorded.arrayBuffer());
-        context.close();
-        const samples = await toMono(buffer, rate);
-        const wav = encodeWav(samples, rate);
-        show(samples, wav);
-        status.textContent = `Recorded ${(samples.length / rate).toFixed(2)} s.`;
-        send(wav, "recording.wav");
-      } catch (e) {
-        status.textContent = `Could not read the recording: ${e.message}`;
-      }
-    };
-    recorder.start();
     button.textContent = "Stop";
-    status.textContent = "Recording… speak now.";
+    status.textContent = `Recording… speak now (it stops by itself after ${limit} s).`;
     timer = setTimeout(stop, limit * 1000);
   };
   const button = h("button", { type: "button", id: "record", text: "Record", onclick: record });
@@ -104,7 +102,13 @@ function mount(box, model, ctx) {
     h("div", { class: "row" }, button,
       h("label", { for: "audio-file", class: "button", text: "Upload a WAV" }), input),
     wave, player);
-  return () => { stop(); if (url) URL.revokeObjectURL(url); };
+  // Another model chosen: drop a running recording unsent (its answer would land on the other model).
+  return () => {
+    clearTimeout(timer);
+    if (recording) recording.stop();
+    recording = null;
+    if (url) URL.revokeObjectURL(url);
+  };
 }
 
 // The features the model heard (/predict?explain=1): a spectrogram, time left to right.

@@ -3,7 +3,8 @@
 // registerKind(name, {
 //   mount(container, model, ctx): build the inputs into container; call ctx.predict(request) to ask.
 //       Returns an optional cleanup function (stop a recording...) run when another model is chosen.
-//   renderSeen(input): an element showing what the model saw (/predict?explain=1's "input"), or null.
+//   renderSeen(input, prediction): an element showing what the model saw (/predict?explain=1's
+//       "input"; the whole prediction for the kind's own notes), or null.
 // })
 // A request: {body, headers, curl: [curl arguments before the URL], python: "ms.call(...)" or, when the
 //             client has no call for it, httpxArgs: "files={...}" for an httpx.post; file(): nodes or null}.

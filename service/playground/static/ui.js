@@ -74,7 +74,7 @@ export function showAnswer(result, req, kind) {
   bars.hidden = false;
   // The same answer under the inputs, for a phone, where the answer panel is below the fold.
   $("quick").textContent = `${result.data.model}: ${p.label} (${percent(p.score)}) · see the answer below`;
-  const explained = p.input && kind.renderSeen ? kind.renderSeen(p.input) : null;
+  const explained = p.input && kind.renderSeen ? kind.renderSeen(p.input, p) : null;
   seen.replaceChildren(...(explained ? [explained] : []));
   seen.hidden = !explained;
 }

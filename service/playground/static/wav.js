@@ -43,3 +43,42 @@ export function drawWaveform(canvas, samples) {
     g.fillRect(x, mid - hi * mid, 1, Math.max(1, (hi - lo) * mid));
   }
 }
+
+// Record the microphone through WebAudio (an AudioWorklet takes the raw samples: no lossy codec in
+// between). Resolves to {stop}: stop() ends it and resolves to an AudioBuffer at the device's rate.
+export async function startRecording() {
+  if (!navigator.mediaDevices?.getUserMedia || !window.AudioWorkletNode) {
+    throw new Error("this browser offers no microphone here (it needs https or localhost)");
+  }
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+  });
+  const context = new AudioContext();
+  try {
+    await context.audioWorklet.addModule("/playground/recorder-worklet.js");
+  } catch (e) {
+    stream.getTracks().forEach((t) => t.stop());
+    context.close();
+    throw e;
+  }
+  const source = context.createMediaStreamSource(stream);
+  const node = new AudioWorkletNode(context, "modelserve-recorder");
+  const blocks = [];
+  node.port.onmessage = (e) => blocks.push(e.data);
+  source.connect(node);
+  node.connect(context.destination);  // pulled by the graph; it outputs silence
+  return {
+    async stop() {
+      source.disconnect();
+      node.disconnect();
+      stream.getTracks().forEach((t) => t.stop());
+      const rate = context.sampleRate;
+      await context.close();
+      const length = blocks.reduce((n, b) => n + b.length, 0);
+      const buffer = new AudioBuffer({ length: Math.max(1, length), numberOfChannels: 1, sampleRate: rate });
+      let at = 0;
+      for (const b of blocks) { buffer.copyToChannel(b, 0, at); at += b.length; }
+      return buffer;
+    },
+  };
+}
