@@ -59,6 +59,22 @@ class TextLSTMConfig:
     num_layers: int = 1
     dropout: float = 0.3
     pad_id: int = 0
+    # Pretrained (GloVe) rows are loaded after construction and kept fixed, so words training never saw
+    # keep their meaning; see training/glove_text.py.
+    freeze_embeddings: bool = False
+    # Learned dimensions beside frozen ones, zero at the start: a word training never showed keeps zeros
+    # there, and reads by its pretrained part alone.
+    tuned_dim: int = 0
+    # A second LSTM reads each text backwards (reversed within its length, so pads stay on the right).
+    bidirectional: bool = False
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each row's first ``lengths[b]`` steps reversed, the padding after them left in place: (B, T, E)."""
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+    source = lengths.unsqueeze(1) - 1 - steps  # (B, T)
+    source = torch.where(source >= 0, source, steps)  # pads read themselves
+    return x.gather(1, source.unsqueeze(2).expand(-1, -1, x.shape[2]))
 
 
 class TextLSTM(nn.Module):
@@ -66,22 +82,42 @@ class TextLSTM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id)
-        self.lstm = nn.LSTM(
-            cfg.embed_dim,
+        self.embed.weight.requires_grad_(not cfg.freeze_embeddings)
+        self.tuned = (
+            nn.Embedding(cfg.vocab_size, cfg.tuned_dim, padding_idx=cfg.pad_id) if cfg.tuned_dim else None
+        )
+        if self.tuned is not None:
+            nn.init.zeros_(self.tuned.weight)
+        directions = 2 if cfg.bidirectional else 1
+        self.lstm = self._lstm(cfg)
+        self.lstm_reverse = self._lstm(cfg) if cfg.bidirectional else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(2 * directions * cfg.hidden_dim, cfg.num_classes)
+
+    @staticmethod
+    def _lstm(cfg: TextLSTMConfig) -> nn.LSTM:
+        return nn.LSTM(
+            cfg.embed_dim + cfg.tuned_dim,
             cfg.hidden_dim,
             num_layers=cfg.num_layers,
             batch_first=True,
             dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
         )
-        self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(2 * cfg.hidden_dim, cfg.num_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         mask = ids != self.cfg.pad_id  # (B, T)
-        out, _ = self.lstm(self.drop(self.embed(ids)))  # (B, T, H)
-        # A forward LSTM's state at the last real token never saw the right padding.
         lengths = mask.sum(dim=1).clamp(min=1)  # (B,)
-        index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])  # (B, 1, H)
-        last = out.gather(1, index).squeeze(1)  # (B, H)
-        pooled = out.masked_fill(~mask.unsqueeze(2), -1e4).amax(dim=1)  # (B, H), pads excluded
-        return self.head(self.drop(torch.cat([last, pooled], dim=1)))  # (B, K) logits
+        x = self.embed(ids)  # (B, T, E)
+        if self.tuned is not None:
+            x = torch.cat([x, self.tuned(ids)], dim=2)  # (B, T, E + E_tuned)
+        x = self.drop(x)
+        runs = [self.lstm(x)[0]]  # (B, T, H)
+        if self.lstm_reverse is not None:
+            runs.append(self.lstm_reverse(reverse_within_length(x, lengths))[0])  # (B, T, H)
+        index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, self.cfg.hidden_dim)  # (B, 1, H)
+        features = []
+        for out in runs:
+            # An LSTM's state at the last real token never saw the right padding.
+            features.append(out.gather(1, index).squeeze(1))  # (B, H)
+            features.append(out.masked_fill(~mask.unsqueeze(2), -1e4).amax(dim=1))  # (B, H), pads excluded
+        return self.head(self.drop(torch.cat(features, dim=1)))  # (B, K) logits

@@ -45,15 +45,21 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def predict_labels(model: nn.Module, batches: Iterator[Batch]) -> tuple[np.ndarray, np.ndarray]:
-    """(true labels, predicted labels) over the batches, in eval mode."""
+def predict_scores(model: nn.Module, batches: Iterator[Batch]) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, softmax probabilities (N, K)) over the batches, in eval mode."""
     model.eval()
-    truth, preds = [], []
+    truth, scores = [], []
     with torch.no_grad():
         for x, y in batches:
             truth.append(y.numpy())
-            preds.append(model(x).argmax(dim=1).numpy())
-    return np.concatenate(truth), np.concatenate(preds)
+            scores.append(torch.softmax(model(x), dim=1).numpy())
+    return np.concatenate(truth), np.concatenate(scores)
+
+
+def predict_labels(model: nn.Module, batches: Iterator[Batch]) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, predicted labels) over the batches, in eval mode."""
+    truth, scores = predict_scores(model, batches)
+    return truth, scores.argmax(axis=1)
 
 
 def fit(
@@ -99,19 +105,31 @@ def fit(
     return {"history": history, "best_epoch": best_epoch, "best_val_accuracy": round(best_acc, 5)}
 
 
-def classification_report(truth: np.ndarray, preds: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def classification_report(
+    truth: np.ndarray, preds: np.ndarray, classes: list[str], scores: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Accuracy, per-class recall, confusion matrix; with ``scores`` (N, K) also the calibration: the
+    mean probability of the predicted class when right and when wrong."""
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (truth, preds), 1)
     per_class = {
         c: round(float(confusion[i, i] / max(confusion[i].sum(), 1)), 5) for i, c in enumerate(classes)
     }
-    return {
+    report: dict[str, Any] = {
         "accuracy": round(float((truth == preds).mean()), 5),
         "n": len(truth),
-        "per_class_accuracy": per_class,
+        "per_class_recall": per_class,
         "confusion_matrix": confusion.tolist(),
     }
+    if scores is not None:
+        top = scores.max(axis=1)
+        right = truth == preds
+        report["calibration"] = {
+            "mean_score_right": round(float(top[right].mean()), 5) if right.any() else None,
+            "mean_score_wrong": round(float(top[~right].mean()), 5) if (~right).any() else None,
+        }
+    return report
 
 
 def save_confusion_png(report: dict[str, Any], classes: list[str], path: Path, title: str) -> None:

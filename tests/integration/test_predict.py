@@ -11,10 +11,16 @@ import httpx
 
 from tests.conftest import Server
 
+# The plain cases a new user tries first (issue 16), then longer ones from other domains than the
+# Rotten Tomatoes training data.
 SENTENCES = {
+    "good": "positive",
+    "Good movie.": "positive",
     "I loved this film": "positive",
-    "terrible, a waste of money": "negative",
     "not bad at all": "positive",
+    "I hate it": "negative",
+    "This is the worst product ever.": "negative",
+    "terrible, a waste of money": "negative",
     "The acting was dull and the plot was boring.": "negative",
     "Honestly, a wonderful stay, highly recommended!": "positive",
 }

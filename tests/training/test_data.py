@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from service.preprocess.image import ImageSpec
-from training.data import BUNDLED_SENTIMENT, load_digits, load_images, load_texts
+from training.data import load_digits, load_images, load_texts
 
 GREY28 = ImageSpec(28, 28, 1)
 
@@ -116,17 +116,3 @@ def test_aclimdb_folders(tmp_path: Path) -> None:
     assert splits.classes == ["negative", "positive"]
     assert len(splits.test.texts) == 12
     assert "<br />" not in splits.train.texts[0]
-
-
-def test_bundled_sentiment_set_is_balanced_and_split() -> None:
-    with BUNDLED_SENTIMENT.open() as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) >= 2000
-    labels = [r["label"] for r in rows]
-    assert labels.count("positive") == labels.count("negative")
-    assert {r["split"] for r in rows} == {"train", "validation", "test"}
-    assert len({r["text"].lower() for r in rows}) == len(rows)
-    texts = " ".join(r["text"].lower() for r in rows)
-    for phrase in ("not good", "never disappointing", "not bad at all"):
-        assert phrase in texts
-    assert len(set(texts.split())) > 300  # varied vocabulary

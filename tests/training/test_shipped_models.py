@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -10,7 +13,9 @@ import onnxruntime as ort
 from service.preprocess.image import ImageSpec
 from service.preprocess.text import Tokenizer, pad_batch
 from tests.conftest import MODELS
-from training.data import load_digits, load_texts
+from training.data import load_digits
+
+DATA = Path(__file__).parent.parent / "data"
 
 
 def test_digits_test_accuracy_at_least_97_percent() -> None:
@@ -24,23 +29,48 @@ def test_digits_test_accuracy_at_least_97_percent() -> None:
     assert abs(accuracy - meta["training"]["test"]["accuracy"]) < 1e-4  # the report is true (5 places)
 
 
-def test_sentiment_test_accuracy_and_plain_cases() -> None:
+def _sentiment() -> tuple[dict, Callable[[list[str]], np.ndarray]]:
     root = MODELS / "sentiment/1"
     meta = json.loads((root / "model.json").read_text())
-    pre = meta["preprocessing"]["text"]
-    tok = Tokenizer.from_preprocessing(pre, model_dir=root)
+    tok = Tokenizer.from_preprocessing(meta["preprocessing"]["text"], model_dir=root)
     sess = ort.InferenceSession(str(root / "model.onnx"))
 
     def classify(texts: list[str]) -> np.ndarray:
         return sess.run(["probabilities"], {"ids": pad_batch([tok.encode(t) for t in texts], tok.pad_id)})[0]
 
-    test = load_texts("sentiment").test
-    accuracy = float((classify(test.texts).argmax(1) == test.labels).mean())
-    assert accuracy >= 0.85
-    labels = meta["labels"]
+    return meta, classify
+
+
+def _labelled(path: Path) -> tuple[list[str], list[str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def test_sentiment_held_out_rotten_tomatoes_accuracy() -> None:
+    """The whole held-out test split (tests/data/README.md), re-checked from the ONNX file."""
+    meta, classify = _sentiment()
+    texts, labels = _labelled(DATA / "rotten_tomatoes_test.csv")
+    assert len(texts) == meta["training"]["sizes"]["test"]
+    predicted = [meta["labels"][i] for i in classify(texts).argmax(1)]
+    accuracy = float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+    assert accuracy >= 0.78
+    assert abs(accuracy - meta["training"]["test"]["accuracy"]) < 1e-4  # the report is true (5 places)
+
+
+def test_sentiment_plain_cases_and_own_out_of_domain_sentences() -> None:
+    meta, classify = _sentiment()
     plain = {
+        "good": "positive",
+        "Good movie.": "positive",
         "I loved this film": "positive",
-        "terrible, a waste of money": "negative",
         "not bad at all": "positive",
+        "I hate it": "negative",
+        "This is the worst product ever.": "negative",
+        "terrible, a waste of money": "negative",
     }
-    assert [labels[i] for i in classify(list(plain)).argmax(1)] == list(plain.values())
+    assert [meta["labels"][i] for i in classify(list(plain)).argmax(1)] == list(plain.values())
+    # Product reviews, tweets and short opinions written for this project (never trained on).
+    texts, labels = _labelled(DATA / "sentiment_own.csv")
+    predicted = [meta["labels"][i] for i in classify(texts).argmax(1)]
+    assert np.mean([p == t for p, t in zip(predicted, labels, strict=True)]) >= 0.85

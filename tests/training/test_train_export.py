@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 from service.preprocess.text import Tokenizer, pad_batch
 from training.export import ExportError, check_parity, export, load_checkpoint
 from training.recipes import train_image_model, train_text_model
+from training.text_augment import clause_phrases
 from training.train import TrainConfig
 
 FAST = TrainConfig(epochs=4, batch_size=64, progress=False)
@@ -26,7 +28,14 @@ def image_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def text_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_text_model("sentiment", "sentiment", tmp_path_factory.mktemp("runs"), FAST)
+    """A small LSTM on 1,600 short phrases from the augmentation pools, written as a CSV (a user's format)."""
+    folder = tmp_path_factory.mktemp("text")
+    phrases = clause_phrases(np.random.default_rng(0), 1600)
+    with (folder / "phrases.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows((text, ("negative", "positive")[label]) for text, label in phrases)
+    return train_text_model(str(folder / "phrases.csv"), "sentiment", folder / "runs", FAST)
 
 
 def test_image_model_trains_exports_and_matches_torch(image_checkpoint: Path, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Datasets: bundled defaults (no download) and the formats users bring.
 
 Images: scikit-learn's ``digits``, MNIST IDX files (raw or .gz), CIFAR-10 python batches, an image folder
-(one sub-folder per class). Text: the bundled sentiment set, CSV/JSONL with text and label columns, IMDB's
+(one sub-folder per class). Text: the Rotten Tomatoes snippets (`make data`), CSV/JSONL with text and label columns, IMDB's
 aclImdb folder layout. Every loader returns train/validation/test ``Splits``; where a format has no
 validation (or test) part, one is carved from its training part, stratified and seeded.
 """
@@ -21,7 +21,6 @@ from PIL import Image
 
 from service.preprocess.image import ImageSpec, decode, to_array
 
-BUNDLED_SENTIMENT = Path(__file__).parent.parent / "datasets" / "sentiment.csv"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -246,12 +245,14 @@ def load_imdb(folder: Path, seed: int = 0) -> Splits[TextData]:
 
 
 def load_texts(source: str, seed: int = 0) -> Splits[TextData]:
-    """``sentiment`` (bundled), a CSV/JSONL file, or an aclImdb folder."""
-    if source == "sentiment":
-        return load_text_table(BUNDLED_SENTIMENT, seed)
+    """``rotten_tomatoes`` (installed by `make data`), a CSV/JSONL file, or an aclImdb folder."""
+    if source == "rotten_tomatoes":
+        from training.data.text_sources import load_rotten_tomatoes
+
+        return load_rotten_tomatoes(seed)
     path = Path(source)
     if path.is_dir() and (path / "train" / "pos").is_dir():
         return load_imdb(path, seed)
     if path.is_file():
         return load_text_table(path, seed)
-    raise FileNotFoundError(f"{source}: not 'sentiment', a CSV/JSONL file, nor an aclImdb folder")
+    raise FileNotFoundError(f"{source}: not 'rotten_tomatoes', a CSV/JSONL file, nor an aclImdb folder")

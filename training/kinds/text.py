@@ -34,12 +34,24 @@ def _pad_id(ckpt: dict[str, Any]) -> int:
 class TextTraining(TrainingKind):
     name = "text"
     summary = "train an LSTM on texts"
-    data_help = "'sentiment' (bundled), a CSV/JSONL file with text,label[,split], or an aclImdb folder"
+    data_help = "'rotten_tomatoes' (make data), a CSV/JSONL file with text,label[,split], or an aclImdb folder"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--max-length", type=int, default=128, help="tokens kept per text")
         parser.add_argument("--vocab-size", type=int, default=20000)
         parser.add_argument("--hidden", type=int, default=96, help="LSTM hidden size")
+        parser.add_argument(
+            "--glove-top",
+            type=int,
+            default=None,
+            help="frozen GloVe 50d + AFINN embedding over GloVe's N most frequent words and the "
+            "training words (make data); default: a learned embedding",
+        )
+        parser.add_argument("--tuned-dim", type=int, default=0, help="learned dimensions beside GloVe's")
+        parser.add_argument("--bidirectional", action="store_true", help="a second LSTM reads backwards")
+        parser.add_argument(
+            "--augment", type=int, default=0, help="add N short phrases (negative/positive data only)"
+        )
 
     def train(self, args: argparse.Namespace, cfg: TrainConfig) -> Path:
         from training.recipes import train_text_model
@@ -51,7 +63,11 @@ class TextTraining(TrainingKind):
             cfg,
             max_length=args.max_length,
             vocab_size=args.vocab_size,
+            glove_top=args.glove_top,
+            augment=args.augment,
             hidden_dim=args.hidden,
+            tuned_dim=args.tuned_dim,
+            bidirectional=args.bidirectional,
         )
 
     def build_net(self, net_config: dict[str, Any]) -> nn.Module:
