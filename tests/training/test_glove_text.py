@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from service.preprocess.text import PAD, UNK
+from training.data.text_sources import WordVectors, read_rotten_tomatoes
 from training.glove_text import build_vocabulary, embedding_matrix, glove_tokenizer
 from training.text_augment import (
     NEGATIVE,
@@ -19,7 +20,6 @@ from training.text_augment import (
     clause_phrases,
     lexicon_phrases,
 )
-from training.data.text_sources import WordVectors, read_rotten_tomatoes
 
 WORDS = ["the", ",", ".", "good", "movie", "n't", "do", "love", "bad", "film", "flimsy", "awful", "zebra"]
 

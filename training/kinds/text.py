@@ -34,7 +34,9 @@ def _pad_id(ckpt: dict[str, Any]) -> int:
 class TextTraining(TrainingKind):
     name = "text"
     summary = "train an LSTM on texts"
-    data_help = "'rotten_tomatoes' (make data), a CSV/JSONL file with text,label[,split], or an aclImdb folder"
+    data_help = (
+        "'rotten_tomatoes' (make data), a CSV/JSONL file with text,label[,split], or an aclImdb folder"
+    )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--max-length", type=int, default=128, help="tokens kept per text")
