@@ -28,11 +28,12 @@ def digit_pixels(n: int) -> np.ndarray:
 
 
 def sentences() -> list[str]:
-    """Test-split reviews of mixed length (3 to about 20 words), plus some longer ones made of several."""
+    """Held-out Rotten Tomatoes snippets of mixed length (1 to about 50 words), plus some longer ones
+    made of several."""
     import csv
 
-    with (ROOT / "training/datasets/sentiment.csv").open() as f:
-        texts = [r["text"] for r in csv.DictReader(f) if r["split"] == "test"]
+    with (ROOT / "tests/data/rotten_tomatoes_test.csv").open(encoding="utf-8") as f:
+        texts = [r["text"] for r in csv.DictReader(f)]
     longer = [" ".join(texts[i : i + 4]) for i in range(0, 80, 4)]
     return texts[:200] + longer
 
