@@ -33,10 +33,20 @@ class BoundedPool(ThreadPoolExecutor):
     def pending(self) -> int:
         return self._pending
 
+    def refuse_if_full(self) -> None:
+        """Overloaded (503, and close: the upload is not read) when no request could be admitted now."""
+        if self._pending >= self.max_pending:
+            error = self._busy()
+            error.headers["Connection"] = "close"
+            raise error
+
+    def _busy(self) -> Overloaded:
+        return Overloaded(f"the server is busy decoding: {self._pending} requests decoding or waiting")
+
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         with self._lock:
             if self._pending >= self.max_pending:
-                raise Overloaded(f"the server is busy decoding: {self._pending} requests decoding or waiting")
+                raise self._busy()
             self._pending += 1
         deadline = request_deadline.get()
 

@@ -34,6 +34,8 @@ TopK = Annotated[
 Explain = Annotated[
     bool, Query(description="add what the model saw to each prediction (docs/api.md: explain)")
 ]
+# Bodies that go to the decoding pool (images, audio): refused before reading while the pool is full.
+_DECODED_PREFIXES = ("image/", "audio/", "multipart/form-data", "application/octet-stream")
 
 
 async def _raw_inputs(request: Request, body: bytes) -> tuple[type[InputKind], list[Any]]:
@@ -117,10 +119,12 @@ async def predict_any(
     request: Request, name: str | None, version: str | None, top_k: int, explain: bool = False
 ) -> Response:
     """The one handler behind every /predict route (also called by service/fastpath.py)."""
-    start = time.monotonic()
     state = request.app.state
     settings = state.settings
+    if media_type(request).startswith(_DECODED_PREFIXES):  # a full pool: refuse before reading the upload
+        state.preprocess_pool.refuse_if_full()
     body = await read_body(request, settings.max_body_bytes)
+    start = time.monotonic()  # the timeout covers decoding and the queue, not the client's upload
     kind, items = await _raw_inputs(request, body)
     mv = (
         _pick_model(state.repository, name, kind, settings.default_model)
@@ -130,7 +134,7 @@ async def predict_any(
     request.state.mv = mv
     request.state.rows = len(items)
     with mv.lease():  # taken with no await since resolving: a reload retires mv only after this answer
-        deadline = start + mv.batcher.timeout_s  # the timeout covers decoding too
+        deadline = start + mv.batcher.timeout_s
         request_deadline.set(deadline)
         prepared = await prepare(mv, kind, items, settings, state.preprocess_pool)
         request.state.rows = prepared.rows

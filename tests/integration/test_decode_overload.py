@@ -52,3 +52,33 @@ def test_a_request_still_waiting_to_decode_at_its_deadline_answers_504_and_is_no
         late = [a.json()["error"] for a in answers if a.status_code == 504]
         assert all("deadline" in e and "not run" in e for e in late), late[:2]
         assert took < 5, f"requests past their deadline were decoded anyway: {took:.1f} s"
+
+
+def test_while_decoding_is_full_an_upload_is_refused_before_its_body_is_read(tmp_path: Path) -> None:
+    env = {"MODELSERVE_PREPROCESS_THREADS": "1", "MODELSERVE_MAX_PREPROCESS_QUEUE": "2"}
+    png = big_png()
+    with run_server(MODELS, tmp_path, env=env) as srv:
+
+        async def main() -> tuple[int, str, float]:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60) as ac:
+                busy = [
+                    asyncio.create_task(ac.post("/predict?model=digits", files={"file": ("b.png", png)}))
+                    for _ in range(2)
+                ]
+                await asyncio.sleep(0.3)  # both admitted: one decoding, one waiting
+                reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+                start = time.monotonic()
+                writer.write(
+                    b"POST /predict?model=digits HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                    b"Content-Length: 20000000\r\n\r\n"  # and not a byte of it
+                )
+                answer = await asyncio.wait_for(reader.read(), 10)  # to EOF: the server closes
+                took = time.monotonic() - start
+                writer.close()
+                await asyncio.gather(*busy)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            return int(head.split()[1]), head.decode().lower() + body.decode(), took
+
+        status, text, took = asyncio.run(main())
+    assert status == 503 and "busy decoding" in text and "connection: close" in text, text
+    assert took < 2, took
