@@ -242,6 +242,7 @@ def test_streaming(server: Server, digit_png: Callable[[int], bytes]) -> None:
     assert len(errors) == 1 and "does not match" in errors[0]
 
 
+@pytest.mark.slow
 def test_deadline_overload_keys_and_message_size(tmp_path: Path) -> None:
     """A client deadline bounds the queue wait (DEADLINE_EXCEEDED, never run); a full queue answers
     UNAVAILABLE with RetryInfo; API keys travel as metadata; the body limit bounds messages."""
@@ -374,6 +375,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_kserve_grpc_client(tmp_path: Path) -> None:
     import json
     import subprocess
@@ -401,6 +403,7 @@ def test_kserve_grpc_client(tmp_path: Path) -> None:
     assert out["loaded"] == ["digits", True]
 
 
+@pytest.mark.slow
 def test_grpc_with_workers(tmp_path: Path) -> None:
     """Two workers share the gRPC port: statistics sum both, a repository call over gRPC reaches both."""
     repo = tmp_path / "models"

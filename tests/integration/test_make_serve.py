@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import EXAMPLES, ROOT, free_port
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.skipif(
     shutil.which("make") is None or shutil.which("curl") is None, reason="needs make and curl"

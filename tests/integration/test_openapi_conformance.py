@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import run_server
 from tests.graphs import copy_shipped
+
+pytestmark = pytest.mark.slow
 
 # Every check but one: "positive_data_acceptance" expects any schema-valid request to succeed, and no
 # schema can say "these base64 bytes are a PNG" or "this tensor matches the model's shape".

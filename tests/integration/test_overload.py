@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import run_server
 from tests.graphs import affine_model, slow_model, write_config
+
+pytestmark = pytest.mark.slow
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 

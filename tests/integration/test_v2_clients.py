@@ -107,6 +107,7 @@ def test_repository_load_unload(tmp_path: Path) -> None:
             assert r.status_code == 400 and r.json()["error"], (url, body, r.text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_hot_reload_under_load_fails_no_request(tmp_path: Path, workers: str) -> None:
     """32 requests stay in flight while version 2 is loaded (and version 1 retired): none fails, and the

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Server, run_server
 from tests.graphs import affine_model, copy_shipped, slow_model, write_config
 from tests.integration.test_operations import metric
+
+pytestmark = pytest.mark.slow
 
 TWO = {"MODELSERVE_WORKERS": "2"}
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}

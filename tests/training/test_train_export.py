@@ -18,6 +18,8 @@ from training.recipes import train_image_model, train_text_model
 from training.text_augment import clause_phrases
 from training.train import TrainConfig
 
+pytestmark = pytest.mark.slow
+
 FAST = TrainConfig(epochs=4, batch_size=64, progress=False)
 
 
