@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import (
@@ -36,6 +36,7 @@ from service.playground import register_playground
 from service.protocol import health, openapi, predict
 from service.protocol.http import error_response, json_response
 from service.protocol.v2 import register_v2_endpoints
+from service.transports.routes import register as register_inference_routes
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
     app.state.dataplane = plane
     plane.draining = lambda: bool(app.state.shutting_down)  # server.py flags SIGTERM on app.state
     app.include_router(predict.router)
+    inference = APIRouter()
+    register_inference_routes(inference)  # the table the fast path matches from
+    app.include_router(inference)
     app.include_router(health.router)
     register_v2_endpoints(app)
     if metrics is not None and scraped is not None:

@@ -31,6 +31,7 @@ from service.stats import merge_stats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+S = TypeVar("S")
 
 EXTENSIONS = [
     "binary_tensor_data",
@@ -65,7 +66,7 @@ class DataPlane:
         self.metrics = metrics
         self.group = group  # set when this process is one worker of several
         self.repository = ModelRepository(settings, metrics)
-        self.pool: BoundedPool | None = None
+        self._pool: BoundedPool | None = None
         self.shutting_down = False
         self.draining: Callable[[], bool] = lambda: False  # SIGTERM seen, before shutdown begins
         self._poller: asyncio.Task[None] | None = None
@@ -73,7 +74,7 @@ class DataPlane:
     # ---------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Load every model and start the batchers (on the running loop)."""
-        self.pool = BoundedPool(self.settings.preprocess_threads, self.settings.max_preprocess_queue)
+        self._pool = BoundedPool(self.settings.preprocess_threads, self.settings.max_preprocess_queue)
         repository = self.repository
         skip: set[str] = set()
         if self.group is not None:  # listen before loading, so a change sent meanwhile is not missed
@@ -99,8 +100,14 @@ class DataPlane:
         if self.group is not None:
             await self.group.close()
         await self.repository.close(self.settings.drain_timeout_s)
-        if self.pool is not None:
-            self.pool.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    @property
+    def pool(self) -> BoundedPool:
+        """The bounded decoding pool (images, audio, long texts), once started."""
+        assert self._pool is not None, "start() the data plane first"
+        return self._pool
 
     # ---------------------------------------------------------------------------------- health
     def _locally_ready(self) -> bool:
@@ -185,6 +192,47 @@ class DataPlane:
         }
 
     # ---------------------------------------------------------------------------------- inference
+    async def run(
+        self,
+        mv: ModelVersion,
+        prepare: Callable[[ModelVersion], Awaitable[tuple[S, Feeds, int]]],
+        encode: Callable[[ModelVersion, S, Feeds], T],
+        ctx: RequestContext,
+        wait: Wait | None = None,
+        started: float | None = None,
+    ) -> T:
+        """The lifecycle after resolving ``mv``: prepare (decode + validate: every 4xx, before the queue)
+        -> the version's batcher -> encode, under the request's deadline, recording statistics.
+
+        ``prepare`` returns what ``encode`` needs besides the outputs, the feeds and their rows. ``wait``
+        awaits the queued answer (HTTP cancels it when the client leaves); by default it is awaited as it
+        is (gRPC cancels the handler's task). Call it right after resolving ``mv``: the lease below is then
+        taken with no await in between, so a reload retires ``mv`` only after this answer. The deadline
+        counts from ``started`` (time.monotonic(), once the body arrived) or from now."""
+        start, start_monotonic = time.perf_counter(), started if started is not None else time.monotonic()
+        ctx.trace["mv"] = mv
+        ok, rows, input_s, output_s = False, 0, 0.0, 0.0
+        with mv.lease():
+            # The model's timeout covers decoding too; a gRPC client's deadline may end it sooner.
+            deadline = start_monotonic + mv.batcher.timeout_s
+            if ctx.deadline is not None:
+                deadline = min(deadline, ctx.deadline)
+            request_deadline.set(deadline)  # the decoding pool skips work for a request past it
+            try:
+                state, feeds, rows = await prepare(mv)
+                ctx.trace["rows"] = rows
+                input_s = time.perf_counter() - start
+                answer = mv.batcher.enqueue(feeds, rows=rows, trace=ctx.trace, deadline=deadline)
+                outputs = await (wait(answer) if wait is not None else answer)
+                encode_start = time.perf_counter()
+                result = encode(mv, state, outputs)
+                output_s = time.perf_counter() - encode_start
+                ok = True
+                return result
+            finally:
+                if mv.stats is not None:
+                    mv.stats.on_request(ok, rows, time.perf_counter() - start, input_s, output_s)
+
     async def infer_v2(
         self,
         name: str,
@@ -194,43 +242,20 @@ class DataPlane:
         ctx: RequestContext,
         wait: Wait | None = None,
     ) -> T:
-        """The V2 lifecycle: resolve -> decode + validate -> batcher -> encode, recording statistics.
+        """The Open Inference Protocol's infer, whatever the transport's codec (``decode``, ``encode``)."""
 
-        ``wait`` awaits the queued answer (HTTP cancels it when the client leaves); by default it is
-        awaited as it is (gRPC cancels the handler's task)."""
-        start, start_monotonic = time.perf_counter(), time.monotonic()
-        mv = self.model(name, version)
-        ctx.trace["mv"] = mv
-        ok, rows, input_s, output_s = False, 0, 0.0, 0.0
-        # The lease is taken with no await since resolving: a reload retires mv only after this answer.
-        with mv.lease():
-            # The model's timeout covers decoding too; a gRPC client's deadline may end it sooner.
-            deadline = start_monotonic + mv.batcher.timeout_s
-            if ctx.deadline is not None:
-                deadline = min(deadline, ctx.deadline)
-            request_deadline.set(deadline)  # the decoding pool skips work for a request past it
-            try:
-                request = decode()
-                check_outputs(mv, request)
-                feeds, rows = await self._v2_feeds(mv, request, ctx)
-                ctx.trace["rows"] = rows
-                input_s = time.perf_counter() - start
-                answer = mv.batcher.enqueue(feeds, rows=rows, trace=ctx.trace, deadline=deadline)
-                outputs = await (wait(answer) if wait is not None else answer)
-                encode_start = time.perf_counter()
-                result = encode(mv, request, outputs)
-                output_s = time.perf_counter() - encode_start
-                ok = True
-                return result
-            finally:
-                if mv.stats is not None:
-                    mv.stats.on_request(ok, rows, time.perf_counter() - start, input_s, output_s)
+        async def prepare(mv: ModelVersion) -> tuple[V2Request, Feeds, int]:
+            request = decode()
+            check_outputs(mv, request)
+            feeds, rows = await self._v2_feeds(mv, request, ctx)
+            return request, feeds, rows
+
+        return await self.run(self.model(name, version), prepare, encode, ctx, wait)
 
     async def _v2_feeds(self, mv: ModelVersion, request: V2Request, ctx: RequestContext) -> tuple[Feeds, int]:
         """A lone BYTES input the model's kind takes (encoded images, sentences, ...) goes through the
         kind's own preprocessing; anything else is checked as tensors against the graph's inputs."""
         settings, pool = self.settings, self.pool
-        assert pool is not None, "start() the data plane first"
         raw = raw_bytes_input(request)
         items = None
         if raw is not None:

@@ -17,14 +17,15 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
 from service import kinds
+from service.dataplane import DataPlane, RequestContext
 from service.errors import BadRequest, UnsupportedMediaType
-from service.kinds import InputKind
-from service.preprocess.pool import request_deadline
+from service.kinds import InputKind, Prepared
 from service.protocol.explain import explain as explain_rows
 from service.protocol.http import await_unless_disconnected, json_response, media_type, parse_json, read_body
 from service.protocol.inputs import prepare, scores_of
 from service.protocol.inputs import top_k as best_labels
 from service.repository import ModelRepository, ModelVersion
+from service.runtime import Feeds
 
 router = APIRouter(tags=["predict"])
 MAX_TOP_K = 1000
@@ -118,57 +119,63 @@ def _pick_model(
 async def predict_any(
     request: Request, name: str | None, version: str | None, top_k: int, explain: bool = False
 ) -> Response:
-    """The one handler behind every /predict route (also called by service/fastpath.py)."""
-    state = request.app.state
-    settings = state.settings
+    """The one handler behind every /predict route (also called by service/fastpath.py): the body's kind
+    and items, the model, then the data plane's lifecycle."""
+    plane: DataPlane = request.app.state.dataplane
+    settings = plane.settings
     if media_type(request).startswith(_DECODED_PREFIXES):  # a full pool: refuse before reading the upload
-        state.preprocess_pool.refuse_if_full()
+        plane.pool.refuse_if_full()
     body = await read_body(request, settings.max_body_bytes)
     start = time.monotonic()  # the timeout covers decoding and the queue, not the client's upload
     kind, items = await _raw_inputs(request, body)
+    state = request.scope.setdefault("state", {})
+    ctx = RequestContext(state.get("request_id", ""), trace=state)
+    ctx.trace["rows"] = len(items)
+
+    async def prepare_items(mv: ModelVersion) -> tuple[Prepared, Feeds, int]:
+        prepared = await prepare(mv, kind, items, settings, plane.pool)
+        return prepared, prepared.feeds, prepared.rows
+
+    def encode(mv: ModelVersion, prepared: Prepared, outputs: Feeds) -> tuple[list[dict[str, Any]], Feeds]:
+        predictions = best_labels(mv, scores_of(mv, outputs), top_k)
+        if prepared.notes is not None:
+            for prediction, note in zip(predictions, prepared.notes, strict=True):
+                prediction.update(note)
+        return predictions, prepared.feeds  # the feeds for explain
+
     mv = (
-        _pick_model(state.repository, name, kind, settings.default_model)
+        _pick_model(plane.repository, name, kind, settings.default_model)
         if version is None
-        else state.repository.get(name or "", version)
+        else plane.model(name or "", version)
     )
-    request.state.mv = mv
-    request.state.rows = len(items)
-    with mv.lease():  # taken with no await since resolving: a reload retires mv only after this answer
-        deadline = start + mv.batcher.timeout_s
-        request_deadline.set(deadline)
-        prepared = await prepare(mv, kind, items, settings, state.preprocess_pool)
-        request.state.rows = prepared.rows
-        outputs = await await_unless_disconnected(
-            request,
-            mv.batcher.enqueue(
-                prepared.feeds, rows=prepared.rows, trace=request.scope["state"], deadline=deadline
-            ),
-        )
-    predictions = best_labels(mv, scores_of(mv, outputs), top_k)
-    if prepared.notes is not None:
-        for prediction, note in zip(predictions, prepared.notes, strict=True):
-            prediction.update(note)
+    predictions, feeds = await plane.run(
+        mv,
+        prepare_items,
+        encode,
+        ctx,
+        wait=lambda answer: await_unless_disconnected(request, answer),
+        started=start,
+    )
     if explain:
         # Not the bounded decoding pool: the model has run, this answer must not turn into a 503 now.
-        seen = await asyncio.to_thread(explain_rows, mv, items, prepared.feeds)
+        seen = await asyncio.to_thread(explain_rows, mv, items, feeds)
         for prediction, extra in zip(predictions, seen or (), strict=False):
             prediction.update(extra)
     return json_response({"model": mv.name, "version": str(mv.version), "predictions": predictions})
 
 
-@router.post("/predict", summary="Classify images or texts with the default (or ?model=) model")
+# The FastAPI endpoints of the predict routes, registered from service/transports/routes.py (one table
+# with the fast path's matcher); their typed query parameters are what OpenAPI documents.
 async def predict(
     request: Request, model: str | None = None, top_k: TopK = 1, explain: Explain = False
 ) -> Response:
     return await predict_any(request, model, None, top_k, explain)
 
 
-@router.post("/models/{name}/predict", summary="Classify with the latest version of a model")
 async def predict_model(request: Request, name: str, top_k: TopK = 1, explain: Explain = False) -> Response:
     return await predict_any(request, name, None, top_k, explain)
 
 
-@router.post("/models/{name}/versions/{version}/predict", summary="Classify with one version of a model")
 async def predict_version(
     request: Request, name: str, version: str, top_k: TopK = 1, explain: Explain = False
 ) -> Response:

@@ -125,10 +125,6 @@ def register_v2_endpoints(app: FastAPI) -> None:
         methods=["GET"],
         summary="Model version statistics",
     )
-    r.add_api_route("/v2/models/{name}/infer", infer, methods=["POST"], summary="Inference (latest version)")
-    r.add_api_route(
-        "/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"], summary="Inference"
-    )
     r.add_api_route("/v2/repository/index", repository_index, methods=["POST"], summary="Repository index")
     r.add_api_route(
         "/v2/repository/models/{name}/load",

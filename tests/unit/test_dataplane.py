@@ -14,11 +14,11 @@ import grpc
 import numpy as np
 import orjson
 import pytest
+from fastapi import APIRouter
 
 from service.config import Settings
 from service.dataplane import DataPlane, RequestContext
 from service.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
-from service.fastpath import _route
 from service.middleware import ApiKeys
 from service.protocol import predict, v2
 from service.protocol.http import decompress
@@ -28,6 +28,7 @@ from service.protocol.v2_grpc import decode_infer_request, encode_infer_response
 from service.stats import merge_stats
 from service.transports.grpc_server import grpc_code
 from service.transports.oip import grpc_service_pb2 as pb
+from service.transports.routes import ROUTES, RouteMatcher, register
 from tests.conftest import EXAMPLES, MODELS
 
 T = TypeVar("T")
@@ -202,10 +203,14 @@ def test_api_keys() -> None:
 
 
 def test_route_matcher() -> None:
-    def match(path: str) -> tuple[Any, dict[str, Any]] | None:
-        return _route(path.strip("/").split("/"))
+    """The fast path's matcher and FastAPI's registration read one table."""
+    matcher = RouteMatcher()
 
-    assert match("/predict") == (predict.predict_any, {})
+    def match(path: str) -> tuple[Any, dict[str, Any]] | None:
+        found = matcher.match(path)
+        return None if found is None else (found[0].handler, {**found[0].defaults, **found[1]})
+
+    assert match("/predict") == (predict.predict_any, {"version": None})
     assert match("/models/digits/predict") == (predict.predict_any, {"name": "digits", "version": None})
     assert match("/models/digits/versions/2/predict") == (
         predict.predict_any,
@@ -213,8 +218,19 @@ def test_route_matcher() -> None:
     )
     assert match("/v2/models/digits/infer") == (v2.infer, {"name": "digits", "version": None})
     assert match("/v2/models/digits/versions/1/infer") == (v2.infer, {"name": "digits", "version": "1"})
-    for other in ("/v2/models/digits", "/v2/models/digits/ready", "/models/x/y/predict", "/v2/infer", "/"):
+    for other in (
+        "/v2/models/digits",
+        "/v2/models/digits/ready",
+        "/models/x/y/predict",
+        "/v2/infer",
+        "/",
+        "/v2/models//infer",
+        "/v2/models/a%2Fb/infer",
+    ):
         assert match(other) is None, other
+    router = APIRouter()
+    register(router)
+    assert [(r.path, r.methods) for r in router.routes] == [(r.path, {"POST"}) for r in ROUTES]  # type: ignore[attr-defined]
 
 
 def test_grpc_codes_and_stats_merge() -> None:
