@@ -30,7 +30,7 @@ from service.logs import current_request_id
 from service.metrics import Metrics, ModelMetrics
 from service.model_files import LoadError, ModelMeta
 from service.polling import fingerprint
-from service.runtime import OnnxModel, TensorSpec
+from service.runtime import OnnxModel, Runtime, TensorSpec
 from service.stats import FanOut, ModelStats
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class ModelVersion:
     version: int
     path: Path
     meta: ModelMeta
-    model: OnnxModel
+    model: Runtime  # OnnxModel today; the rest of the service needs only the protocol
     batcher: DynamicBatcher
     kind: InputKind
     load_s: float = 0.0

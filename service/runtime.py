@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
 
+from service import collate
 from service.protocol.tensors import V2_TO_NUMPY
 
 # onnxruntime type string -> V2 datatype (V2 -> numpy is in service/protocol/tensors.py).
@@ -50,6 +52,24 @@ class TensorSpec:
 
     def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+class Runtime(Protocol):
+    """What the repository, the batcher and the data plane need from an engine; OnnxModel is the first.
+
+    ``platform``/``backend`` are what V2 metadata and Triton's model configuration report."""
+
+    platform: str
+    backend: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    output_names: list[str]
+    batchable: bool  # every input and output has a dynamic leading axis
+    pad_values: dict[str, int]  # inputs whose rows may differ in length, and their padding value
+
+    def run(self, feeds: Feeds) -> Feeds: ...
+    def warm_up(self) -> None: ...
+    def run_batch(self, payloads: list[Feeds]) -> list[Feeds | Exception]: ...
 
 
 def _spec(arg: ort.NodeArg) -> TensorSpec:
@@ -116,51 +136,5 @@ class OnnxModel:
             self.run(feeds)
 
     def run_batch(self, payloads: list[Feeds]) -> list[Feeds | Exception]:
-        """Run many requests' feeds (each with its own leading batch axis) as few runs; one answer each."""
-        if not self.batchable or len(payloads) == 1:
-            return [self._run_guarded(p) for p in payloads]
-        groups: dict[tuple[object, ...], list[int]] = {}
-        for i, feeds in enumerate(payloads):
-            # Inputs that may be padded (token ids) join whatever their length; others need equal shapes.
-            key = tuple(
-                None if name in self.pad_values else arr.shape[1:] for name, arr in sorted(feeds.items())
-            )
-            groups.setdefault(key, []).append(i)
-        results: list[Feeds | Exception] = [Exception("not run")] * len(payloads)
-        for members in groups.values():
-            group = [payloads[i] for i in members]
-            answers = [self._run_guarded(group[0])] if len(group) == 1 else self._run_joined(group)
-            for i, answer in zip(members, answers, strict=True):
-                results[i] = answer
-        return results
-
-    def _run_guarded(self, feeds: Feeds) -> Feeds | Exception:
-        try:
-            return self.run(feeds)
-        except Exception as e:  # onnxruntime's own errors: fail this request only
-            return e
-
-    def _run_joined(self, group: list[Feeds]) -> list[Feeds | Exception]:
-        rows = [len(next(iter(f.values()))) for f in group]
-        joined = {name: self._concat(name, [f[name] for f in group]) for name in group[0]}
-        try:
-            out = self.run(joined)
-        except Exception:
-            # Something in the joined run failed: run each alone so only the culprit fails.
-            return [self._run_guarded(f) for f in group]
-        bounds = np.cumsum(rows)[:-1]
-        split = {name: np.split(arr, bounds) for name, arr in out.items()}
-        return [{name: parts[i] for name, parts in split.items()} for i in range(len(group))]
-
-    def _concat(self, name: str, arrays: list[np.ndarray]) -> np.ndarray:
-        if name in self.pad_values:
-            width = max(a.shape[1] for a in arrays)
-            if any(a.shape[1] != width for a in arrays):
-                pad = self.pad_values[name]
-                arrays = [
-                    a
-                    if a.shape[1] == width
-                    else np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=pad)
-                    for a in arrays
-                ]
-        return np.concatenate(arrays)
+        """Run many requests' feeds as few runs (service/collate.py); one answer each."""
+        return collate.run_batch(self.run, payloads, self.pad_values, self.batchable)
