@@ -88,7 +88,7 @@ def test_explain_returns_the_words_the_model_read(client: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     first, second = (p["input"] for p in r.json()["predictions"])
     tok = Tokenizer.from_preprocessing(meta["preprocessing"]["text"], model_dir=MODELS / "sentiment" / "1")
-    assert first["tokens"] == tok.tokens("I LOVED this flimxyz!")[:4]
+    assert first["tokens"] == tok.tokens("I LOVED this flimxyz!")
     assert "loved" in first["tokens"] and "flimxyz" in first["tokens"]
     assert first["known"][first["tokens"].index("loved")]
     assert not first["known"][first["tokens"].index("flimxyz")]
