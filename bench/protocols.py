@@ -61,6 +61,12 @@ class Served:
             time.sleep(0.05)
         raise RuntimeError("server not ready in 60 s")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (every thread): per request, the figure that moves
+        least when other work shares the machine."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -206,15 +212,23 @@ def main() -> None:
                         f"127.0.0.1:{server.grpc_port}", c, args.seconds
                     )
                 for name, run in points.items():
+                    cpu = server.cpu_s()
                     row = {"label": args.label, "protocol": name, "concurrency": c, **run()}
+                    used = server.cpu_s() - cpu  # warm-up included: per request of the whole point
+                    served = row["rps"] * (args.seconds + 1.0)
+                    row["server_cpu_ms_per_request"] = round(1000 * used / served, 3) if served else None
                     print(json.dumps(row), file=sys.stderr, flush=True)
                     rows.append(row)
     finally:
         server.stop()
-    print(f"| {args.label} | c | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
+    print(
+        f"| {args.label} | c | req/s | p50 ms | p99 ms | server CPU ms/request | errors |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     for r in rows:
         print(
-            f"| {r['protocol']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
+            f"| {r['protocol']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | "
+            f"{r['server_cpu_ms_per_request']} | {r['errors']} |"
         )
 
 
