@@ -102,8 +102,12 @@ class Supervisor:
         self.failed = False
 
     def run(self) -> int:
+        try:
+            sockets = listen_sockets(self.settings.host, self.settings.port, self.plan.workers)
+        except OSError as e:
+            log.error("cannot listen on %s:%d: %s", self.settings.host, self.settings.port, e)
+            return 1
         run_dir, metrics_dir, own_metrics_dir = prepare_run_dir()
-        sockets = listen_sockets(self.settings.host, self.settings.port, self.plan.workers)
         self.slots = [Slot(i, s) for i, s in enumerate(sockets)]
         # Imported here, after the metrics folder is set, and before the fork: shared by every worker.
         from service import metrics, worker
