@@ -67,6 +67,7 @@ function mount(box, model, ctx) {
   };
   const later = debounce(send, 300);
   form.addEventListener("input", later);
+  form.addEventListener("change", later);  // a select may report only change; the debounce makes it one request
   form.addEventListener("submit", (e) => { e.preventDefault(); later.cancel(); send(); });
   box.append(h("p", { class: "muted", text: `One row of ${features.length} features; the answer follows every change.` }), form);
   send();  // the starting row (training means and first categories) answers at once
