@@ -37,8 +37,7 @@ function mount(box, model, ctx) {
     ctx.predict({
       body: form,
       curl: ["-F", shellQuote(`file=@${name}`)],
-      python: null,
-      httpxArgs: `files={"file": (${pyString(name)}, open(${pyString(name)}, "rb"), "audio/wav")}`,
+      python: `ms.predict_audio(${pyString(model.name)}, ${pyString(name)}, top_k=${Math.min(5, model.labels.length)})`,
       file: name === "recording.wav"
         ? () => ["To run these, save ", h("a", { href: download, download: name, text: "your recording as recording.wav" }), "."] : null,
     });
@@ -52,7 +51,8 @@ function mount(box, model, ctx) {
     recording = null;
     button.textContent = "Record";
     try {
-      const samples = await toMono(await current.stop(), rate);
+      // The timer fires a little late: keep within the longest clip the model takes.
+      const samples = (await toMono(await current.stop(), rate)).subarray(0, Math.floor(limit * rate));
       const wav = encodeWav(samples, rate);
       show(samples, wav);
       status.textContent = `Recorded ${(samples.length / rate).toFixed(2)} s.`;
@@ -83,11 +83,15 @@ function mount(box, model, ctx) {
   const upload = async (file) => {
     if (!file) return;
     try {
+      const bytes = await file.arrayBuffer();
       const context = new AudioContext();
-      const buffer = await context.decodeAudioData(await file.arrayBuffer());
+      const buffer = await context.decodeAudioData(bytes.slice(0));  // (decoding detaches its input)
       context.close();
       show(await toMono(buffer, rate), file);
-      status.textContent = `${file.name}: ${buffer.duration.toFixed(2)} s at ${buffer.sampleRate} Hz.`;
+      // The file's own rate from its header (the decoded buffer is at the sound card's rate).
+      const head = new DataView(bytes);
+      const own = bytes.byteLength >= 28 && head.getUint32(0) === 0x52494646 ? head.getUint32(24, true) : null;
+      status.textContent = `${file.name}: ${buffer.duration.toFixed(2)} s` + (own ? ` at ${own} Hz.` : ".");
     } catch {
       status.textContent = `${file.name}: the browser cannot play it; sent as it is.`;  // the server decides
     }
