@@ -430,3 +430,34 @@ def test_grpc_with_workers(tmp_path: Path) -> None:
             fresh.close()
         c.load_model("affine")
         assert c.is_model_ready("affine")
+
+
+@pytest.mark.slow
+def test_one_batch_mixes_http_and_grpc(tmp_path: Path) -> None:
+    """While a run holds the model, one gRPC and one HTTP request queue: the next run takes both."""
+    repo = tmp_path / "models"
+    slow_model(repo / "slow" / "1", matmuls=48)  # about 0.3 s a run, more on a busy machine
+    write_config(repo / "slow", max_batch_size=8)
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+    with run_server(repo, tmp_path) as srv:
+        req = service_pb2.ModelInferRequest(model_name="slow", id="g")
+        req.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+        req.raw_input_contents.append(np.array([[1, 2, 3, 4]], np.float32).tobytes())
+
+        async def main() -> tuple[int, int, str]:
+            async with (
+                httpx.AsyncClient(base_url=srv.url, timeout=30) as h,
+                grpc.aio.insecure_channel(srv.grpc_url) as channel,
+            ):
+                stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+                first = asyncio.create_task(h.post("/v2/models/slow/infer", json=body))
+                await asyncio.sleep(0.1)  # the first run is under way
+                http, answer = await asyncio.gather(
+                    h.post("/v2/models/slow/infer", json=body), stub.ModelInfer(req)
+                )
+                return (await first).status_code, http.status_code, answer.id
+
+        assert asyncio.run(main()) == (200, 200, "g")
+        stats = httpx.get(f"{srv.url}/v2/models/slow/stats").json()["model_stats"][0]
+    sizes = {b["batch_size"]: b["compute_infer"]["count"] for b in stats["batch_stats"]}
+    assert sizes == {1: 1, 2: 1}, sizes  # the first alone, then the HTTP and the gRPC request together
