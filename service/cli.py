@@ -38,11 +38,26 @@ def _predict(args: argparse.Namespace) -> int:
     """Files that exist are images, sent in chunks; otherwise the arguments are texts."""
     from service.client import ModelServeError
 
+    if not args.inputs and not args.row:
+        print("error: give inputs (files or texts) or --row", file=sys.stderr)
+        return 2
+    try:
+        given = [json.loads(r) for r in args.row]
+    except json.JSONDecodeError as e:
+        print(f"error: --row is not JSON: {e}", file=sys.stderr)
+        return 2
+    as_csv = not args.text and all(x.lower().endswith(".csv") and Path(x).is_file() for x in args.inputs)
     as_images = not args.text and all(Path(x).is_file() for x in args.inputs)
     rows: list[tuple[str, Any]] = []
     try:
         with _client(args) as ms:
-            if as_images:
+            if args.row:  # tabular rows given as JSON on the command line
+                rows += zip(args.row, ms.predict_rows(args.model, given, top_k=args.top_k), strict=True)
+            elif as_csv:  # tabular rows, one prediction per data row
+                for path in args.inputs:
+                    answers = ms.predict_csv(args.model, Path(path), top_k=args.top_k)
+                    rows += [(f"{path} row {i + 1}", p) for i, p in enumerate(answers)]
+            elif as_images:
                 chunks = [args.inputs[i : i + args.chunk] for i in range(0, len(args.inputs), args.chunk)]
                 progress = len(args.inputs) > args.chunk and sys.stderr.isatty()
                 for n, chunk in enumerate(chunks, 1):
@@ -72,6 +87,7 @@ def _predict(args: argparse.Namespace) -> int:
                         "top_k": [vars(t) for t in p.top_k],
                         "model": p.model,
                         "version": p.version,
+                        **p.notes,
                     }
                     for name, p in rows
                 ],
@@ -83,6 +99,9 @@ def _predict(args: argparse.Namespace) -> int:
             extra = (
                 "  " + ", ".join(f"{t.label} {t.score:.3f}" for t in p.top_k[1:]) if args.top_k > 1 else ""
             )
+            flagged = [o["feature"] for o in p.notes.get("out_of_range", [])]
+            if flagged:
+                extra += f"  (outside the training range: {', '.join(flagged)})"
             print(f"{p.label}\t{p.score:.4f}\t{name}{extra}")
     return 0
 
@@ -130,7 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     pred = sub.add_parser("predict", help="classify image files or texts with a running server")
     pred.add_argument("--model", required=True)
-    pred.add_argument("inputs", nargs="+", help="image files, or texts")
+    pred.add_argument("inputs", nargs="*", help="image files, CSV files (tabular rows), or texts")
+    pred.add_argument(
+        "--row",
+        action="append",
+        default=[],
+        help="a tabular row as JSON: an object of named features or a list of values (repeatable)",
+    )
     pred.add_argument("--text", action="store_true", help="treat every input as text, even a file name")
     pred.add_argument("--top-k", type=int, default=1)
     pred.add_argument("--chunk", type=int, default=32, help="images per request")

@@ -18,7 +18,7 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ class Prediction:
     top_k: list[Label] = field(default_factory=list)
     model: str = ""
     version: str = ""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What else the server said about this input (tabular: ``out_of_range``; ?explain=1: ``input``)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class ModelInfo:
     input_kind: str
     labels: list[str]
     inputs: list[dict[str, Any]]
+    features: list[dict[str, Any]] = field(default_factory=list)
+    """Tabular models: the features (name, type, min/max or categories, required, default)."""
 
 
 # -------------------------------------------------------------------------------------------- errors
@@ -184,6 +188,29 @@ def _predict_texts_call(model: str, texts: Sequence[str], top_k: int) -> _Call:
     )
 
 
+def _predict_rows_call(model: str, rows: Sequence[Any], top_k: int) -> _Call:
+    """Named rows (dicts) as {"rows": ...}; ordered ones (lists of values) as {"instances": ...}."""
+    rows = list(rows)
+    key = "rows" if all(isinstance(r, Mapping) for r in rows) else "instances"
+    doc = {key: [dict(r) if isinstance(r, Mapping) else list(r) for r in rows]}
+    return _Call("POST", f"/models/{model}/predict", {"json": doc, "params": {"top_k": top_k}})
+
+
+def _predict_csv_call(model: str, csv: str | bytes | os.PathLike[str], top_k: int) -> _Call:
+    """A CSV document with a header row: a path, or its text or bytes."""
+    if isinstance(csv, os.PathLike) or (isinstance(csv, str) and "\n" not in csv and Path(csv).is_file()):
+        data = Path(csv).read_bytes()
+    else:
+        data = csv.encode("utf-8") if isinstance(csv, str) else bytes(csv)
+    headers = {"content-type": "text/csv"}
+    return _Call(
+        "POST", f"/models/{model}/predict", {"content": data, "headers": headers, "params": {"top_k": top_k}}
+    )
+
+
+_PREDICTION_KEYS = {"label", "index", "score", "top_k"}
+
+
 def _predictions(response: httpx.Response) -> list[Prediction]:
     body = response.json()
     return [
@@ -194,6 +221,7 @@ def _predictions(response: httpx.Response) -> list[Prediction]:
             [Label(**t) for t in p.get("top_k", [])],
             body["model"],
             body["version"],
+            {k: v for k, v in p.items() if k not in _PREDICTION_KEYS},
         )
         for p in body["predictions"]
     ]
@@ -273,7 +301,15 @@ def _tensors(response: httpx.Response) -> dict[str, np.ndarray]:
 
 def _models(response: httpx.Response) -> list[ModelInfo]:
     return [
-        ModelInfo(m["name"], m["versions"], m["latest"], m["input_kind"], m["labels"], m["inputs"])
+        ModelInfo(
+            m["name"],
+            m["versions"],
+            m["latest"],
+            m["input_kind"],
+            m["labels"],
+            m["inputs"],
+            m.get("features", []),
+        )
         for m in response.json()["models"]
     ]
 
@@ -359,6 +395,16 @@ class ModelServeClient:
         predictions = _predictions(self._send(_predict_texts_call(model, texts, top_k)))
         return predictions[0] if isinstance(text, str) else predictions
 
+    def predict_rows(self, model: str, rows: Iterable[Any], top_k: int = 1) -> list[Prediction]:
+        """Tabular rows: dicts of named features, or lists of values in the model's feature order."""
+        return _predictions(self._send(_predict_rows_call(model, list(rows), top_k)))
+
+    def predict_csv(
+        self, model: str, csv: str | bytes | os.PathLike[str], top_k: int = 1
+    ) -> list[Prediction]:
+        """A CSV with a header row (a path, or the document itself): one prediction per data row."""
+        return _predictions(self._send(_predict_csv_call(model, csv, top_k)))
+
     def infer(
         self,
         model: str,
@@ -432,6 +478,14 @@ class AsyncModelServeClient:
         texts = [text] if isinstance(text, str) else list(text)
         predictions = _predictions(await self._send(_predict_texts_call(model, texts, top_k)))
         return predictions[0] if isinstance(text, str) else predictions
+
+    async def predict_rows(self, model: str, rows: Iterable[Any], top_k: int = 1) -> list[Prediction]:
+        return _predictions(await self._send(_predict_rows_call(model, list(rows), top_k)))
+
+    async def predict_csv(
+        self, model: str, csv: str | bytes | os.PathLike[str], top_k: int = 1
+    ) -> list[Prediction]:
+        return _predictions(await self._send(_predict_csv_call(model, csv, top_k)))
 
     async def infer(
         self,

@@ -262,7 +262,9 @@ class DataPlane:
             assert isinstance(raw.value, list)  # BYTES elements
             items = mv.kind.from_v2_bytes(raw.name, raw.value, raw.binary)
         if items is None:
-            return tensor_feeds(mv, request, settings.max_items_per_request)
+            feeds, rows = tensor_feeds(mv, request, settings.max_items_per_request)
+            mv.kind.check_feeds(feeds)  # the kind's own value checks (tabular: finite, valid categories)
+            return feeds, rows
         ctx.trace["rows"] = len(items)
         prepared = await mv.kind.prepare(items, settings, pool)
         return prepared.feeds, prepared.rows

@@ -1,8 +1,9 @@
-"""The networks: a CNN for images, an LSTM for text; each with a @dataclass config.
+"""The networks: a CNN for images, an LSTM for text, an MLP for feature rows; each with a @dataclass config.
 
 Both take what the service sends, so the exported graph is the whole model: the CNN takes uint8 pixels
 (B, H, W, C) and scales and normalises inside; the LSTM takes right-padded int64 ids (B, T) and reads
-only the real tokens, so a text's answer does not depend on the padding around it.
+only the real tokens, so a text's answer does not depend on the padding around it; the MLP takes raw
+feature values (B, F) and standardises and one-hot encodes inside.
 """
 
 from __future__ import annotations
@@ -121,3 +122,47 @@ class TextLSTM(nn.Module):
             features.append(out.gather(1, index).squeeze(1))  # (B, H)
             features.append(out.masked_fill(~mask.unsqueeze(2), -1e4).amax(dim=1))  # (B, H), pads excluded
         return self.head(self.drop(torch.cat(features, dim=1)))  # (B, K) logits
+
+
+@dataclass
+class TabularMLPConfig:
+    num_features: int
+    num_classes: int
+    numeric: tuple[int, ...] = ()  # columns standardised with mean/std
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    categorical: tuple[tuple[int, int], ...] = ()  # (column, number of categories): one-hot inside
+    hidden: tuple[int, ...] = (256, 256)
+    dropout: float = 0.2
+
+
+class TabularMLP(nn.Module):
+    """Raw feature rows (B, F) float32 in: numeric columns standardised with the training mean and std,
+    categorical columns (category indices) one-hot encoded, inside the graph; then dense layers."""
+
+    def __init__(self, cfg: TabularMLPConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.numeric: torch.Tensor
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("numeric", torch.tensor(cfg.numeric, dtype=torch.int64))
+        self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32))
+        # One-hot by comparison with 0..n-1: an index outside the range gives all zeros, never an error.
+        for i, (_, n) in enumerate(cfg.categorical):
+            self.register_buffer(f"levels{i}", torch.arange(n, dtype=torch.float32))
+        width = len(cfg.numeric) + sum(n for _, n in cfg.categorical)
+        layers: list[nn.Module] = []
+        for size in cfg.hidden:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            width = size
+        layers.append(nn.Linear(width, cfg.num_classes))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [(x.index_select(1, self.numeric) - self.mean) / self.std]  # (B, numeric)
+        for i, (column, _) in enumerate(self.cfg.categorical):
+            levels = getattr(self, f"levels{i}")  # (n,)
+            parts.append((x[:, column : column + 1] == levels).to(torch.float32))  # (B, n)
+        return self.mlp(torch.cat(parts, dim=1))  # (B, K) logits

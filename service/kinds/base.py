@@ -19,7 +19,7 @@ A kind has two halves:
   ``pad_values`` says how inputs of different lengths join a batch, ``prepare`` validates and
   preprocesses a request's items into the model's feeds (CPU-heavy work in ``pool``; every 4xx here,
   before anything is queued), ``explain`` shows what the model saw (``/predict?explain=1``),
-  ``from_v2_bytes`` takes a V2 BYTES input's elements as items (None: this
+  ``check_feeds`` checks V2 tensors' values, ``from_v2_bytes`` takes a V2 BYTES input's elements as items (None: this
   kind takes no BYTES), and ``describe`` adds what clients need to build inputs to ``/models`` and the
   V2 model metadata.
 
@@ -118,6 +118,10 @@ class InputKind:
     async def prepare(self, items: Sequence[Any], settings: Settings, pool: Executor) -> Prepared:
         """Validate and preprocess a request's items (4xx here, never later) into the model's feeds."""
         raise UnsupportedMediaType(f"{self.name} models take tensors: POST /v2/models/<name>/infer")
+
+    def check_feeds(self, feeds: Feeds) -> None:
+        """V2 tensors that passed the graph's dtype and shape checks: the kind's own value checks (e.g.
+        finite features, valid category indices), InvalidInput (422) when they fail."""
 
     def from_v2_bytes(self, name: str, values: list[bytes], binary: bool) -> list[Any] | None:
         """Items from a V2 BYTES input's elements (``binary``: raw, else JSON strings as UTF-8); None

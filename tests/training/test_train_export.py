@@ -112,3 +112,37 @@ def test_export_refuses_an_unknown_kind_by_name(tmp_path: Path) -> None:
     with pytest.raises(UnknownKind, match=r"unknown input kind 'smell'; the kinds are: .*image.*text"):
         export(tmp_path / "checkpoint.pt", tmp_path / "models", "x")
     assert not (tmp_path / "models").exists()
+
+
+def test_tabular_model_from_a_users_csv_trains_and_exports(tmp_path: Path) -> None:
+    """A CSV with a label column (here: the committed churn rows, numeric and categorical), through the
+    same CLI path as `modelserve train tabular`, exported with its parity check."""
+    from service.cli import main
+    from service.preprocess.tabular import TabularSpec
+
+    data = Path(__file__).parent.parent / "data" / "churn-test.csv"
+    argv = ["train", "tabular", "--data", str(data), "--label", "churn", "--name", "mine", "--epochs", "3"]
+    argv += ["--runs", str(tmp_path / "runs"), "--models", str(tmp_path / "models"), "--no-progress"]
+    argv += ["--unknown-category", "most_frequent", "--hidden", "32"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "runs/mine/report.json").read_text())
+    assert {"roc_auc", "balanced_accuracy", "majority_baseline"} <= report["test"].keys()
+    assert (tmp_path / "runs/mine/confusion.png").stat().st_size > 1000
+    meta = json.loads((tmp_path / "models/mine/1/model.json").read_text())
+    assert meta["input_kind"] == "tabular" and meta["export"]["parity_max_abs_diff"] <= 1e-4
+    spec = TabularSpec.from_preprocessing(meta["preprocessing"]["tabular"])
+    contract = next(f for f in spec.features if f.name == "contract")
+    assert contract.type == "categorical" and contract.fallback == "Month-to-month"
+    assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 19]}]
+    sess = ort.InferenceSession(str(tmp_path / "models/mine/1/model.onnx"))
+    x, _ = spec.encode(
+        [
+            {
+                f.name: f.default if f.default is not None else (f.categories or [f.min])[0]
+                for f in spec.features
+            }
+        ]
+    )
+    alone = sess.run(["probabilities"], {"features": x})[0]
+    batched = sess.run(["probabilities"], {"features": np.repeat(x, 7, axis=0)})[0]
+    assert np.abs(batched - alone).max() <= 1e-5
