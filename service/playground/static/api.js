@@ -53,17 +53,6 @@ export function curlCommand(req) {
 }
 
 export function pythonCall(req) {
-  const url = new URL(req.path, location.origin).href;
-  if (!req.python) {
-    // No client call for this kind (yet): the same request with httpx.
-    const headers = auth.key ? ', headers={"Authorization": "Bearer " + os.environ["MODELSERVE_API_KEY"]}' : "";
-    return [
-      auth.key ? "import os\n\n" : "",
-      "import httpx\n\n",
-      `r = httpx.post(${pyString(url)}, ${req.httpxArgs}${headers})\n`,
-      "print(r.json() if r.is_success else r.text)",
-    ].join("");
-  }
   const key = auth.key ? ', api_key=os.environ["MODELSERVE_API_KEY"]' : "";
   return [
     auth.key ? "import os\n\n" : "",

@@ -6,8 +6,8 @@
 //   renderSeen(input, prediction): an element showing what the model saw (/predict?explain=1's
 //       "input"; the whole prediction for the kind's own notes), or null.
 // })
-// A request: {body, headers, curl: [curl arguments before the URL], python: "ms.call(...)" or, when the
-//             client has no call for it, httpxArgs: "files={...}" for an httpx.post; file(): nodes or null}.
+// A request: {body, headers, curl: [curl arguments before the URL], python: "ms.call(...)" (the client
+//             call that returns the Prediction), file(): nodes saying which file the snippets read, or null}.
 
 const kinds = new Map();
 

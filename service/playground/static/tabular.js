@@ -61,8 +61,7 @@ function mount(box, model, ctx) {
       body: json,
       headers: { "Content-Type": "application/json" },
       curl: ["-H", shellQuote("Content-Type: application/json"), "-d", shellQuote(json)],
-      python: null,
-      httpxArgs: `json={"row": ${pyRow(values)}}`,
+      python: `ms.predict_rows(${pyString(model.name)}, [${pyRow(values)}], top_k=${Math.min(5, model.labels.length)})[0]`,
     });
   };
   const later = debounce(send, 300);
@@ -83,8 +82,8 @@ function renderSeen(input, prediction) {
   ];
   return h("div", {},
     notes.length ? h("ul", { class: "notes", id: "tabular-notes" }, ...notes.map((t) => h("li", { text: t }))) : null,
-    h("table", { class: "seen-row" },
-      h("caption", { class: "muted", text: "What the model took" }),
+    h("p", { class: "muted", id: "seen-row-title", text: "What the model took" }),
+    h("table", { class: "seen-row", "aria-labelledby": "seen-row-title" },
       h("tbody", {}, ...Object.entries(input).map(([k, v]) =>
         h("tr", {}, h("th", { scope: "row", text: k }), h("td", { text: typeof v === "number" ? fmt(v) : v }))))));
 }
