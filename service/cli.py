@@ -35,7 +35,7 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Files that exist are images, sent in chunks; otherwise the arguments are texts."""
+    """Files that exist are images (or WAV clips), sent in chunks; otherwise the arguments are texts."""
     from service.client import ModelServeError
 
     if not args.inputs and not args.row:
@@ -58,10 +58,12 @@ def _predict(args: argparse.Namespace) -> int:
                     answers = ms.predict_csv(args.model, Path(path), top_k=args.top_k)
                     rows += [(f"{path} row {i + 1}", p) for i, p in enumerate(answers)]
             elif as_images:
+                wav = all(Path(x).suffix.lower() in (".wav", ".wave") for x in args.inputs)
+                send = ms.predict_audios if wav else ms.predict_images
                 chunks = [args.inputs[i : i + args.chunk] for i in range(0, len(args.inputs), args.chunk)]
                 progress = len(args.inputs) > args.chunk and sys.stderr.isatty()
                 for n, chunk in enumerate(chunks, 1):
-                    rows += zip(chunk, ms.predict_images(args.model, chunk, top_k=args.top_k), strict=True)
+                    rows += zip(chunk, send(args.model, chunk, top_k=args.top_k), strict=True)
                     if progress:
                         done = min(n * args.chunk, len(args.inputs))
                         bar = "#" * (30 * done // len(args.inputs))
@@ -147,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--models", type=Path, help="model repository folder")
     serve.add_argument("--workers", help='worker processes: "auto" (one per usable CPU, the default) or N')
     serve.set_defaults(func=_serve)
-    pred = sub.add_parser("predict", help="classify image files or texts with a running server")
+    pred = sub.add_parser("predict", help="classify image files, WAV clips or texts with a running server")
     pred.add_argument("--model", required=True)
-    pred.add_argument("inputs", nargs="*", help="image files, CSV files (tabular rows), or texts")
+    pred.add_argument("inputs", nargs="*", help="image files, WAV files, CSV files (tabular rows), or texts")
     pred.add_argument(
         "--row",
         action="append",
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("--text", action="store_true", help="treat every input as text, even a file name")
     pred.add_argument("--top-k", type=int, default=1)
-    pred.add_argument("--chunk", type=int, default=32, help="images per request")
+    pred.add_argument("--chunk", type=int, default=32, help="files per request")
     _add_client_options(pred)
     pred.set_defaults(func=_predict)
     models = sub.add_parser("models", help="list the models a running server serves")

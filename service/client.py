@@ -31,6 +31,7 @@ from service.protocol.tensors import NUMPY_TO_V2, V2_TO_NUMPY, pack_bytes, unpac
 
 DEFAULT_URL = "http://localhost:8080"
 ImageLike = str | os.PathLike[str] | bytes | Any  # Any: a PIL.Image.Image
+AudioLike = str | os.PathLike[str] | bytes  # a WAV file: its path or its bytes
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -179,6 +180,21 @@ def _predict_images_call(model: str, images: Sequence[ImageLike], top_k: int) ->
     for i, image in enumerate(images):
         name, data = _image_bytes(image)
         files.append((f"file{i}", (name, data, "application/octet-stream")))
+    return _Call("POST", f"/models/{model}/predict", {"files": files, "params": {"top_k": top_k}})
+
+
+def _predict_audio_call(model: str, clips: Sequence[AudioLike], top_k: int) -> _Call:
+    """WAV files (paths or bytes) as multipart files: the server decodes, resamples and checks them."""
+    files = []
+    for i, clip in enumerate(clips):
+        if isinstance(clip, bytes | bytearray):
+            name, data = f"clip{i}.wav", bytes(clip)
+        elif isinstance(clip, str | os.PathLike):
+            path = Path(clip)
+            name, data = path.name, path.read_bytes()
+        else:
+            raise TypeError(f"an audio clip is a WAV file's path or bytes, not {type(clip).__name__}")
+        files.append((f"file{i}", (name, data, "audio/wav")))
     return _Call("POST", f"/models/{model}/predict", {"files": files, "params": {"top_k": top_k}})
 
 
@@ -389,6 +405,13 @@ class ModelServeClient:
     def predict_images(self, model: str, images: Iterable[ImageLike], top_k: int = 1) -> list[Prediction]:
         return _predictions(self._send(_predict_images_call(model, list(images), top_k)))
 
+    def predict_audio(self, model: str, clip: AudioLike, top_k: int = 1) -> Prediction:
+        """One WAV clip (a path or the file's bytes) of 0.2-2 s."""
+        return self.predict_audios(model, [clip], top_k)[0]
+
+    def predict_audios(self, model: str, clips: Iterable[AudioLike], top_k: int = 1) -> list[Prediction]:
+        return _predictions(self._send(_predict_audio_call(model, list(clips), top_k)))
+
     def predict_text(self, model: str, text: str | Sequence[str], top_k: int = 1) -> Any:
         """One text: a Prediction; a list of texts: a list of them."""
         texts = [text] if isinstance(text, str) else list(text)
@@ -473,6 +496,14 @@ class AsyncModelServeClient:
         self, model: str, images: Iterable[ImageLike], top_k: int = 1
     ) -> list[Prediction]:
         return _predictions(await self._send(_predict_images_call(model, list(images), top_k)))
+
+    async def predict_audio(self, model: str, clip: AudioLike, top_k: int = 1) -> Prediction:
+        return (await self.predict_audios(model, [clip], top_k))[0]
+
+    async def predict_audios(
+        self, model: str, clips: Iterable[AudioLike], top_k: int = 1
+    ) -> list[Prediction]:
+        return _predictions(await self._send(_predict_audio_call(model, list(clips), top_k)))
 
     async def predict_text(self, model: str, text: str | Sequence[str], top_k: int = 1) -> Any:
         texts = [text] if isinstance(text, str) else list(text)

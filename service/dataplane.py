@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
+
 from service import __version__
 from service.config import Settings
 from service.errors import InvalidInput
@@ -253,14 +255,19 @@ class DataPlane:
         return await self.run(self.model(name, version), prepare, encode, ctx, wait)
 
     async def _v2_feeds(self, mv: ModelVersion, request: V2Request, ctx: RequestContext) -> tuple[Feeds, int]:
-        """A lone BYTES input the model's kind takes (encoded images, sentences, ...) goes through the
-        kind's own preprocessing; anything else is checked as tensors against the graph's inputs."""
+        """A lone BYTES input the model's kind takes (encoded images, sentences, ...), or a lone input the
+        graph does not have that the kind takes (an audio waveform), goes through the kind's own
+        preprocessing; anything else is checked as tensors against the graph's inputs."""
         settings, pool = self.settings, self.pool
         raw = raw_bytes_input(request)
         items = None
         if raw is not None:
             assert isinstance(raw.value, list)  # BYTES elements
             items = mv.kind.from_v2_bytes(raw.name, raw.value, raw.binary)
+        elif len(request.inputs) == 1 and request.inputs[0].name not in {t.name for t in mv.inputs}:
+            only = request.inputs[0]  # not a graph input: the kind may take it (an audio model's waveform)
+            if isinstance(only.value, np.ndarray):
+                items = mv.kind.from_v2_tensor(only.name, only.datatype, only.value.reshape(only.shape))
         if items is None:
             feeds, rows = tensor_feeds(mv, request, settings.max_items_per_request)
             mv.kind.check_feeds(feeds)  # the kind's own value checks (tabular: finite, valid categories)

@@ -166,3 +166,49 @@ class TabularMLP(nn.Module):
             levels = getattr(self, f"levels{i}")  # (n,)
             parts.append((x[:, column : column + 1] == levels).to(torch.float32))  # (B, n)
         return self.mlp(torch.cat(parts, dim=1))  # (B, K) logits
+
+
+@dataclass
+class AudioCRNNConfig:
+    n_mels: int = 40
+    num_classes: int = 22
+    channels: tuple[int, ...] = (64, 128)
+    hidden_dim: int = 128
+    dropout: float = 0.1
+    mean: tuple[float, ...] = field(default_factory=lambda: (0.0,))  # per mel band, from training
+    std: tuple[float, ...] = field(default_factory=lambda: (1.0,))
+
+
+class AudioCRNN(nn.Module):
+    """Log-mel frames -> 1-D convolutions over time (stride 2 each) -> bidirectional LSTM -> mean+max.
+
+    Takes the features of service/preprocess/audio.py, (B, T, M) dB, and standardises each band inside,
+    so the graph is the whole model. The convolutions see the bands as channels and cut 10 ms frames to
+    40 ms steps, which keeps the LSTM short (25 steps a second) and CPU training cheap. Clips are
+    fixed-length windows: no padding, no masks, and a row's answer cannot depend on its batch."""
+
+    def __init__(self, cfg: AudioCRNNConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        layers: list[nn.Module] = []
+        c_in = cfg.n_mels
+        for i, width in enumerate(cfg.channels):
+            k = 5 if i == 0 else 3
+            layers += [nn.Conv1d(c_in, width, k, stride=2, padding=k // 2, bias=False), nn.BatchNorm1d(width)]
+            layers.append(nn.ReLU())
+            c_in = width
+        self.conv = nn.Sequential(*layers)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.lstm = nn.LSTM(c_in, cfg.hidden_dim, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(4 * cfg.hidden_dim, cfg.num_classes)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32).view(1, 1, -1))
+        self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32).view(1, 1, -1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = ((features - self.mean) / self.std).transpose(1, 2)  # (B, M, T)
+        x = self.conv(x).transpose(1, 2)  # (B, T/4, C)
+        out, _ = self.lstm(self.drop(x))  # (B, T/4, 2H)
+        pooled = torch.cat([out.mean(dim=1), out.amax(dim=1)], dim=1)  # (B, 4H)
+        return self.head(self.drop(pooled))  # (B, K) logits

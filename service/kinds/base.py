@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
+import numpy as np
+
 from service.config import Settings
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.model_files import LoadError
@@ -131,6 +133,11 @@ class InputKind:
     def explain(self, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]] | None:
         """``/predict?explain=1``: what the model saw, one dict per row, from the request's items and the
         feeds they became; None when this kind has nothing to show."""
+        return None
+
+    def from_v2_tensor(self, name: str, datatype: str, value: np.ndarray) -> list[Any] | None:
+        """Items from a lone numeric V2 input the graph does not have (an audio model's ``waveform``);
+        None when this kind takes none (the tensor path then names the graph's inputs)."""
         return None
 
     def refusal(self, model_name: str, sent: type[InputKind]) -> str:

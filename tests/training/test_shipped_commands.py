@@ -1,0 +1,59 @@
+"""The shipped `commands` model, re-checked from its ONNX file with onnxruntime (no torch): accuracy on the
+committed held-out clips (voices it never heard), and on the whole generated test split when it is built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.preprocess.audio import AudioSpec, features
+from tests.conftest import MODELS, ROOT
+
+MODEL = MODELS / "commands" / "1"
+HELD_OUT = Path(__file__).parents[1] / "data" / "commands"
+GENERATED = ROOT / "data" / "commands"
+
+
+def classify(paths: list[Path]) -> np.ndarray:
+    meta = json.loads((MODEL / "model.json").read_text())
+    spec = AudioSpec.from_preprocessing(meta["preprocessing"]["audio"])
+    feats = np.stack([features(p.read_bytes(), spec) for p in paths])
+    sess = ort.InferenceSession(str(MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
+    probs = sess.run(["probabilities"], {"features": feats})[0]
+    return np.asarray(meta["labels"])[probs.argmax(1)]
+
+
+def test_held_out_voices_are_recognised() -> None:
+    paths = sorted(HELD_OUT.glob("*/*.wav"))
+    assert len(paths) == 66
+    truth = np.asarray([p.parent.name for p in paths])
+    accuracy = float((classify(paths) == truth).mean())
+    # 66 clips (one miss is 1.5 points); the shipped model gets 58 (87.9%). The issue's target is 97%
+    # on held-out voices: not reached yet (92.0% on the whole test split; docs/training.md).
+    assert accuracy >= 0.85, accuracy
+
+
+def test_report_states_the_accuracy_and_the_confusion_matrix() -> None:
+    meta = json.loads((MODEL / "model.json").read_text())
+    test = meta["training"]["test"]
+    labels = meta["labels"]
+    assert test["accuracy"] >= 0.9  # 0.9204 shipped; the target (0.97) is not reached yet
+    cm = np.asarray(test["confusion_matrix"])
+    assert cm.shape == (len(labels), len(labels)) and cm.sum() == test["n"]
+    assert set(test["per_class_recall"]) == set(labels)
+    assert abs(np.trace(cm) / cm.sum() - test["accuracy"]) < 1e-4
+
+
+@pytest.mark.skipif(
+    not (GENERATED / "manifest.json").exists(), reason="the generated set is built by `make data`"
+)
+def test_whole_test_split_matches_the_report() -> None:
+    meta = json.loads((MODEL / "model.json").read_text())
+    paths = sorted(GENERATED.glob("test/*/*.wav"))
+    truth = np.asarray([p.parent.name for p in paths])
+    accuracy = float((classify(paths) == truth).mean())
+    assert abs(accuracy - meta["training"]["test"]["accuracy"]) < 1e-4
