@@ -89,13 +89,15 @@ def kind_for_body(media_type: str, data: bytes) -> type[InputKind] | None:
 def kind_for_file(data: bytes, content_type: str | None, filename: str | None) -> type[InputKind] | None:
     """The kind of one multipart file: its declared type, else its name's suffix, else its bytes."""
     declared = (content_type or "").split(";")[0].strip().lower()
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
+    by_suffix = next((k for k in _kinds() if suffix and suffix in k.file_suffixes), None)
+    if by_suffix is not None and declared in _VAGUE_FILE_TYPES:
+        return by_suffix  # rows.csv sent as text/plain (as some clients label any text file) is a CSV
     for kind in _kinds():
         if declared in kind.media_types:
             return kind
-    suffix = "." + filename.rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
-    for kind in _kinds():
-        if suffix and suffix in kind.file_suffixes:
-            return kind
+    if by_suffix is not None:
+        return by_suffix
     return _sniffed(data) if declared in GENERIC_BINARY | {""} else None
 
 
@@ -105,6 +107,10 @@ def form_field_kind() -> type[InputKind]:
     if found is None:
         raise BadRequest("plain form fields are not inputs of any kind: send files")
     return found
+
+
+# Declared file types that say little: the file's suffix, when a kind claims it, decides first.
+_VAGUE_FILE_TYPES = GENERIC_BINARY | {"", "text/plain"}
 
 
 def json_keys() -> list[str]:

@@ -60,6 +60,10 @@ def test_request_bodies_are_recognised_by_type_field_suffix_and_bytes() -> None:
     assert kinds.kind_for_body("application/xml", b"<x/>") is None
     assert kinds.kind_for_file(b"...", None, "cat.JPG") is image
     assert kinds.kind_for_file(b"hello", "text/plain; charset=utf-8", "a.txt") is text
+    tabular = kinds.get_kind("tabular")
+    assert kinds.kind_for_file(b"a,b\n1,2\n", "text/plain", "rows.csv") is tabular  # the suffix says more
+    assert kinds.kind_for_file(b"a,b\n1,2\n", "application/octet-stream", "rows.CSV") is tabular
+    assert kinds.kind_for_file(b"a,b\n1,2\n", "text/csv", None) is tabular
     kind, items = kinds.kind_for_json({"texts": ["a", "b"]})
     assert kind is text and items == ["a", "b"]
     with pytest.raises(BadRequest, match='exactly one of "image", "images", "text", "texts"'):
