@@ -96,6 +96,9 @@ data-commands: $(VENV)/.dev
 	  { apt-get update -q >/dev/null && apt-get install -y -q espeak-ng flite >/dev/null; } || \
 	  { echo "the speech data needs espeak-ng and flite (apt-get install espeak-ng flite)"; exit 1; }
 	nice -n 5 $(BIN)/python -m training.data.commands --out data/commands $(COMMANDS_ARGS)
+	# The test voices again without augmentation (the clean held-out figure in docs/training.md): ~30 s.
+	test -d data/commands-clean || nice -n 5 $(BIN)/python -m training.data.commands --out data/commands \
+	  $(COMMANDS_ARGS) --clean-test data/commands-clean
 
 clean:
 	rm -rf $(VENV) .venv-proto runs .pytest_cache .mypy_cache .ruff_cache

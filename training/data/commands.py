@@ -236,6 +236,38 @@ def write_examples(out: Path, seed: int = 0) -> None:
         write_wav(out / f"{word}-{voice.slug.replace('_', '-')}.wav", x)
 
 
+def write_clean_test(out: Path, seed: int = 0, per_label: int | None = None, jobs: int = 4) -> int:
+    """The test split's voices speaking its words WITHOUT augmentation: <out>/<label>/<name>.wav.
+
+    Same tasks (voice, word, rate, pitch) as the test split, each clip the trimmed word with 0.2 s of
+    digital silence either side at 0.7 peak, as a quiet recording would be; `_silence_` clips are the
+    test split's generated noise (there is no clean silence). ``per_label`` keeps that many per label
+    (the flite voice's first, then espeak-ng ones): the small set committed for tests. Returns the count."""
+    tasks = [t for t in plan(seed, small=False) if t.voice.split == "test"]
+    if per_label is not None:
+        picked: list[Task] = []
+        for label in LABELS:
+            mine = [t for t in tasks if t.label == label]
+            flite = [t for t in mine if t.voice.engine == "flite"][:1]
+            rest = [t for t in mine if t.voice.engine != "flite"]
+            rest = [rest[int(i)] for i in np.random.default_rng(seed).permutation(len(rest))]
+            picked += (flite + rest)[:per_label]
+        tasks = picked
+
+    def one(task: Task) -> None:
+        if task.label == SILENCE:
+            x = augment.silence(np.random.default_rng([seed, task.index, 0]))
+        else:
+            word = augment.trim(synthesise(task))
+            x = np.pad(word, (3200, 3200)) / (np.abs(word).max() + 1e-9) * 0.7
+        (out / task.label).mkdir(parents=True, exist_ok=True)
+        write_wav(out / task.label / f"{task.voice.slug}-{task.word or 'noise'}-{task.index}.wav", x)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, tasks))
+    return len(tasks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -247,6 +279,8 @@ def main() -> None:
     parser.add_argument("--train-copies", type=int, default=2, help="augmentations of each training clip")
     parser.add_argument("--heldout", type=Path, help="also copy a few test clips per label here (tests)")
     parser.add_argument("--examples", type=Path, help="also write clean example clips here")
+    parser.add_argument("--clean-test", type=Path, help="also write the test voices' clips unaugmented here")
+    parser.add_argument("--per-label", type=int, help="with --clean-test: only this many clips per label")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     generate(args.out, args.seed, args.small, args.jobs, args.train_copies)
@@ -254,6 +288,8 @@ def main() -> None:
         write_heldout(args.out, args.heldout, seed=args.seed)
     if args.examples:
         write_examples(args.examples, seed=args.seed)
+    if args.clean_test:
+        write_clean_test(args.clean_test, seed=args.seed, per_label=args.per_label, jobs=args.jobs)
 
 
 if __name__ == "__main__":
