@@ -73,7 +73,7 @@ def _framed(data: ImageData, spec: ImageSpec) -> ImageData:
     )
 
 
-def _augmented(
+def _augmented_images(
     data: ImageData, spec: ImageSpec, augment: Augment, rng: np.random.Generator, copy: int
 ) -> ImageData:
     """One varied copy of the pictures, each framed by the serving framing."""
@@ -95,7 +95,7 @@ def _cached_copy(
     )
     if path.exists():
         return ImageData(np.load(path), data.labels)
-    varied = _augmented(data, spec, AUGMENTATIONS[augment], np.random.default_rng([seed, copy]), copy)
+    varied = _augmented_images(data, spec, AUGMENTATIONS[augment], np.random.default_rng([seed, copy]), copy)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(path, varied.images)
     return varied
