@@ -69,10 +69,16 @@ def test_raw_body_and_base64_json_images(client: httpx.Client, digit_png: Callab
 def test_default_model_is_chosen_by_input_kind(
     client: httpx.Client, digit_png: Callable[[int], bytes]
 ) -> None:
-    assert (
-        client.post("/predict", files={"f": ("5.png", digit_png(5), "image/png")}).json()["model"] == "digits"
-    )
     assert client.post("/predict", json={"text": "great"}).json()["model"] == "sentiment"
+    # Two shipped models take images (digits, fashion): an image must name one, and the answer says how.
+    r = client.post("/predict", files={"f": ("5.png", digit_png(5), "image/png")})
+    assert r.status_code == 400 and "?model=NAME" in r.json()["error"] and "fashion" in r.json()["error"]
+    assert (
+        client.post("/predict?model=digits", files={"f": ("5.png", digit_png(5), "image/png")}).json()[
+            "model"
+        ]
+        == "digits"
+    )
 
 
 def test_texts_as_json_plain_text_and_form_fields(client: httpx.Client) -> None:
