@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import shlex
 import subprocess
@@ -22,8 +23,15 @@ from tests.conftest import ROOT
 
 WAIT_S = 20
 
-# A "7" as fractions of the canvas half-size from its centre: the top bar left to right, then down.
-SEVEN = [(-0.5, -0.6), (0.5, -0.6), (-0.1, 0.68)]
+# Digits as one stroke each, in fractions of the canvas half-size from its centre (y down).
+SEVEN = [(-0.5, -0.6), (0.5, -0.6), (-0.1, 0.68)]  # the top bar left to right, then down
+DIGITS = {
+    "0": [(0.45 * math.cos(t * math.pi / 10), -0.6 * math.sin(t * math.pi / 10)) for t in range(21)],
+    "1": [(0.05, -0.65), (0.0, 0.65)],
+    "2": [(-0.4, -0.4), (-0.2, -0.6), (0.2, -0.6), (0.4, -0.35), (0.3, -0.05), (-0.45, 0.6), (0.5, 0.6)],
+    "3": [(-0.4, -0.55), (0.3, -0.6), (0.35, -0.25), (-0.1, -0.02), (0.4, 0.2), (0.3, 0.55), (-0.4, 0.6)],
+    "7": SEVEN,
+}
 
 
 def wait(driver: WebDriver, condition: Any, message: str, timeout: float = WAIT_S) -> Any:

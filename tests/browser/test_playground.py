@@ -19,6 +19,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.browser.page import (
+    DIGITS,
     SEVEN,
     answer_count,
     by_id,
@@ -67,6 +68,20 @@ def test_draw_a_seven_with_pointer_events(
     assert "28x28" in seen.get_attribute("alt")
 
 
+def test_draw_digits(page: WebDriver, server: Server, screenshot: Shot) -> None:
+    """Several digits drawn one after another with the mouse (Clear between): each read right."""
+    open_page(page, server.url, image_model())
+    canvas = page.find_element(By.CSS_SELECTOR, "canvas.draw")
+    read = {}
+    for digit, stroke in DIGITS.items():
+        by_id(page, "clear").click()
+        before = answer_count(page)
+        draw(page, canvas, stroke, "mouse")
+        read[digit] = top_label(page, before)
+        screenshot(page, f"digit-{digit}")
+    assert read == {d: d for d in DIGITS}
+
+
 def test_upload_an_example_file_and_run_its_curl(page: WebDriver, server: Server, screenshot: Shot) -> None:
     open_page(page, server.url, image_model())
     folder = EXAMPLES / image_model()
@@ -81,6 +96,20 @@ def test_upload_an_example_file_and_run_its_curl(page: WebDriver, server: Server
     python = run_snippet(page, "python", folder).split()
     assert python[0] == "8"
     assert float(python[1]) == pytest.approx(curl["predictions"][0]["score"], abs=1e-6)
+
+
+def test_upload_fashion_examples(page: WebDriver, server: Server) -> None:
+    """The other image model: each example (a photo, a cut-out, a catalogue picture) read right."""
+    models = {m["name"]: m for m in httpx.get(f"{server.url}/models").json()["models"]}
+    labels = models["fashion"]["labels"]
+    open_page(page, server.url, "fashion")
+    for path in sorted((EXAMPLES / "fashion").iterdir()):
+        # ankle-boot.png is "Ankle boot", trouser-photo.jpg is "Trouser".
+        expected = [lab for lab in labels if path.stem.startswith(lab.lower().replace(" ", "-"))]
+        assert len(expected) == 1, path.name
+        before = answer_count(page)
+        by_id(page, "image-file").send_keys(str(path))
+        assert top_label(page, before) == expected[0], path.name
 
 
 def test_drop_a_file_on_the_panel(page: WebDriver, server: Server) -> None:
