@@ -110,8 +110,10 @@ def test_load_and_unload_reach_every_worker_and_readiness_covers_all(tmp_path: P
 
 def test_a_killed_worker_is_replaced_its_requests_fail_fast_and_the_others_go_on(tmp_path: Path) -> None:
     repo = tmp_path / "models"
-    slow_model(repo / "slow" / "1", matmuls=16)  # about 0.1 s a run
-    write_config(repo / "slow", max_batch_size=1)  # each worker has ~1 s of work queued
+    # About 0.3 s a run, one request per run: each worker has ~3.6 s of work queued, so the kill at 0.5 s
+    # always finds requests in the victim's queue (at 0.1 s a run a quiet machine had answered all 24 by then).
+    slow_model(repo / "slow" / "1", matmuls=48)
+    write_config(repo / "slow", max_batch_size=1)
     with run_server(repo, tmp_path, env=TWO) as srv:
         before = fresh(srv, "GET", "/metrics").text
         victim = worker_pids(srv)[0]
