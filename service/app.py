@@ -54,8 +54,6 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
-        app.state.repository = plane.repository
-        app.state.preprocess_pool = plane.pool
         grpc_server = await _start_grpc(plane, settings, metrics)
         tasks = []
         if metrics is not None:
@@ -63,7 +61,6 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
         try:
             yield
         finally:
-            app.state.shutting_down = True
             for task in tasks:
                 task.cancel()
             if grpc_server is not None:
@@ -76,11 +73,10 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
         lifespan=lifespan,
         description="ONNX classifiers behind dynamic batching: /predict and the Open Inference Protocol.",
     )
+    # App-wide wiring, set once: FastAPI routes find the data plane here (request.app.state.dataplane).
+    # Nothing per request lives on app.state or the scope: see service/context.py.
     app.state.settings = settings
-    app.state.shutting_down = False
-    app.state.group = group
     app.state.dataplane = plane
-    plane.draining = lambda: bool(app.state.shutting_down)  # server.py flags SIGTERM on app.state
     app.include_router(predict.router)
     inference = APIRouter()
     register_inference_routes(inference)  # the table the fast path matches from

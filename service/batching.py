@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service.context import RequestContext
 from service.errors import InferenceFailed, Overloaded, QueueTimeout, ServiceError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class _Pending:
     timer: asyncio.TimerHandle | None = (
         None  # cancelled when the request starts: the timeout covers the queue
     )
-    trace: dict[str, Any] | None = None
+    trace: RequestContext | None = None
 
 
 class BatchObserver:
@@ -108,7 +109,7 @@ class DynamicBatcher:
             asyncio.create_task(self._work(), name=f"batcher-{self.name}-{i}") for i in range(self.instances)
         ]
 
-    async def submit(self, payload: Any, rows: int = 1, trace: dict[str, Any] | None = None) -> Any:
+    async def submit(self, payload: Any, rows: int = 1, trace: RequestContext | None = None) -> Any:
         """Queue one request of ``rows`` rows and wait for its answer; ``trace`` (if given) gets
         ``batch_rows``, the rows of the run this request was part of (for the access log)."""
         return await self.enqueue(payload, rows, trace)  # a cancelled caller cancels it: the worker skips it
@@ -117,7 +118,7 @@ class DynamicBatcher:
         self,
         payload: Any,
         rows: int = 1,
-        trace: dict[str, Any] | None = None,
+        trace: RequestContext | None = None,
         deadline: float | None = None,
     ) -> asyncio.Future[Any]:
         """``submit`` without the coroutine: the future of the answer; cancel it to drop the request.
@@ -170,12 +171,12 @@ class DynamicBatcher:
         self._run_s[key] = seconds if old is None else 0.8 * old + 0.2 * seconds
 
     def _run_now(
-        self, payload: Any, rows: int, trace: dict[str, Any] | None, future: asyncio.Future[Any]
+        self, payload: Any, rows: int, trace: RequestContext | None, future: asyncio.Future[Any]
     ) -> asyncio.Future[Any]:
         """A lone request on an idle batcher with a short run: run it here, no queue, no hand-off."""
         self._observer.on_queue_wait(0.0)
         if trace is not None:
-            trace["batch_rows"] = rows
+            trace.batch_rows = rows
         start = time.perf_counter()
         try:
             [result] = self._run_batch([payload])
@@ -252,7 +253,7 @@ class DynamicBatcher:
         for p in batch:
             self._observer.on_queue_wait(now - p.arrival)
             if p.trace is not None:
-                p.trace["batch_rows"] = rows
+                p.trace.batch_rows = rows
         self._in_flight += len(batch)
         self._observer.on_depth(len(self._queue), self._in_flight)
         start = time.perf_counter()

@@ -13,13 +13,13 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
 from service import __version__
 from service.config import Settings
+from service.context import RequestContext
 from service.errors import InvalidInput
 from service.group import WorkerGroup
 from service.metrics import Metrics
@@ -45,18 +45,6 @@ EXTENSIONS = [
 ]
 
 
-@dataclass
-class RequestContext:
-    """One request as the transport saw it, handed explicitly through the lifecycle.
-
-    ``trace`` collects what the access log and metrics report (``mv``, ``rows``, ``batch_rows``)."""
-
-    request_id: str
-    protocol: str = "http"
-    deadline: float | None = None  # time.monotonic() by which the caller stops waiting (gRPC deadline)
-    trace: dict[str, Any] = field(default_factory=dict)
-
-
 Wait = Callable[["asyncio.Future[Feeds]"], Awaitable[Feeds]]
 
 
@@ -70,7 +58,7 @@ class DataPlane:
         self.repository = ModelRepository(settings, metrics)
         self._pool: BoundedPool | None = None
         self.shutting_down = False
-        self.draining: Callable[[], bool] = lambda: False  # SIGTERM seen, before shutdown begins
+        self.draining = False  # SIGTERM seen (server.py sets it), before shutdown begins
         self._poller: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -113,12 +101,12 @@ class DataPlane:
 
     # ---------------------------------------------------------------------------------- health
     def _locally_ready(self) -> bool:
-        return self.repository.is_ready() and not (self.shutting_down or self.draining())
+        return self.repository.is_ready() and not (self.shutting_down or self.draining)
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, the details the HTTP route answers): this process, and with workers all of them."""
         repo = self.repository
-        if self.shutting_down or self.draining():
+        if self.shutting_down or self.draining:
             return False, {"ready": False, "error": "shutting down"}
         if repo.is_ready():
             why = await self.group.not_ready() if self.group is not None else None
@@ -212,7 +200,7 @@ class DataPlane:
         taken with no await in between, so a reload retires ``mv`` only after this answer. The deadline
         counts from ``started`` (time.monotonic(), once the body arrived) or from now."""
         start, start_monotonic = time.perf_counter(), started if started is not None else time.monotonic()
-        ctx.trace["mv"] = mv
+        ctx.mv = mv
         ok, rows, input_s, output_s = False, 0, 0.0, 0.0
         with mv.lease():
             # The model's timeout covers decoding too; a gRPC client's deadline may end it sooner.
@@ -222,9 +210,9 @@ class DataPlane:
             request_deadline.set(deadline)  # the decoding pool skips work for a request past it
             try:
                 state, feeds, rows = await prepare(mv)
-                ctx.trace["rows"] = rows
+                ctx.rows = rows
                 input_s = time.perf_counter() - start
-                answer = mv.batcher.enqueue(feeds, rows=rows, trace=ctx.trace, deadline=deadline)
+                answer = mv.batcher.enqueue(feeds, rows=rows, trace=ctx, deadline=deadline)
                 outputs = await (wait(answer) if wait is not None else answer)
                 encode_start = time.perf_counter()
                 result = encode(mv, state, outputs)
@@ -272,7 +260,7 @@ class DataPlane:
             feeds, rows = tensor_feeds(mv, request, settings.max_items_per_request)
             mv.kind.check_feeds(feeds)  # the kind's own value checks (tabular: finite, valid categories)
             return feeds, rows
-        ctx.trace["rows"] = len(items)
+        ctx.rows = len(items)
         prepared = await mv.kind.prepare(items, settings, pool)
         return prepared.feeds, prepared.rows
 

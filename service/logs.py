@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,11 +34,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(doc, default=str).decode()
-
-
-# The id of the request this task serves (set by the middleware): log lines written while handling it
-# name it, so an answer that says "see the server log" can be matched to its detail.
-current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
 def configure(level: str, fmt: str, worker: str | None = None) -> None:

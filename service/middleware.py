@@ -1,5 +1,7 @@
 """One pure-ASGI middleware for what every request needs: a request id, the API-key check, request
-metrics and the access log line. Pure ASGI (not BaseHTTPMiddleware), because it wraps the hot path."""
+metrics and the access log line. It creates the request's RequestContext (service/context.py), records the
+key check's result in it, hands it to the handler through ``current_request`` and reads the trace the
+handler and the batcher left in it for the metrics and the log line. Pure ASGI (not BaseHTTPMiddleware), because it wraps the hot path."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import Settings
+from service.context import Auth, RequestContext, current_request
 from service.errors import Forbidden, ServiceError, Unauthorized
-from service.logs import current_request_id
 from service.metrics import Metrics
 from service.protocol.http import error_response
 
@@ -52,27 +54,40 @@ class ApiKeys:
         return bool(self.keys or self.admin)
 
     def check(self, path: str, headers: dict[bytes, bytes]) -> ServiceError | None:
+        return self.authenticate(path, headers)[1]
+
+    def authenticate(self, path: str, headers: dict[bytes, bytes]) -> tuple[Auth, ServiceError | None]:
+        """What the request's key (if any) allows on ``path``, and the error to answer when refused.
+        (The allowed answers are constant tuples: no allocation on the hot path.)"""
+        if not self.enabled:
+            return ("off", None)
         if path in self.open_paths or path.startswith(self.open_prefixes):
-            return None
+            return ("open", None)
         key = _presented_key(headers)
         is_admin = key is not None and self.admin is not None and hmac.compare_digest(key, self.admin)
         if path.startswith("/v2/repository/"):
             if is_admin:
-                return None
+                return ("admin", None)
             if self.admin is None:
-                return Forbidden("repository endpoints are disabled: set MODELSERVE_ADMIN_KEY to use them")
+                return "denied", Forbidden(
+                    "repository endpoints are disabled: set MODELSERVE_ADMIN_KEY to use them"
+                )
             if key is None:
-                return Unauthorized("the repository endpoints need the admin key")
-            return Forbidden("the repository endpoints need the admin key, not an inference key")
-        if is_admin or not self.keys:
-            return None
+                return "denied", Unauthorized("the repository endpoints need the admin key")
+            return "denied", Forbidden("the repository endpoints need the admin key, not an inference key")
+        if is_admin:
+            return ("admin", None)
+        if not self.keys:
+            return ("off", None)  # only an admin key is set: inference stays open
         if key is None:
-            return Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            return "denied", Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
         # Compare with every key, so the time taken does not tell which one came close.
         matched = False
         for candidate in self.keys:
             matched |= hmac.compare_digest(key, candidate)
-        return None if matched else Unauthorized("invalid API key")
+        return ("key", None) if matched else ("denied", Unauthorized("invalid API key"))
 
 
 def _presented_key(headers: dict[bytes, bytes]) -> bytes | None:
@@ -97,9 +112,9 @@ class RequestMiddleware:
         start = time.perf_counter()
         headers = dict(scope["headers"])
         request_id = valid_request_id(_decode(headers.get(b"x-request-id")))
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        current_request_id.set(request_id)  # this request's own task: no reset needed
+        ctx = RequestContext(request_id)
+        # The handler's one channel to this context (its own task, or a copy of its context: no reset).
+        current_request.set(ctx)
         rid_header = (b"x-request-id", request_id.encode())
         status = 500
 
@@ -111,16 +126,16 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            error = self.keys.check(scope["path"], headers) if self.keys.enabled else None
+            ctx.auth, error = self.keys.authenticate(scope["path"], headers)
             if error is not None:
                 await error_response(error)(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
-            self._record(scope, state, status, time.perf_counter() - start)
+            self._record(scope, ctx, status, time.perf_counter() - start)
 
-    def _record(self, scope: Scope, state: dict[str, Any], status: int, latency_s: float) -> None:
-        mv = state.get("mv")
+    def _record(self, scope: Scope, ctx: RequestContext, status: int, latency_s: float) -> None:
+        mv = ctx.mv
         if self.metrics is not None:
             if mv is not None:
                 mv.metrics.on_request(status, latency_s)
@@ -130,14 +145,14 @@ class RequestMiddleware:
             return
         log_access(
             self.json_logs,
-            request_id=state["request_id"],
+            request_id=ctx.request_id,
             method=scope["method"],
             path=scope["path"],
             status=status,
             latency_s=latency_s,
             mv=mv,
-            rows=state.get("rows"),
-            batch_rows=state.get("batch_rows"),
+            rows=ctx.rows,
+            batch_rows=ctx.batch_rows,
         )
 
 

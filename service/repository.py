@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from service.batching import DynamicBatcher
 from service.config import Settings
+from service.context import current_request_id
 from service.errors import BadRequest, NotFound
 from service.kinds import InputKind, get_kind
-from service.logs import current_request_id
 from service.metrics import Metrics, ModelMetrics
 from service.model_files import LoadError, ModelMeta
 from service.polling import fingerprint
@@ -380,7 +380,7 @@ class ModelRepository:
         """Record a failure: the detail (paths, library text) to the log, a public reason to answers."""
         what = f"model {name} version {version}" if version != "" else f"model {name}"
         unexpected = not isinstance(error, LoadError | ValidationError | OSError | KeyError)
-        by = current_request_id.get()  # a load the repository API asked for: its answer names this id
+        by = current_request_id()  # a load the repository API asked for: its answer names this id
         log.error(
             "%s not loaded%s: %s: %s",
             what,

@@ -12,14 +12,16 @@ import logging
 import os
 import signal
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI
 
 from service import logs
 from service.config import Settings
 from service.cpus import plan
+
+if TYPE_CHECKING:  # no work at import time: the app is imported after the settings
+    from service.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +29,14 @@ log = logging.getLogger(__name__)
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, but a SIGTERM first marks the app not ready (and may wait) before shutting down."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI, delay_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, plane: DataPlane, delay_s: float) -> None:
         super().__init__(config)
-        self.app = app
+        self.plane = plane
         self.delay_s = delay_s
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.app.state.shutting_down:
-            self.app.state.shutting_down = True
+        if not self.plane.draining:
+            self.plane.draining = True  # readiness (HTTP and gRPC) turns false now
             log.info("signal %d: not ready; draining", sig)
             if self.delay_s > 0 and not self.should_exit:
                 asyncio.get_running_loop().call_later(self.delay_s, self._exit, sig, frame)
@@ -81,7 +83,8 @@ def run(**overrides: Any) -> int:
 
     settings = settings.model_copy(update={"intra_op_threads": workers.intra_op_threads})
     app = create_app(settings)
+    plane: DataPlane = app.state.dataplane
     DrainingServer(
-        uvicorn.Config(serving_stack(app), **uvicorn_options(settings)), app, settings.shutdown_delay_s
+        uvicorn.Config(serving_stack(app), **uvicorn_options(settings)), plane, settings.shutdown_delay_s
     ).run()
     return 0

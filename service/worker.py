@@ -22,6 +22,6 @@ def serve(identity: WorkerIdentity, sock: socket.socket, intra_op_threads: int) 
     settings = settings.model_copy(update={"intra_op_threads": intra_op_threads})
     app = create_app(settings, group=WorkerGroup(identity))
     config = uvicorn.Config(serving_stack(app), **uvicorn_options(settings))
-    server = DrainingServer(config, app, settings.shutdown_delay_s)
+    server = DrainingServer(config, app.state.dataplane, settings.shutdown_delay_s)
     server.run(sockets=[sock])
     return 0 if server.started else 3

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
+from service.context import current_request_id
 from service.errors import (
     BadRequest,
     ClientGone,
@@ -21,7 +22,6 @@ from service.errors import (
     ServiceError,
     UnsupportedMediaType,
 )
-from service.logs import current_request_id
 from service.protocol.limits import BODY_EXTENSION, BodyDeadline
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ def error_response(exc: Exception) -> Response:
             log.error("%s: %s", type(exc).__name__, exc.message)
         return json_response({"error": exc.message}, exc.status_code, exc.headers)
     # The detail (exception, traceback, maybe paths) goes to the log only, under the request id.
-    request_id = current_request_id.get()
+    request_id = current_request_id()
     log.error("unhandled error in request %s", request_id, exc_info=exc, extra={"request_id": request_id})
     return json_response(
         {"error": f"internal error; the server log has the detail under request id {request_id}"}, 500

@@ -17,7 +17,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
 from service import kinds
-from service.dataplane import DataPlane, RequestContext
+from service.context import request_context
+from service.dataplane import DataPlane
 from service.errors import BadRequest, UnsupportedMediaType
 from service.kinds import InputKind, Prepared
 from service.protocol.explain import explain as explain_rows
@@ -128,9 +129,8 @@ async def predict_any(
     body = await read_body(request, settings.max_body_bytes)
     start = time.monotonic()  # the timeout covers decoding and the queue, not the client's upload
     kind, items = await _raw_inputs(request, body)
-    state = request.scope.setdefault("state", {})
-    ctx = RequestContext(state.get("request_id", ""), trace=state)
-    ctx.trace["rows"] = len(items)
+    ctx = request_context()
+    ctx.rows = len(items)
 
     async def prepare_items(mv: ModelVersion) -> tuple[Prepared, Feeds, int]:
         prepared = await prepare(mv, kind, items, settings, plane.pool)
@@ -184,7 +184,7 @@ async def predict_version(
 
 @router.get("/models", summary="The served models: versions, input kind, labels")
 async def list_models(request: Request) -> Response:
-    repo: ModelRepository = request.app.state.repository
+    repo: ModelRepository = request.app.state.dataplane.repository
     models = []
     for name in repo.names():
         versions = repo.versions(name)

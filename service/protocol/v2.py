@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from service.dataplane import DataPlane, RequestContext
+from service.context import request_context
+from service.dataplane import DataPlane
 from service.errors import BadRequest
 from service.protocol.http import await_unless_disconnected, json_response, parse_json, read_body
 from service.protocol.v2_codec import V2Request, decode_request, encode_response, parameters
@@ -52,8 +53,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     plane = _plane(request)
     body = await read_body(request, plane.settings.max_body_bytes)
     header_length = request.headers.get("inference-header-content-length")
-    state = request.scope.setdefault("state", {})
-    ctx = RequestContext(state.get("request_id", ""), trace=state)
+    ctx = request_context()
 
     def encode(mv: ModelVersion, req: V2Request, outputs: Feeds) -> Response:
         content, headers = encode_response(mv, req, outputs)

@@ -23,9 +23,9 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 
 from service.config import Settings
-from service.dataplane import DataPlane, RequestContext
+from service.context import RequestContext, current_request
+from service.dataplane import DataPlane
 from service.errors import BadRequest, ServiceError
-from service.logs import current_request_id
 from service.metrics import Metrics
 from service.middleware import ApiKeys, log_access, valid_request_id
 from service.protocol.v2_grpc import decode_infer_request, encode_infer_response
@@ -79,7 +79,7 @@ class _Call:
             protocol="grpc",
             deadline=None if remaining is None else time.monotonic() + remaining,
         )
-        current_request_id.set(self.ctx.request_id)  # log lines of this RPC's task name it
+        current_request.set(self.ctx)  # log lines and error answers of this RPC's task name its id
 
 
 def _text(value: bytes | None) -> str | None:
@@ -181,15 +181,13 @@ class GrpcTransport:
         return handle
 
     def _authorize(self, path: str, call: _Call) -> None:
-        if self.keys.enabled:
-            error = self.keys.check(path, call.headers)
-            if error is not None:
-                raise error
+        call.ctx.auth, error = self.keys.authenticate(path, call.headers)
+        if error is not None:
+            raise error
 
     def _record(self, call: _Call, status: int) -> None:
         latency = time.perf_counter() - call.start
-        trace = call.ctx.trace
-        mv = trace.get("mv")
+        mv = call.ctx.mv
         if self.metrics is not None and call.method in ("ModelInfer", "ModelStreamInfer"):
             if mv is not None and mv.metrics is not None:
                 mv.metrics.on_request(status, latency, "grpc")
@@ -204,8 +202,8 @@ class GrpcTransport:
                 status=status,
                 latency_s=latency,
                 mv=mv,
-                rows=trace.get("rows"),
-                batch_rows=trace.get("batch_rows"),
+                rows=call.ctx.rows,
+                batch_rows=call.ctx.batch_rows,
                 protocol="grpc",
             )
 

@@ -82,14 +82,14 @@ def test_http_and_grpc_codecs_share_one_lifecycle() -> None:
             RequestContext("r2"),
         )
         stats = await plane.model_stats("digits")
-        return json_answer, grpc_answer, ctx.trace, stats
+        return json_answer, grpc_answer, ctx, stats
 
-    (content, headers), grpc_answer, trace, stats = with_plane(body)
+    (content, headers), grpc_answer, ctx, stats = with_plane(body)
     assert headers["content-type"] == "application/json"
     answer = orjson.loads(content)
     probs = next(o for o in answer["outputs"] if o["name"] == "probabilities")
     assert np.asarray(probs["data"]).reshape(2, 10).argmax(1).tolist() == [3, 8]
-    assert trace["rows"] == 2 and trace["batch_rows"] == 2 and trace["mv"].name == "digits"
+    assert ctx.rows == 2 and ctx.batch_rows == 2 and ctx.mv.name == "digits"  # the trace the log reads
     assert grpc_answer.id == "g" and [o.name for o in grpc_answer.outputs] == ["probabilities"]
     labels = [s.split(b":")[2] for s in unpack_bytes(grpc_answer.raw_output_contents[0])]
     assert labels[::2] == [b"3", b"8"] and list(grpc_answer.outputs[0].shape) == [2, 2]
@@ -200,6 +200,13 @@ def test_api_keys() -> None:
     assert check("/v2/repository/index", "k1") == 403
     assert check("/v2/repository/index", "adm") == 200
     assert keys.check("/predict", {b"x-api-key": b"k1"}) is None
+    # The result the transports record in the request context.
+    assert keys.authenticate("/predict", {b"x-api-key": b"k1"}) == ("key", None)
+    assert keys.authenticate("/predict", {b"x-api-key": b"adm"}) == ("admin", None)
+    assert keys.authenticate("/v2/health/live", {}) == ("open", None)
+    assert keys.authenticate("/predict", {})[0] == "denied"
+    assert ApiKeys(Settings()).authenticate("/predict", {}) == ("off", None)
+    assert ApiKeys(Settings(admin_key="adm")).authenticate("/predict", {}) == ("off", None)
 
 
 def test_route_matcher() -> None:
