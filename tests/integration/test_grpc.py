@@ -247,7 +247,10 @@ def test_deadline_overload_keys_and_message_size(tmp_path: Path) -> None:
     """A client deadline bounds the queue wait (DEADLINE_EXCEEDED, never run); a full queue answers
     UNAVAILABLE with RetryInfo; API keys travel as metadata; the body limit bounds messages."""
     repo = tmp_path / "models"
-    slow_model(repo / "slow" / "1", matmuls=16, size=1024)
+    # About 0.7 s a run on a quiet machine (more when loaded): the short deadline below (0.3 s, sent 0.1 s
+    # after the first request) always expires while it is still queued. At 0.23 s a run a quiet CI machine
+    # started it in time, and the client's deadline expired during its run instead.
+    slow_model(repo / "slow" / "1", matmuls=48, size=1024)
     write_config(repo / "slow", max_batch_size=1, max_queue_size=2, timeout_s=30)
     env = {"MODELSERVE_API_KEYS": "k1", "MODELSERVE_MAX_BODY_BYTES": "100000", "MODELSERVE_LOG_LEVEL": "info"}
     with run_server(repo, tmp_path, env=env) as srv:

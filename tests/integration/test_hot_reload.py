@@ -116,24 +116,29 @@ def test_the_poller_waits_for_a_copy_to_finish_and_never_drops_the_old_version(t
 
 
 def test_requests_decoding_through_a_reload_are_answered_by_the_version_they_resolved(tmp_path: Path) -> None:
-    """12 big PNGs queue for one decoding thread (seconds) while digits reloads twice: every one is
+    """24 big PNGs queue for one decoding thread (seconds) while digits reloads twice: every one is
     answered 200; the old version stays until its admitted requests are done (no grace timer)."""
     repo = tmp_path / "models"
     copy_shipped("digits", repo)
-    env = {"MODELSERVE_PREPROCESS_THREADS": "1", "MODELSERVE_MAX_PREPROCESS_QUEUE": "1000"}
+    # 24 pictures: 12 made a backlog of only 3.3 s on a quiet machine; generous deadlines for a loaded one.
+    env = {
+        "MODELSERVE_PREPROCESS_THREADS": "1",
+        "MODELSERVE_MAX_PREPROCESS_QUEUE": "1000",
+        "MODELSERVE_TIMEOUT_S": "120",
+    }
     png = big_png()
     with run_server(repo, tmp_path, env=env) as srv:
 
         async def main() -> tuple[Counter[int], list[str], float]:
             async with httpx.AsyncClient(
-                base_url=srv.url, timeout=60, limits=httpx.Limits(max_connections=64)
+                base_url=srv.url, timeout=150, limits=httpx.Limits(max_connections=64)
             ) as ac:
 
                 async def one() -> httpx.Response:
                     return await ac.post("/predict?model=digits", files={"file": ("big.png", png)})
 
                 start = time.monotonic()
-                tasks = [asyncio.create_task(one()) for _ in range(12)]
+                tasks = [asyncio.create_task(one()) for _ in range(24)]
                 await asyncio.sleep(0.5)
                 for _ in range(2):
                     r = await ac.post("/v2/repository/models/digits/load")
@@ -147,7 +152,7 @@ def test_requests_decoding_through_a_reload_are_answered_by_the_version_they_res
             )
 
         statuses, errors, took = asyncio.run(main())
-    assert statuses == {200: 12}, (statuses, errors[:3])
+    assert statuses == {200: 24}, (statuses, errors[:3])
     assert took > 4, (
         f"the decoding backlog ({took:.1f} s) must outlast the old 2 s grace by far to test anything"
     )
