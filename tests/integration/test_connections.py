@@ -48,6 +48,8 @@ def _read_answer(s: socket.socket, within_s: float) -> tuple[int | None, dict[st
             break
         if not chunk:
             break
+        if not data:  # an answer has begun: read it to its end even if it straddles the deadline
+            deadline = max(deadline, time.monotonic() + 2.0)
         data += chunk
     if not data:
         return None, {}, b""
