@@ -60,6 +60,9 @@ class ModelConfig(BaseModel):
     instances: int | None = None
     version_policy: Literal["latest", "all"] | dict[Literal["latest", "specific"], int | list[int]] = "latest"
     """"latest" (the highest version), "all", {"latest": N} or {"specific": [1, 3]}."""
+    default_for_kind: bool = False
+    """/predict's model for its input kind when a request names none and several models take that kind
+    (the transformer ``sentiment`` beside ``sentiment-lstm``); one model per kind may say so."""
 
     def select(self, versions: list[int]) -> list[int]:
         versions = sorted(versions)
@@ -89,6 +92,8 @@ class ModelVersion:
     load_s: float = 0.0
     metrics: ModelMetrics | None = None
     stats: ModelStats | None = None
+    default_for_kind: bool = False
+    """config.json's knob: /predict picks this model for its kind among several (protocol/predict.py)."""
     users: int = field(default=0, init=False)
     """Requests that resolved this version and are not answered yet (see ``lease``)."""
     _unused: asyncio.Event | None = field(default=None, init=False, repr=False)
@@ -192,7 +197,17 @@ def _load_version(
     if model_metrics is not None:
         model_metrics.loaded(load_s)
     return ModelVersion(
-        name, version, path, meta, model, batcher, kind, load_s=load_s, metrics=model_metrics, stats=stats
+        name,
+        version,
+        path,
+        meta,
+        model,
+        batcher,
+        kind,
+        load_s=load_s,
+        metrics=model_metrics,
+        stats=stats,
+        default_for_kind=config.default_for_kind,
     )
 
 

@@ -126,11 +126,17 @@ def export(
 ) -> Path:
     """Write models/<name>/<version>/ from a checkpoint; returns that folder. ``int8``: ship the
     dynamically quantised graph instead (checked: accuracy drop <= 0.5 points)."""
-    ckpt, net = load_checkpoint(checkpoint)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    kind = _kind(ckpt)
+    own = kind.export(checkpoint, models_dir, name, version, int8)
+    if own is not None:  # a kind with its own export (several graph inputs: training/transformer.py)
+        return own
+    net = kind.build_net(ckpt["net_config"])
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval()
     model_dir = models_dir / name
     version = version or next_version(model_dir)
     k = len(ckpt["classes"])
-    kind = _kind(ckpt)
     graph_input = kind.graph_input(ckpt)
     input_name = graph_input.decl.name
     dynamic = {input_name: graph_input.dynamic_axes, "logits": {0: "batch"}, "probabilities": {0: "batch"}}
@@ -179,16 +185,21 @@ def export(
         meta.write(staging)
         for filename, content in kind.extra_files(ckpt).items():
             (staging / filename).write_text(content, encoding="utf-8")
-        # Copy beside the target, then rename: a server polling the repository never sees half a version.
-        target = model_dir / str(version)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        partial = model_dir / f".{version}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(staging, partial)
-        partial.chmod(0o755)  # the staging folder is private (0700); the repository is not
-        if target.exists():
-            shutil.rmtree(target)
-        partial.rename(target)
+        return install_version(staging, model_dir, version)
+
+
+def install_version(staging: Path, model_dir: Path, version: int) -> Path:
+    """Copy a finished version folder into the repository (and a default config.json beside it)."""
+    # Copy beside the target, then rename: a server polling the repository never sees half a version.
+    target = model_dir / str(version)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    partial = model_dir / f".{version}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(staging, partial)
+    partial.chmod(0o755)  # the staging folder is private (0700); the repository is not
+    if target.exists():
+        shutil.rmtree(target)
+    partial.rename(target)
     config = model_dir / "config.json"
     if not config.exists():
         config.write_text(json.dumps({"max_batch_size": 64, "max_queue_delay_ms": 0}, indent=2) + "\n")

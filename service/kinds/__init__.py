@@ -30,7 +30,7 @@ __all__ = [
 _KINDS: dict[str, type[InputKind]] = {}
 _loaded = False
 # The built-in kinds, in the order a generic binary body is offered to their ``sniff``.
-_BUILTIN = ("image", "text", "tabular", "audio", "tensor")
+_BUILTIN = ("image", "text", "subword", "tabular", "audio", "tensor")
 
 
 def register(cls: K) -> K:

@@ -100,7 +100,8 @@ async def _multipart(request: Request, body: bytes) -> tuple[type[InputKind], li
 def _pick_model(
     repo: ModelRepository, name: str | None, kind: type[InputKind], default: str | None
 ) -> ModelVersion:
-    """An explicit name; else the configured default; else the only model, or the only one of this kind."""
+    """An explicit name; else the configured default; else the only model, or the only one of this kind
+    (among several, the one whose config.json sets ``default_for_kind``)."""
     if name:
         return repo.get(name)
     if default:
@@ -109,6 +110,8 @@ def _pick_model(
     if len(names) == 1:
         return repo.get(names[0])
     of_kind = [n for n in names if isinstance(repo.get(n).kind, kind)]
+    if len(of_kind) > 1:  # several take this kind: the one whose config.json says default_for_kind
+        of_kind = [n for n in of_kind if repo.get(n).default_for_kind] or of_kind
     if len(of_kind) == 1:
         return repo.get(of_kind[0])
     raise BadRequest(

@@ -14,7 +14,7 @@ from training.kinds.base import TOLERANCE, ExportError, GraphInput, T, TrainingK
 __all__ = ["TOLERANCE", "ExportError", "GraphInput", "TrainingKind", "get", "names", "register"]
 
 _KINDS: dict[str, TrainingKind] = {}
-_BUILTIN = ("image", "text", "tabular", "audio")
+_BUILTIN = ("image", "text", "subword", "tabular", "audio")
 _loaded = False
 
 

@@ -76,6 +76,13 @@ class TrainingKind:
         """The checkpoint's test split as model inputs and labels (reloaded from its data source)."""
         raise NotImplementedError
 
+    def export(
+        self, checkpoint: Path, models_dir: Path, name: str, version: int | None, int8: bool
+    ) -> Path | None:
+        """A kind whose graph the generic export cannot write (several inputs) exports itself here and
+        returns the version folder; None: training/export.py's export writes it."""
+        return None
+
     def extra_files(self, ckpt: dict[str, Any]) -> dict[str, str]:
         """Files written beside model.onnx (e.g. vocab.txt), by name."""
         return {}

@@ -45,3 +45,5 @@ function renderSeen(input) {
 }
 
 registerKind("text", { mount, renderSeen });
+// Transformer text models (subword tokens from their tokenizer.json) take the same texts.
+registerKind("subword", { mount, renderSeen });
