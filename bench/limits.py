@@ -39,8 +39,8 @@ def sentences() -> list[str]:
 
 
 def text_ids(models: Path, n: int) -> np.ndarray:
-    pre = json.loads((models / "sentiment/1/model.json").read_text())["preprocessing"]["text"]
-    tok = Tokenizer.from_preprocessing(pre, model_dir=models / "sentiment/1")
+    pre = json.loads((models / "sentiment-lstm/1/model.json").read_text())["preprocessing"]["text"]
+    tok = Tokenizer.from_preprocessing(pre, model_dir=models / "sentiment-lstm/1")
     texts = sentences()
     return pad_batch([tok.encode(texts[i % len(texts)]) for i in range(n)], tok.pad_id)
 
@@ -51,7 +51,7 @@ def measure(
     rows = []
     for name, make, input_name in (
         ("digits", digit_pixels, "pixels"),
-        ("sentiment", lambda n: text_ids(models, n), "ids"),
+        ("sentiment-lstm", lambda n: text_ids(models, n), "ids"),
     ):
         sess = ort.InferenceSession(
             str(models / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"]

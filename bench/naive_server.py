@@ -44,11 +44,11 @@ DTYPES = {"tensor(uint8)": np.uint8, "tensor(int64)": np.int64, "tensor(float)":
 def build(models: Path) -> FastAPI:
     app = FastAPI()
     sessions, metas = {}, {}
-    for name in ("digits", "sentiment"):
+    for name in ("digits", "sentiment-lstm"):
         sessions[name] = ort.InferenceSession(str(models / name / "1" / "model.onnx"))
         metas[name] = json.loads((models / name / "1" / "model.json").read_text())
-    pre = metas["sentiment"]["preprocessing"]["text"]
-    tokenizer = Tokenizer.from_preprocessing(pre, model_dir=models / "sentiment" / "1")
+    pre = metas["sentiment-lstm"]["preprocessing"]["text"]
+    tokenizer = Tokenizer.from_preprocessing(pre, model_dir=models / "sentiment-lstm" / "1")
     img = metas["digits"]["preprocessing"]["image"]
     spec = ImageSpec.from_preprocessing(img)
 
@@ -85,7 +85,7 @@ def build(models: Path) -> FastAPI:
     @app.post("/predict/text")
     def predict_text(request: TextsRequest) -> dict[str, object]:
         ids = pad_batch([tokenizer.encode(t) for t in request.texts], tokenizer.pad_id)
-        return answer("sentiment", sessions["sentiment"].run(["probabilities"], {"ids": ids})[0])
+        return answer("sentiment-lstm", sessions["sentiment-lstm"].run(["probabilities"], {"ids": ids})[0])
 
     return app
 

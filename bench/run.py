@@ -91,7 +91,7 @@ def variants(workload: str, server: str) -> list[tuple[str, dict[str, str], byte
             path = "/predict?model=digits" if server != "naive" else "/predict/image"
             out.append((path, {"Content-Type": f"multipart/form-data; boundary={boundary}"}, body))
     elif workload == "sentiment-predict":
-        path = "/predict?model=sentiment" if server != "naive" else "/predict/text"
+        path = "/predict?model=sentiment-lstm" if server != "naive" else "/predict/text"
         for text in sentences()[::4]:
             out.append((path, {"Content-Type": "application/json"}, orjson.dumps({"texts": [text]})))
     elif workload == "null":
@@ -254,7 +254,7 @@ def point(server: Server, workload: str, concurrency: int, seconds: float, tmp: 
     folder = tmp / f"{server.name}-{workload}"
     if not folder.exists():
         write_variants(folder, variants(workload, server.name))
-    model = "digits" if workload.startswith("digits") else "sentiment"
+    model = "digits" if workload.startswith("digits") else "sentiment-lstm"
     wrk(server, folder, concurrency, 1)  # warm-up at this concurrency
     before_rows, before_runs = server.batch_totals(model)
     cpu0, t0 = server.cpu_s(), time.perf_counter()
@@ -423,6 +423,9 @@ def main() -> None:
     parser.add_argument("--no-scaling", action="store_true", help="skip the workers scaling table")
     parser.add_argument("--scaling-only", action="store_true", help="only the workers scaling table")
     parser.add_argument(
+        "--no-text", action="store_true", help="skip the transformer text row (text_pipeline.py)"
+    )
+    parser.add_argument(
         "--workloads",
         default="digits-v2-fp32,digits-v2-uint8,digits-v2-binary,digits-predict-png,sentiment-predict",
     )
@@ -491,6 +494,10 @@ def main() -> None:
     (stem.with_suffix(".md")).write_text(markdown(result))
     plots(result, stem)
     print(markdown(result))
+    if not args.no_text:  # the transformer sentiment vs FastAPI + transformers: bench/text_pipeline.py
+        from bench.text_pipeline import run_text
+
+        run_text(seconds, tmp, date)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -102,6 +102,8 @@ class SubwordKind(TextKind):
             raise InvalidInput(f"{IDS} {list(ids.shape)} and {MASK} {list(mask.shape)} must have one shape")
         if self.with_types and feeds[TYPES].shape != ids.shape:
             raise InvalidInput(f"{TYPES} must have the shape of {IDS}, {list(ids.shape)}")
+        if ids.shape[1] == 0:
+            raise InvalidInput(f"{IDS} holds no tokens: send at least [CLS] and [SEP]")
         if ids.shape[1] > self.subword.max_length:
             raise InvalidInput(f"{ids.shape[1]} tokens; the model takes at most {self.subword.max_length}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):

@@ -31,7 +31,15 @@ def test_sync_calls(server: Server, digit_png: Callable[[int], bytes]) -> None:
     with ModelServeClient(server.url) as ms:
         assert ms.ready()
         kinds = {m.name: m.input_kind for m in ms.models()}
-        assert kinds.items() >= {"digits": "image", "sentiment": "text", "letters": "tabular"}.items()
+        assert (
+            kinds.items()
+            >= {
+                "digits": "image",
+                "sentiment": "subword",
+                "sentiment-lstm": "text",
+                "letters": "tabular",
+            }.items()
+        )
         path = EXAMPLES / "digits" / "4.png"
         assert ms.predict_image("digits", path).label == "4"  # a path
         assert ms.predict_image("digits", str(path)).label == "4"  # a string path
@@ -53,7 +61,7 @@ def test_sync_calls(server: Server, digit_png: Callable[[int], bytes]) -> None:
             assert out["probabilities"].shape == (2, 10) and out["probabilities"].argmax(1).tolist() == [2, 2]
             assert out["logits"].dtype == np.float32
         texts = np.array([b"what a mess", b"a real gem"], dtype=object)
-        out = ms.infer("sentiment", {"text": texts}, outputs=["probabilities"], version="1")
+        out = ms.infer("sentiment", {"text": texts}, outputs=["probabilities"], version="2")
         assert list(out) == ["probabilities"] and out["probabilities"].argmax(1).tolist() == [0, 1]
 
 
@@ -68,7 +76,7 @@ def test_async_calls(server: Server) -> None:
             assert [r.label for r in results] == [str(d) for d in range(10)]
             assert (await ms.predict_text("sentiment", "not bad at all")).label == "positive"
             assert len(await ms.predict_images("digits", [EXAMPLES / "digits" / "0.png"] * 3)) == 3
-            out = await ms.infer("sentiment", {"ids": np.array([[5, 6, 7]], dtype=np.int64)})
+            out = await ms.infer("sentiment-lstm", {"ids": np.array([[5, 6, 7]], dtype=np.int64)})
             assert out["probabilities"].shape == (1, 2)
             with pytest.raises(NotFoundError):
                 await ms.predict_text("nope", "x")

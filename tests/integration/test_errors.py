@@ -182,7 +182,8 @@ def test_bad_requests_in_a_crowd_do_not_hurt_good_ones(
         "/v2/health/live",
         "/v2/health/ready",
         "/v2/models/digits/ready",
-        "/v2/models/sentiment/versions/1/ready",
+        "/v2/models/sentiment/versions/2/ready",
+        "/v2/models/sentiment-lstm/versions/1/ready",
     ],
 )
 def test_health_endpoints(client: httpx.Client, path: str) -> None:

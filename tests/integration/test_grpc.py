@@ -39,7 +39,7 @@ def digit_batch(digit_png: Callable[[int], bytes]) -> np.ndarray:
 def test_health_metadata_and_config(server: Server) -> None:
     c = tg.InferenceServerClient(server.grpc_url)
     assert c.is_server_live() and c.is_server_ready()
-    assert c.is_model_ready("digits") and c.is_model_ready("sentiment", "1")
+    assert c.is_model_ready("digits") and c.is_model_ready("sentiment", "2")
     assert not c.is_model_ready("nope") and not c.is_model_ready("digits", "9")
     meta = c.get_server_metadata(as_json=True)
     assert meta["name"] == "modelserve"

@@ -84,7 +84,7 @@ def test_path_like_model_names_answer_400_and_no_answer_names_a_server_path(tmp_
 
 def test_docs_are_open_by_default_and_can_require_a_key(tmp_path: Path) -> None:
     repo = tmp_path / "models"
-    copy_shipped("sentiment", repo)
+    copy_shipped("sentiment-lstm", repo)
     env = {"MODELSERVE_API_KEYS": "k1"}
     with run_server(repo, tmp_path, env=env) as srv:
         assert httpx.get(f"{srv.url}/openapi.json").status_code == 200

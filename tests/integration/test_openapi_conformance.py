@@ -24,7 +24,7 @@ EXCLUDED = "positive_data_acceptance"
 def test_schemathesis_finds_no_failure(tmp_path: Path) -> None:
     repo = tmp_path / "models"
     copy_shipped("digits", repo)
-    copy_shipped("sentiment", repo)
+    copy_shipped("sentiment", repo, version=2)
     with run_server(repo, tmp_path) as srv:
         cli = str(Path(sys.executable).with_name("schemathesis"))
         options = ["--checks", "all", "--exclude-checks", EXCLUDED, "--max-examples", "25"]

@@ -35,11 +35,11 @@ def test_metrics_count_known_traffic(tmp_path: Path, digit_png: Callable[[int], 
         files = [("f", (f"{d}.png", digit_png(d), "image/png")) for d in range(8)]
         assert c.post("/predict?model=digits", files=files).status_code == 200  # one run of 8 rows
         for _ in range(3):
-            assert c.post("/predict?model=sentiment", json={"text": "great"}).status_code == 200
-        assert c.post("/predict?model=sentiment", json={"text": ""}).status_code == 422
+            assert c.post("/predict?model=sentiment-lstm", json={"text": "great"}).status_code == 200
+        assert c.post("/predict?model=sentiment-lstm", json={"text": ""}).status_code == 422
         assert c.post("/predict?model=nope", json={"text": "x"}).status_code == 404
         v2 = {"inputs": [{"name": "ids", "datatype": "INT64", "shape": [8, 2], "data": [5, 6] * 8}]}
-        assert c.post("/v2/models/sentiment/infer", json=v2).status_code == 200  # 8 rows, one run
+        assert c.post("/v2/models/sentiment-lstm/infer", json=v2).status_code == 200  # 8 rows, one run
         after = c.get("/metrics").text
     labels = {"model": "digits", "version": "1"}
     assert metric(after, "modelserve_requests_total", outcome="success", **labels) == 1
@@ -50,7 +50,7 @@ def test_metrics_count_known_traffic(tmp_path: Path, digit_png: Callable[[int], 
     assert metric(after, "modelserve_request_duration_seconds_count", **labels) == 1
     assert metric(after, "modelserve_inference_duration_seconds_count", **labels) == 1
     assert metric(after, "modelserve_queue_wait_seconds_count", **labels) == 1
-    sent = {"model": "sentiment", "version": "1"}
+    sent = {"model": "sentiment-lstm", "version": "1"}
     assert metric(after, "modelserve_requests_total", outcome="success", **sent) == 4
     assert metric(after, "modelserve_requests_total", outcome="invalid_input", **sent) == 1
     assert metric(after, "modelserve_requests_total", outcome="not_found", model="", version="") == 1

@@ -83,18 +83,22 @@ def test_explain_returns_the_image_the_model_saw(client: httpx.Client) -> None:
 
 
 def test_explain_returns_the_words_the_model_read(client: httpx.Client) -> None:
-    meta = json.loads((MODELS / "sentiment" / "1" / "model.json").read_text())
-    r = client.post("/models/sentiment/predict?explain=true", json={"texts": ["I LOVED this flimxyz!", "ok"]})
+    meta = json.loads((MODELS / "sentiment-lstm" / "1" / "model.json").read_text())
+    r = client.post(
+        "/models/sentiment-lstm/predict?explain=true", json={"texts": ["I LOVED this flimxyz!", "ok"]}
+    )
     assert r.status_code == 200, r.text
     first, second = (p["input"] for p in r.json()["predictions"])
-    tok = Tokenizer.from_preprocessing(meta["preprocessing"]["text"], model_dir=MODELS / "sentiment" / "1")
+    tok = Tokenizer.from_preprocessing(
+        meta["preprocessing"]["text"], model_dir=MODELS / "sentiment-lstm" / "1"
+    )
     assert first["tokens"] == tok.tokens("I LOVED this flimxyz!")
     assert "loved" in first["tokens"] and "flimxyz" in first["tokens"]
     assert first["known"][first["tokens"].index("loved")]
     assert not first["known"][first["tokens"].index("flimxyz")]
     assert first["ids"] == tok.encode("I LOVED this flimxyz!").tolist()
     assert second["tokens"] == ["ok"] and second["ids"] == tok.encode("ok").tolist()
-    off = client.post("/predict?model=sentiment&explain=0", json={"text": "ok"}).json()
+    off = client.post("/predict?model=sentiment-lstm&explain=0", json={"text": "ok"}).json()
     assert "input" not in off["predictions"][0]
 
 

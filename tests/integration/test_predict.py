@@ -115,8 +115,10 @@ def test_models_listing(client: httpx.Client) -> None:
     by_name = {m["name"]: m for m in body["models"]}
     assert by_name["digits"]["input_kind"] == "image"
     assert by_name["digits"]["labels"] == [str(d) for d in range(10)]
-    assert by_name["sentiment"]["input_kind"] == "text"
-    assert by_name["sentiment"]["versions"] == ["1"]
+    assert by_name["sentiment"]["input_kind"] == "subword"  # the transformer: texts, subword tokens
+    assert by_name["sentiment"]["versions"] == ["2"]
+    assert by_name["sentiment-lstm"]["input_kind"] == "text"
+    assert by_name["sentiment-lstm"]["versions"] == ["1"]
     assert body["failed"] == {}
 
 

@@ -12,7 +12,7 @@ from tests.graphs import affine_model, copy_shipped
 
 def test_broken_model_is_skipped_the_rest_serve_and_readiness_names_it(tmp_path: Path) -> None:
     repo = tmp_path / "models"
-    copy_shipped("sentiment", repo)
+    copy_shipped("sentiment", repo, version=2)
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"\x08\x07garbage")
     with run_server(repo, tmp_path) as srv:

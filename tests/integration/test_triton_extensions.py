@@ -28,7 +28,7 @@ def test_perf_analyzer_handshake(server: Server, protocol: str) -> None:
         client, mod, as_json = th.InferenceServerClient(f"127.0.0.1:{server.port}"), th, {}
     else:
         client, mod, as_json = tg.InferenceServerClient(server.grpc_url), tg, {"as_json": True}
-    for model in ("digits", "sentiment"):
+    for model in ("digits", "sentiment-lstm"):
         raw = client.get_model_config(model, **as_json)
         config = raw["config"] if protocol == "grpc" else raw
         batch = int(config["max_batch_size"])
@@ -53,8 +53,8 @@ def test_perf_analyzer_handshake(server: Server, protocol: str) -> None:
 
 
 def test_model_config_and_stats_routes(client: httpx.Client) -> None:
-    config = client.get("/v2/models/sentiment/versions/1/config").json()
-    assert config["name"] == "sentiment" and config["backend"] == "onnxruntime"
+    config = client.get("/v2/models/sentiment-lstm/versions/1/config").json()
+    assert config["name"] == "sentiment-lstm" and config["backend"] == "onnxruntime"
     assert config["input"] == [{"name": "ids", "data_type": "TYPE_INT64", "dims": [-1]}]
     assert config["parameters"]["input_kind"] == {"string_value": "text"}
     policy = config["dynamic_batching"]["default_queue_policy"]
@@ -62,7 +62,9 @@ def test_model_config_and_stats_routes(client: httpx.Client) -> None:
     assert "model_configuration" in client.get("/v2").json()["extensions"]
     every = client.get("/v2/models/stats").json()["model_stats"]
     assert {(m["name"], m["version"]) for m in every} == {
-        (p.name, "1") for p in MODELS.iterdir() if p.is_dir()
+        (p.name, max((v.name for v in p.iterdir() if v.name.isdigit()), key=int))
+        for p in MODELS.iterdir()
+        if p.is_dir()
     }
     one = client.get("/v2/models/digits/stats").json()["model_stats"]
     assert [m["name"] for m in one] == ["digits"]

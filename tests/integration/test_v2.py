@@ -55,7 +55,12 @@ def test_server_and_model_metadata(client: httpx.Client) -> None:
     assert m["name"] == "digits" and m["versions"] == ["1"] and m["platform"] == "onnxruntime_onnx"
     assert m["inputs"] == [{"name": "pixels", "datatype": "UINT8", "shape": [-1, 28, 28, 1]}]
     assert [o["name"] for o in m["outputs"]] == ["logits", "probabilities"]
-    assert client.get("/v2/models/sentiment/versions/1").json()["inputs"][0]["datatype"] == "INT64"
+    assert client.get("/v2/models/sentiment-lstm/versions/1").json()["inputs"][0]["datatype"] == "INT64"
+    inputs = client.get("/v2/models/sentiment/versions/2").json()["inputs"]
+    assert [(i["name"], i["datatype"]) for i in inputs] == [
+        ("input_ids", "INT64"),
+        ("attention_mask", "INT64"),
+    ]
     assert client.get("/v2/models/digits/versions/9").status_code == 404
 
 
@@ -94,7 +99,7 @@ def test_bytes_inputs_carry_images_and_sentences(
     assert r.status_code == 200, r.text
     assert [s.split(":")[1:] for s in r.json()["outputs"][0]["data"]] == [["9", "9"], ["5", "5"]]
     r = client.post(
-        "/v2/models/sentiment/versions/1/infer",
+        "/v2/models/sentiment/versions/2/infer",
         json={
             "inputs": [
                 {
@@ -116,7 +121,7 @@ def test_bytes_inputs_carry_images_and_sentences(
 
 def test_text_model_takes_token_ids_padded_per_request(client: httpx.Client) -> None:
     ids = client.post(
-        "/v2/models/sentiment/infer",
+        "/v2/models/sentiment-lstm/infer",
         json={"inputs": [{"name": "ids", "datatype": "INT64", "shape": [2, 3], "data": [5, 6, 0, 7, 0, 0]}]},
     )
     assert ids.status_code == 200, ids.text

@@ -27,7 +27,7 @@ def text(x: bytes | str) -> str:
 def test_tritonclient_metadata_and_readiness(server: Server) -> None:
     c = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
     assert c.is_server_live() and c.is_server_ready()
-    assert c.is_model_ready("digits") and c.is_model_ready("sentiment", "1")
+    assert c.is_model_ready("digits") and c.is_model_ready("sentiment", "2")
     assert not c.is_model_ready("nope")
     assert c.get_server_metadata()["name"] == "modelserve"
     meta = c.get_model_metadata("digits")

@@ -277,7 +277,7 @@ def test_model_config_for_perf_analyzer() -> None:
     """config.json's knobs win over the settings: the configuration says what the batcher does."""
 
     async def body(plane: DataPlane) -> tuple[dict[str, Any], dict[str, Any]]:
-        return plane.model_config("digits"), plane.model_config("sentiment", "1")
+        return plane.model_config("digits"), plane.model_config("sentiment-lstm", "1")
 
     digits, sentiment = with_plane(body, max_queue_delay_ms=2.5, max_queue_size=77, timeout_s=3)
     assert digits["max_batch_size"] == 64 and digits["input"][0]["dims"] == [28, 28, 1]
