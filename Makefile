@@ -118,14 +118,14 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.protocols
 
-# The gRPC stubs in service/transports/oip/ are committed; this remakes them from the vendored .proto files
+# The gRPC stubs in service/protocol/oip/ are committed; this remakes them from the vendored .proto files
 # (Triton's grpc_service.proto and model_config.proto, BSD-3, LICENSE beside them). grpcio-tools 1.69
 # writes protobuf 5.29 code, which every runtime from 5.29 on loads; its own venv keeps it out of the
 # service's dependencies.
-PROTO_DIR := service/transports/oip
+PROTO_DIR := service/protocol/oip
 proto:
 	$(PYTHON) -m venv .venv-proto && .venv-proto/bin/pip install --quiet grpcio-tools==1.69.0
 	cd $(PROTO_DIR) && ../../../.venv-proto/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
 	  grpc_service.proto model_config.proto
-	sed -i 's/^import model_config_pb2 as/from service.transports.oip import model_config_pb2 as/' \
+	sed -i 's/^import model_config_pb2 as/from service.protocol.oip import model_config_pb2 as/' \
 	  $(PROTO_DIR)/grpc_service_pb2.py $(PROTO_DIR)/grpc_service_pb2.pyi

@@ -12,7 +12,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -20,8 +21,9 @@ import numpy as np
 from service import __version__
 from service.config import Settings
 from service.context import RequestContext
-from service.errors import InvalidInput
+from service.errors import InvalidInput, UnsupportedMediaType
 from service.group import WorkerGroup
+from service.kinds import InputKind, Prepared
 from service.metrics import Metrics
 from service.polling import RepositoryPoller
 from service.preprocess.pool import BoundedPool, request_deadline
@@ -263,6 +265,20 @@ class DataPlane:
         ctx.rows = len(items)
         prepared = await mv.kind.prepare(items, settings, pool)
         return prepared.feeds, prepared.rows
+
+
+def require_kind(mv: ModelVersion, kind: type[InputKind]) -> None:
+    """415 when the request's inputs are not the kind the model takes."""
+    if not isinstance(mv.kind, kind):
+        raise UnsupportedMediaType(mv.kind.refusal(mv.name, kind))
+
+
+async def prepare(
+    mv: ModelVersion, kind: type[InputKind], items: Sequence[Any], settings: Settings, pool: Executor
+) -> Prepared:
+    """The model's kind validates and preprocesses the items into feeds (4xx here, before queueing)."""
+    require_kind(mv, kind)
+    return await mv.kind.prepare(items, settings, pool)
 
 
 def check_outputs(mv: ModelVersion, request: V2Request) -> None:

@@ -53,7 +53,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    from service.protocol.limits import http_protocol
+    from service.transports.http.limits import http_protocol
 
     return dict(
         host=settings.host,

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge
-from service.protocol.inputs import ranked
+from service.protocol.predict_codec import ranked
 from service.protocol.tensors import NUMPY_TO_V2, V2_TO_NUMPY, pack_bytes, unpack_bytes
-from service.repository import ModelVersion
-from service.runtime import Feeds, TensorSpec
+
+if TYPE_CHECKING:
+    from service.repository import ModelVersion
+    from service.runtime import Feeds, TensorSpec
 
 _INT_KINDS = "iub"
 _RESERVED = {"binary_data_output"}

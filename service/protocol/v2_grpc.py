@@ -10,11 +10,12 @@ which is what Triton answers and what tritonclient and KServe's client read. Cla
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from service.errors import BadRequest, InvalidInput
+from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.tensors import V2_TO_NUMPY
 from service.protocol.v2_codec import (
     RequestedOutput,
@@ -24,9 +25,10 @@ from service.protocol.v2_codec import (
     output_tensors,
     response_parameters,
 )
-from service.repository import ModelVersion
-from service.runtime import Feeds
-from service.transports.oip import grpc_service_pb2 as pb
+
+if TYPE_CHECKING:
+    from service.repository import ModelVersion
+    from service.runtime import Feeds
 
 # V2 datatype -> the InferTensorContents field that carries it (FP16 has none: raw only).
 _CONTENTS_FIELD = {

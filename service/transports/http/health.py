@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.protocol.http import json_response
+from service.transports.http.body import json_response
 
 router = APIRouter(tags=["health"])
 

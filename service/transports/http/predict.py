@@ -18,15 +18,21 @@ from starlette.responses import Response
 
 from service import kinds
 from service.context import request_context
-from service.dataplane import DataPlane
+from service.dataplane import DataPlane, prepare
 from service.errors import BadRequest, UnsupportedMediaType
 from service.kinds import InputKind, Prepared
 from service.protocol.explain import explain as explain_rows
-from service.protocol.http import await_unless_disconnected, json_response, media_type, parse_json, read_body
-from service.protocol.inputs import prepare, scores_of
-from service.protocol.inputs import top_k as best_labels
+from service.protocol.predict_codec import scores_of
+from service.protocol.predict_codec import top_k as best_labels
 from service.repository import ModelRepository, ModelVersion
 from service.runtime import Feeds
+from service.transports.http.body import (
+    await_unless_disconnected,
+    json_response,
+    media_type,
+    parse_json,
+    read_body,
+)
 
 router = APIRouter(tags=["predict"])
 MAX_TOP_K = 1000
@@ -120,7 +126,7 @@ def _pick_model(
 async def predict_any(
     request: Request, name: str | None, version: str | None, top_k: int, explain: bool = False
 ) -> Response:
-    """The one handler behind every /predict route (also called by service/fastpath.py): the body's kind
+    """The one handler behind every /predict route (also called by service/transports/http/fastpath.py): the body's kind
     and items, the model, then the data plane's lifecycle."""
     plane: DataPlane = request.app.state.dataplane
     settings = plane.settings
@@ -164,7 +170,7 @@ async def predict_any(
     return json_response({"model": mv.name, "version": str(mv.version), "predictions": predictions})
 
 
-# The FastAPI endpoints of the predict routes, registered from service/transports/routes.py (one table
+# The FastAPI endpoints of the predict routes, registered from service/transports/http/routes.py (one table
 # with the fast path's matcher); their typed query parameters are what OpenAPI documents.
 async def predict(
     request: Request, model: str | None = None, top_k: TopK = 1, explain: Explain = False

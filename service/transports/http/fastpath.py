@@ -3,7 +3,7 @@
 Profiling V2 infer at 64 concurrent clients showed about 40% of the event loop in FastAPI and Starlette
 layers (exit stacks, routing over every route, body-limit and telemetry middleware) before the handler
 ran. The hot routes (/predict and V2 infer) are few and take the raw body, so they are matched here with
-a split of the path (service/transports/routes.py: the one table FastAPI registers them from too) and
+a split of the path (service/transports/http/routes.py: the one table FastAPI registers them from too) and
 handed to their handlers; everything else falls through to FastAPI. Errors go through the same error_response.
 """
 
@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.protocol.http import error_response
-from service.transports.routes import Route, RouteMatcher
+from service.transports.http.body import error_response
+from service.transports.http.routes import Route, RouteMatcher
 
 Handler = Callable[..., Awaitable[Response]]
 

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.errors import InvalidInput
-from service.protocol import predict, v2
+from service.transports.http import predict, v2
 
 Handler = Callable[..., Awaitable[Response]]
 

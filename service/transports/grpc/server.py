@@ -3,7 +3,7 @@ model-configuration and statistics extensions and ModelStreamInfer: a thin adapt
 served by grpc.aio on its own port in the same process and event loop as HTTP, so one batch mixes HTTP
 and gRPC requests.
 
-Messages come from the vendored Triton .proto (service/transports/oip, ``make proto``). The handler table
+Messages come from the vendored Triton .proto (service/protocol/oip, ``make proto``). The handler table
 is written here rather than generated, so one method can answer a message both Triton's and KServe's
 clients read (RepositoryModelLoad/Unload, whose request fields the two protos number differently).
 """
@@ -22,14 +22,15 @@ from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 
+from service.access_log import AccessLog, valid_request_id
+from service.auth import Access, ApiKeys
 from service.config import Settings
 from service.context import RequestContext, current_request
 from service.dataplane import DataPlane
 from service.errors import BadRequest, ServiceError
 from service.metrics import Metrics
-from service.middleware import ApiKeys, log_access, valid_request_id
+from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.v2_grpc import decode_infer_request, encode_infer_response
-from service.transports.oip import grpc_service_pb2 as pb
 
 log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
@@ -92,7 +93,7 @@ class GrpcTransport:
         self.settings = settings
         self.metrics = metrics
         self.keys = ApiKeys(settings)
-        self.json_logs = settings.log_format == "json"
+        self.log = AccessLog(settings, metrics)
         self.server: grpc.aio.Server | None = None
         self.port = 0
 
@@ -120,30 +121,26 @@ class GrpcTransport:
             await self.server.stop(grace_s)
 
     def _handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        unary: dict[str, tuple[Any, Callable[[Any], str], Callable[[Any, _Call], Awaitable[Any]]]] = {
-            "ServerLive": (pb.ServerLiveRequest, lambda r: "/v2/health/live", self._live),
-            "ServerReady": (pb.ServerReadyRequest, lambda r: "/v2/health/ready", self._ready),
-            "ModelReady": (pb.ModelReadyRequest, lambda r: f"/v2/models/{r.name}/ready", self._model_ready),
-            "ServerMetadata": (pb.ServerMetadataRequest, lambda r: "/v2", self._server_metadata),
-            "ModelMetadata": (
-                pb.ModelMetadataRequest,
-                lambda r: f"/v2/models/{r.name}",
-                self._model_metadata,
-            ),
-            "ModelInfer": (pb.ModelInferRequest, lambda r: f"/v2/models/{r.model_name}/infer", self._infer),
-            "ModelConfig": (pb.ModelConfigRequest, lambda r: f"/v2/models/{r.name}/config", self._config),
-            "ModelStatistics": (pb.ModelStatisticsRequest, lambda r: "/v2/models/stats", self._stats),
-            "RepositoryIndex": (pb.RepositoryIndexRequest, lambda r: "/v2/repository/index", self._index),
-            "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, _repository_path, self._load),
-            "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, _repository_path, self._unload),
+        unary: dict[str, tuple[Any, Access, Callable[[Any, _Call], Awaitable[Any]]]] = {
+            "ServerLive": (pb.ServerLiveRequest, "health", self._live),
+            "ServerReady": (pb.ServerReadyRequest, "health", self._ready),
+            "ModelReady": (pb.ModelReadyRequest, "health", self._model_ready),
+            "ServerMetadata": (pb.ServerMetadataRequest, "inference", self._server_metadata),
+            "ModelMetadata": (pb.ModelMetadataRequest, "inference", self._model_metadata),
+            "ModelInfer": (pb.ModelInferRequest, "inference", self._infer),
+            "ModelConfig": (pb.ModelConfigRequest, "inference", self._config),
+            "ModelStatistics": (pb.ModelStatisticsRequest, "inference", self._stats),
+            "RepositoryIndex": (pb.RepositoryIndexRequest, "admin", self._index),
+            "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, "admin", self._load),
+            "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, "admin", self._unload),
         }
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(
-                self._unary(name, path, fn),
+                self._unary(name, access, fn),
                 request_deserializer=message.FromString,
                 response_serializer=_serialize,
             )
-            for name, (message, path, fn) in unary.items()
+            for name, (message, access, fn) in unary.items()
         }
         handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
             self._stream_infer,
@@ -154,14 +151,14 @@ class GrpcTransport:
 
     # ---------------------------------------------------------------------------------- plumbing
     def _unary(
-        self, method: str, path: Callable[[Any], str], fn: Callable[[Any, _Call], Awaitable[Any]]
+        self, method: str, access: Access, fn: Callable[[Any, _Call], Awaitable[Any]]
     ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call = _Call(method, context)
             status = 200
             error: ServiceError | None = None
             try:
-                self._authorize(path(request), call)
+                self._authorize(access, call)
                 answer = await fn(request, call)
                 context.set_trailing_metadata((("x-request-id", call.ctx.request_id),))
                 return answer
@@ -180,32 +177,15 @@ class GrpcTransport:
 
         return handle
 
-    def _authorize(self, path: str, call: _Call) -> None:
-        call.ctx.auth, error = self.keys.authenticate(path, call.headers)
-        if error is not None:
-            raise error
+    def _authorize(self, access: Access, call: _Call) -> None:
+        if self.keys.enabled:
+            call.ctx.auth, error = self.keys.authenticate(access, call.headers)
+            if error is not None:
+                raise error
 
     def _record(self, call: _Call, status: int) -> None:
-        latency = time.perf_counter() - call.start
-        mv = call.ctx.mv
-        if self.metrics is not None and call.method in ("ModelInfer", "ModelStreamInfer"):
-            if mv is not None and mv.metrics is not None:
-                mv.metrics.on_request(status, latency, "grpc")
-            elif mv is None:
-                self.metrics.unlabelled_request(status, "grpc")
-        if self.settings.access_log:
-            log_access(
-                self.json_logs,
-                request_id=call.ctx.request_id,
-                method="GRPC",
-                path=call.method,
-                status=status,
-                latency_s=latency,
-                mv=mv,
-                rows=call.ctx.rows,
-                batch_rows=call.ctx.batch_rows,
-                protocol="grpc",
-            )
+        inference = call.method in ("ModelInfer", "ModelStreamInfer")
+        self.log.record(call.ctx, "GRPC", call.method, status, time.perf_counter() - call.start, inference)
 
     # ---------------------------------------------------------------------------------- methods
     async def _live(self, request: pb.ServerLiveRequest, call: _Call) -> pb.ServerLiveResponse:
@@ -274,7 +254,7 @@ class GrpcTransport:
         running: set[asyncio.Task[None]] = set()
         opening = _Call("ModelStreamInfer", context)
         try:
-            self._authorize("/v2/models/stream/infer", opening)
+            self._authorize("inference", opening)
         except ServiceError as e:
             self._record(opening, e.status_code)
             code = grpc_code(e.status_code)
@@ -338,10 +318,6 @@ def _repository_model(request: Any) -> str:
     if not name:
         raise BadRequest("name the model to load or unload (model_name)")
     return str(name)
-
-
-def _repository_path(request: Any) -> str:
-    return f"/v2/repository/models/{request.model_name or request.repository_name}/load"
 
 
 def _loaded_answer(name: str) -> bytes:
