@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,7 +28,6 @@ from service import __version__
 from service.config import Settings
 from service.dataplane import DataPlane
 from service.errors import ServiceError
-from service.group import WorkerGroup
 from service.metrics import Metrics, multiprocess_mode, scrape_registry
 from service.playground import register_playground
 from service.transports.http import health, openapi, predict
@@ -37,6 +36,9 @@ from service.transports.http.fastpath import FastPath
 from service.transports.http.middleware import RequestMiddleware
 from service.transports.http.routes import register as register_inference_routes
 from service.transports.http.v2 import register_v2_endpoints
+
+if TYPE_CHECKING:
+    from service.process.group import WorkerGroup
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -22,7 +22,6 @@ from service import __version__
 from service.config import Settings
 from service.context import RequestContext
 from service.errors import InvalidInput, UnsupportedMediaType
-from service.group import WorkerGroup
 from service.kinds import InputKind, Prepared
 from service.metrics import Metrics
 from service.polling import RepositoryPoller
@@ -32,6 +31,9 @@ from service.protocol.v2_codec import V2Request, raw_bytes_input, tensor_feeds
 from service.repository import ModelRepository, ModelVersion
 from service.runtime import Feeds
 from service.stats import merge_stats
+
+if TYPE_CHECKING:
+    from service.process.group import WorkerGroup
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

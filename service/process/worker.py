@@ -9,8 +9,8 @@ import uvicorn
 from service import logs
 from service.app import create_app, serving_stack
 from service.config import Settings
-from service.group import WorkerGroup, WorkerIdentity
-from service.server import DrainingServer, uvicorn_options
+from service.process.group import WorkerGroup, WorkerIdentity
+from service.process.serving import DrainingServer, uvicorn_options
 
 __all__ = ["WorkerIdentity", "serve"]
 

@@ -1,29 +1,26 @@
-"""Run the app under uvicorn (uvloop + httptools), with flags layered over MODELSERVE_* settings.
+"""One serving process under uvicorn (uvloop + httptools): its options, and the SIGTERM that drains it.
 
-One worker: this process serves. Several ("auto" is one per usable CPU): service/supervisor.py forks them.
 SIGTERM: readiness turns false at once; after ``shutdown_delay_s`` uvicorn stops accepting, lets the
 requests it holds finish, then the lifespan drains the batchers (bounded by ``drain_timeout_s``); exit 0.
+Used by service/process/server.py (one process) and worker.py (each of several).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from service import logs
 from service.config import Settings
-from service.cpus import plan
 
-if TYPE_CHECKING:  # no work at import time: the app is imported after the settings
+if TYPE_CHECKING:
     from service.dataplane import DataPlane
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.process.server")
 
 
 class DrainingServer(uvicorn.Server):
@@ -65,26 +62,3 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
-
-
-def run(**overrides: Any) -> int:
-    """Start serving; ``overrides`` (from CLI flags) win over the environment. The exit code."""
-    for key, value in overrides.items():
-        os.environ[f"MODELSERVE_{key.upper()}"] = str(value)
-    settings = Settings()
-    workers = plan(settings.workers, settings.intra_op_threads)
-    if workers.workers > 1:
-        from service.supervisor import Supervisor
-
-        logs.configure(settings.log_level, settings.log_format, worker="supervisor")
-        return Supervisor(settings, workers).run()
-    logs.configure(settings.log_level, settings.log_format)
-    from service.app import create_app, serving_stack  # after the settings: no work at import time
-
-    settings = settings.model_copy(update={"intra_op_threads": workers.intra_op_threads})
-    app = create_app(settings)
-    plane: DataPlane = app.state.dataplane
-    DrainingServer(
-        uvicorn.Config(serving_stack(app), **uvicorn_options(settings)), plane, settings.shutdown_delay_s
-    ).run()
-    return 0

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import FrameType
 
 from service.config import Settings
-from service.cpus import WorkerPlan
+from service.process.cpus import WorkerPlan
 
 log = logging.getLogger("modelserve.supervisor")
 
@@ -110,7 +110,8 @@ class Supervisor:
         run_dir, metrics_dir, own_metrics_dir = prepare_run_dir()
         self.slots = [Slot(i, s) for i, s in enumerate(sockets)]
         # Imported here, after the metrics folder is set, and before the fork: shared by every worker.
-        from service import metrics, worker
+        from service import metrics
+        from service.process import worker
 
         self.metrics = metrics
         self.worker = worker
