@@ -24,11 +24,12 @@ from service.context import RequestContext
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.kinds import InputKind, Prepared
 from service.metrics import Metrics
-from service.polling import RepositoryPoller
 from service.preprocess.pool import BoundedPool, request_deadline
 from service.protocol import triton
 from service.protocol.v2_codec import V2Request, raw_bytes_input, tensor_feeds
-from service.repository import ModelRepository, ModelVersion
+from service.repository.polling import RepositoryPoller
+from service.repository.registry import ModelRepository
+from service.repository.versions import ModelVersion
 from service.runtime import Feeds
 from service.stats import merge_stats
 

@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from service.config import Settings
-from service.errors import BadRequest, InvalidInput, ServiceError
+from service.errors import BadRequest, InvalidInput, LoadError, ServiceError
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
-from service.model_files import LoadError
 from service.preprocess.audio import AUDIO_TYPES, AudioSpec, features, waveform_features
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:
-    from service.model_files import ModelMeta
+    from service.repository.model_files import ModelMeta
 
 WAVEFORM = "waveform"  # the V2 input name of raw samples (the graph's own input is the features)
 

@@ -38,12 +38,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 import numpy as np
 
 from service.config import Settings
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from service.model_files import LoadError
+from service.errors import BadRequest, LoadError, PayloadTooLarge, UnsupportedMediaType
 from service.runtime import Feeds, OnnxModel, TensorSpec
 
 if TYPE_CHECKING:
-    from service.model_files import ModelMeta
+    from service.repository.model_files import ModelMeta
 
 # Content types that say "some bytes" without naming a format: sniffing, then a fallback kind, decide.
 GENERIC_BINARY = frozenset({"application/octet-stream", "binary/octet-stream"})

@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from service.config import Settings
-from service.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, InvalidInput, LoadError, PayloadTooLarge, UnsupportedMediaType
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
-from service.model_files import LoadError
 from service.preprocess.image import IMAGE_TYPES, ImageSpec, decode_to_array
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:
-    from service.model_files import ModelMeta
+    from service.repository.model_files import ModelMeta
 
 
 @dataclass

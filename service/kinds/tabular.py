@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from service.config import Settings
+from service.errors import LoadError
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
-from service.model_files import LoadError
 from service.preprocess.tabular import TabularSpec, parse_csv
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:
-    from service.model_files import ModelMeta
+    from service.repository.model_files import ModelMeta
 
 
 @register

@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from service.config import Settings
-from service.errors import BadRequest
+from service.errors import BadRequest, LoadError
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
-from service.model_files import LoadError
 from service.preprocess.text import Tokenizer, pad_batch
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:
-    from service.model_files import ModelMeta
+    from service.repository.model_files import ModelMeta
 
 # Tokenising this many characters or more moves to a thread, off the event loop.
 _TEXT_INLINE_CHARS = 8192

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import Overloaded, ServiceError
-from service.repository import ModelRepository, check_name
+from service.repository.registry import ModelRepository
+from service.repository.storage import check_name
 
 log = logging.getLogger(__name__)
 LOAD_TIMEOUT_S = 300.0  # a big model may take a while to load and warm up on every worker at once

@@ -20,7 +20,7 @@ from PIL import Image
 from service.runtime import Feeds
 
 if TYPE_CHECKING:
-    from service.repository import ModelVersion
+    from service.repository.versions import ModelVersion
 
 
 def explain(mv: ModelVersion, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]] | None:

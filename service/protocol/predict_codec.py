@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from service.repository import ModelVersion
+    from service.repository.versions import ModelVersion
     from service.runtime import Feeds
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from service.repository import ModelVersion
+    from service.repository.versions import ModelVersion
     from service.runtime import TensorSpec
 
 

@@ -22,7 +22,7 @@ from service.protocol.predict_codec import ranked
 from service.protocol.tensors import NUMPY_TO_V2, V2_TO_NUMPY, pack_bytes, unpack_bytes
 
 if TYPE_CHECKING:
-    from service.repository import ModelVersion
+    from service.repository.versions import ModelVersion
     from service.runtime import Feeds, TensorSpec
 
 _INT_KINDS = "iub"

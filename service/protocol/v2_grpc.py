@@ -27,7 +27,7 @@ from service.protocol.v2_codec import (
 )
 
 if TYPE_CHECKING:
-    from service.repository import ModelVersion
+    from service.repository.versions import ModelVersion
     from service.runtime import Feeds
 
 # V2 datatype -> the InferTensorContents field that carries it (FP16 has none: raw only).

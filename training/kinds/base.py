@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from service.model_files import TensorDecl
+from service.repository.model_files import TensorDecl
 
 if TYPE_CHECKING:  # `modelserve --help` and `serve` list the kinds without importing torch
     import onnxruntime as ort

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.model_files import TensorDecl
 from service.preprocess.image import FRAMINGS, ImageSpec
+from service.repository.model_files import TensorDecl
 from training.augment import AUGMENTATIONS
 from training.image_sources import IMAGE_SOURCES
 from training.kinds import register

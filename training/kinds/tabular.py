@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.model_files import TensorDecl
 from service.preprocess.tabular import TabularSpec
+from service.repository.model_files import TensorDecl
 from training.kinds import register
 from training.kinds.base import GraphInput, TrainingKind
 

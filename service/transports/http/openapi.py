@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from service.protocol.tensors import V2_TO_NUMPY
-from service.repository import MODEL_NAME
+from service.repository.storage import MODEL_NAME
 
 ERROR_SCHEMA = {
     "title": "Error",

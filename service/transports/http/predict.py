@@ -24,7 +24,8 @@ from service.kinds import InputKind, Prepared
 from service.protocol.explain import explain as explain_rows
 from service.protocol.predict_codec import scores_of
 from service.protocol.predict_codec import top_k as best_labels
-from service.repository import ModelRepository, ModelVersion
+from service.repository.registry import ModelRepository
+from service.repository.versions import ModelVersion
 from service.runtime import Feeds
 from service.transports.http.body import (
     await_unless_disconnected,

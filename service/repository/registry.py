@@ -1,4 +1,4 @@
-"""ModelRepository: scan models/, load versions by policy into OnnxModels with batchers, swap atomically.
+"""ModelRepository: every served version by name; loads versions by policy (loading.py), swaps atomically.
 
 Layout: models/<name>/config.json (serving knobs, optional) and models/<name>/<version>/model.onnx with
 model.json (metadata, optional). A version that fails to load is logged (with the detail) and recorded
@@ -10,135 +10,22 @@ them is answered (leases), however long their decoding takes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from service.batching import DynamicBatcher
 from service.config import Settings
 from service.context import current_request_id
-from service.errors import BadRequest, NotFound
-from service.kinds import InputKind, get_kind
-from service.metrics import Metrics, ModelMetrics
-from service.model_files import LoadError, ModelMeta
-from service.polling import fingerprint
-from service.runtime import OnnxModel, Runtime, TensorSpec
-from service.stats import FanOut, ModelStats
+from service.errors import BadRequest, LoadError, NotFound
+from service.metrics import Metrics
+from service.repository.loading import load_version, public_reason
+from service.repository.model_files import read_config
+from service.repository.storage import LocalFolder, check_name
+from service.repository.versions import ModelVersion
 
 log = logging.getLogger(__name__)
-# Model names: what a folder may be called and a client may ask for. No dots first (.., hidden folders),
-# no separators, no ~: a name can never reach outside the repository.
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-def check_name(name: str) -> str:
-    """The name, or BadRequest (400) when it could not be a model folder's name."""
-    if not MODEL_NAME.fullmatch(name):
-        raise BadRequest(
-            f"invalid model name {name[:64]!r}: 1-128 letters, digits, '_', '.' or '-', not starting with '.'"
-        )
-    return name
-
-
-class ModelConfig(BaseModel):
-    """models/<name>/config.json: what an operator tunes without retraining; unset knobs take Settings'."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int | None = None
-    max_queue_delay_ms: float | None = None
-    max_queue_size: int | None = None
-    timeout_s: float | None = None
-    instances: int | None = None
-    version_policy: Literal["latest", "all"] | dict[Literal["latest", "specific"], int | list[int]] = "latest"
-    """"latest" (the highest version), "all", {"latest": N} or {"specific": [1, 3]}."""
-
-    def select(self, versions: list[int]) -> list[int]:
-        versions = sorted(versions)
-        policy = self.version_policy
-        if policy == "all":
-            return versions
-        if policy == "latest":
-            return versions[-1:]
-        if "specific" in policy:
-            wanted = policy["specific"]
-            return [v for v in versions if v in (wanted if isinstance(wanted, list) else [wanted])]
-        n = policy["latest"]
-        return versions[-int(n if isinstance(n, int) else 1) :]
-
-
-@dataclass
-class ModelVersion:
-    """One loaded version: its session, its batcher, and what /predict needs to prepare inputs."""
-
-    name: str
-    version: int
-    path: Path
-    meta: ModelMeta
-    model: Runtime  # OnnxModel today; the rest of the service needs only the protocol
-    batcher: DynamicBatcher
-    kind: InputKind
-    load_s: float = 0.0
-    metrics: ModelMetrics | None = None
-    stats: ModelStats | None = None
-    users: int = field(default=0, init=False)
-    """Requests that resolved this version and are not answered yet (see ``lease``)."""
-    _unused: asyncio.Event | None = field(default=None, init=False, repr=False)
-
-    @contextmanager
-    def lease(self) -> Iterator[ModelVersion]:
-        """Hold this version for one request: a swap retires it only when every holder is done. Take it
-        right where the version is resolved, with no await between, so no request can slip past."""
-        self.users += 1
-        try:
-            yield self
-        finally:
-            self.users -= 1
-            if self.users == 0 and self._unused is not None:
-                self._unused.set()
-
-    async def wait_unused(self, timeout_s: float) -> bool:
-        """Wait (bounded) until no request holds this version; False if some still did at the timeout."""
-        if self.users:
-            self._unused = asyncio.Event()
-            try:
-                await asyncio.wait_for(self._unused.wait(), timeout_s)
-            except TimeoutError:
-                return False
-        return True
-
-    @property
-    def input_kind(self) -> str:
-        return self.meta.input_kind
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self.model.inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self.model.outputs
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": str(self.version),
-            "input_kind": self.input_kind,
-            "task": self.meta.task,
-            "labels": self.meta.labels,
-            "inputs": [t.as_dict() for t in self.inputs],
-            "outputs": [t.as_dict() for t in self.outputs],
-            "max_batch_size": self.batcher.max_batch_size,
-            **self.kind.describe(),
-        }
 
 
 @dataclass
@@ -148,70 +35,13 @@ class _Entry:
     """Public reasons (no paths) by version; "" for the model as a whole (config.json, no versions)."""
 
 
-def _load_version(
-    name: str, version: int, path: Path, settings: Settings, config: ModelConfig, metrics: Metrics | None
-) -> ModelVersion:
-    """Blocking: build the session, read metadata, warm up. Runs in a thread."""
-    start = time.perf_counter()
-    onnx_path = path / "model.onnx"
-    if not onnx_path.is_file():
-        raise LoadError("model.onnx is missing")
-    meta = ModelMeta.read(path)
-    kind_cls = get_kind(meta.input_kind)  # before the session: an unknown kind fails fast, by name
-    model = OnnxModel(
-        onnx_path,
-        providers=settings.providers,
-        intra_op_threads=settings.intra_op_threads,
-        inter_op_threads=settings.inter_op_threads,
-        optimization=settings.graph_optimization_level,
-        spin_wait=settings.spin_wait,
-    )
-    kind = kind_cls.load(meta, path, model)
-    model.pad_values.update(kind.pad_values())
-    _check_outputs(meta, model)
-    model.warm_up()
-
-    def knob(key: str) -> Any:
-        value = getattr(config, key)
-        return getattr(settings, key) if value is None else value
-
-    model_metrics = metrics.for_model(name, version) if metrics is not None else None
-    stats = ModelStats(name, version)
-    batcher = DynamicBatcher(
-        model.run_batch,
-        name=f"{name}:{version}",
-        max_batch_size=knob("max_batch_size") if model.batchable else 1,
-        max_queue_delay_ms=knob("max_queue_delay_ms"),
-        max_queue_size=knob("max_queue_size"),
-        timeout_s=knob("timeout_s"),
-        instances=knob("instances"),
-        observer=FanOut(stats, model_metrics),
-        inline_run_ms=settings.inline_run_ms,
-    )
-    load_s = time.perf_counter() - start
-    if model_metrics is not None:
-        model_metrics.loaded(load_s)
-    return ModelVersion(
-        name, version, path, meta, model, batcher, kind, load_s=load_s, metrics=model_metrics, stats=stats
-    )
-
-
-def _check_outputs(meta: ModelMeta, model: OnnxModel) -> None:
-    """The scores output and labels must match the graph, or answers would be mislabelled."""
-    scores = meta.scores_output or model.outputs[0].name
-    if scores not in model.output_names:
-        raise LoadError(f"scores output {scores!r} is not a graph output ({model.output_names})")
-    width = dict((o.name, o.shape) for o in model.outputs)[scores]
-    if meta.labels and len(width) == 2 and width[1] not in (-1, len(meta.labels)):
-        raise LoadError(f"{len(meta.labels)} labels but the scores output has {width[1]} columns")
-
-
 class ModelRepository:
     """Every served model version, by name; loads and unloads swap entries atomically."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.root = settings.models_dir
+        self.storage = LocalFolder(self.root)
         self._entries: dict[str, _Entry] = {}
         self._metrics = metrics
         self._lock = asyncio.Lock()
@@ -292,9 +122,7 @@ class ModelRepository:
     # ------------------------------------------------------------------------------------ loading
     def scan(self) -> list[str]:
         """Model folders: names that match MODEL_NAME (hidden and odd ones are ignored)."""
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and MODEL_NAME.fullmatch(p.name))
+        return self.storage.scan()
 
     async def load_all(self, skip: set[str] | frozenset[str] = frozenset()) -> None:
         """Load every model on disk but those in ``skip`` (unloaded by request on the other workers)."""
@@ -326,14 +154,14 @@ class ModelRepository:
         """(Re)load a model's versions by its policy; new versions replace old ones atomically. A failure
         never takes down what served: the previous versions stay beside what did load."""
         self._unloaded.discard(name)
-        self._fingerprints[name] = await asyncio.to_thread(fingerprint, self.root / name)
+        self._fingerprints[name] = await asyncio.to_thread(self.storage.fingerprint, name)
         async with self._lock:
             old = self._entries.get(name)
             entry = _Entry()
-            model_dir = self.root / name
+            model_dir = self.storage.model_dir(name)
             try:
-                config = _read_config(model_dir)
-                found = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+                config = read_config(model_dir)
+                found = self.storage.version_numbers(name)
                 if not found:
                     raise LoadError("the model folder has no numeric version folders")
                 wanted = config.select(found)
@@ -345,7 +173,7 @@ class ModelRepository:
             for version in wanted:
                 try:
                     mv = await asyncio.to_thread(
-                        _load_version,
+                        load_version,
                         name,
                         version,
                         model_dir / str(version),
@@ -431,7 +259,7 @@ class ModelRepository:
         return set(self._entries)
 
     def changed_on_disk(self, name: str, fingerprint: tuple[object, ...]) -> bool:
-        """Whether a model's files differ from what its last load read (see service/polling.py)."""
+        """Whether a model's files differ from what its last load read (see polling.py)."""
         return fingerprint != self._fingerprints.get(name)
 
     async def remove(self, name: str) -> None:
@@ -441,34 +269,3 @@ class ModelRepository:
         for mv in entry.versions.values() if entry is not None else ():
             self._retire(mv)
         self._fingerprints.pop(name, None)
-
-
-def public_reason(error: Exception) -> str:
-    """What a load failure may tell a client: our own words, never a path or a library's message."""
-    if isinstance(error, LoadError):
-        return str(error)
-    if isinstance(error, ValidationError):
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
-            for e in error.errors(include_url=False, include_input=False)
-        )
-        return f"{error.title} is invalid: {fields}"
-    if isinstance(error, KeyError):
-        return f"model.json lacks the key {error.args[0]!r}" if error.args else "model.json lacks a key"
-    if type(error).__module__.startswith("onnxruntime"):
-        return f"model.onnx cannot be loaded by onnxruntime ({type(error).__name__})"
-    if isinstance(error, OSError):
-        return f"a file of this version cannot be read ({error.strerror or type(error).__name__})"
-    return f"{type(error).__name__} while loading (details in the server log)"
-
-
-def _read_config(model_dir: Path) -> ModelConfig:
-    path = model_dir / "config.json"
-    if not path.is_file():
-        return ModelConfig()
-    try:
-        return ModelConfig.model_validate(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise LoadError(f"config.json is not JSON (line {e.lineno}, column {e.colno})") from None
-    except ValidationError as e:
-        raise LoadError(public_reason(e).replace(e.title, "config.json", 1)) from None

@@ -11,27 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.repository import ModelRepository
+    from service.repository.registry import ModelRepository
 
 log = logging.getLogger(__name__)
-
-
-def fingerprint(root: Path) -> tuple[object, ...]:
-    """What changes when a model's files do: every file's path, size and mtime (hidden ones aside)."""
-    found = []
-    try:
-        for path in root.rglob("*"):
-            rel = path.relative_to(root)
-            if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-                stat = path.stat()
-                found.append((str(rel), stat.st_size, stat.st_mtime_ns))
-    except OSError:
-        return ()
-    return tuple(sorted(found))
 
 
 class RepositoryPoller:
@@ -54,7 +39,7 @@ class RepositoryPoller:
         repo = self.repository
         on_disk = set(repo.scan())
         for name in sorted(on_disk):
-            current = await asyncio.to_thread(fingerprint, repo.root / name)
+            current = await asyncio.to_thread(repo.storage.fingerprint, name)
             previous, self._seen[name] = self._seen.get(name), current
             if repo.changed_on_disk(name, current) and current == previous:
                 log.info("model %s changed on disk: loading", name)
