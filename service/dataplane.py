@@ -21,10 +21,10 @@ import numpy as np
 from service import __version__
 from service.config import Settings
 from service.context import RequestContext
+from service.decoding import BoundedPool, request_deadline
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.kinds import InputKind, Prepared
 from service.metrics import Metrics
-from service.preprocess.pool import BoundedPool, request_deadline
 from service.protocol import triton
 from service.protocol.v2_codec import V2Request, raw_bytes_input, tensor_feeds
 from service.repository.polling import RepositoryPoller

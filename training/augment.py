@@ -1,5 +1,5 @@
 """Augmentations for framed image models: each turns a raw training picture into a varied one, which the
-model's framing (service/preprocess/framing.py) then frames exactly as it frames a served picture.
+model's framing (service/kinds/image/framing.py) then frames exactly as it frames a served picture.
 
 Registered by name (``AUGMENTATIONS``); `modelserve train image --augment <name>` picks one.
 

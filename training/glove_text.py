@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from service.preprocess.text import PAD, UNK, Tokenizer, split_glove
+from service.kinds.text.preprocess import PAD, UNK, Tokenizer, split_glove
 from training.data.text_sources import WordVectors
 
 log = logging.getLogger(__name__)

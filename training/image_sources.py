@@ -39,7 +39,7 @@ class ImageSource:
     classes: tuple[str, ...]
     data: str  # the package and files, for model.json and reports
     licence: str
-    framing: str  # the serving framing its pictures were made with (service/preprocess/framing.py)
+    framing: str  # the serving framing its pictures were made with (service/kinds/image/framing.py)
     augment: str  # the augmentation that suits it (training/augment.py)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from service.preprocess.image import ImageSpec
+from service.kinds.image.preprocess import ImageSpec
 from training.data import load_images
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -189,7 +189,7 @@ class AudioCRNNConfig:
 class AudioCRNN(nn.Module):
     """Log-mel frames -> 1-D convolutions over time (stride 2 each) -> bidirectional LSTM -> mean+max.
 
-    Takes the features of service/preprocess/audio.py, (B, T, M) dB, and standardises each band inside,
+    Takes the features of service/kinds/audio/preprocess.py, (B, T, M) dB, and standardises each band inside,
     so the graph is the whole model. The convolutions see the bands as channels and cut 10 ms frames to
     40 ms steps, which keeps the LSTM short (25 steps a second) and CPU training cheap. Clips are
     fixed-length windows: no padding, no masks, and a row's answer cannot depend on its batch."""

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from service.preprocess.image import ImageSpec
-from service.preprocess.text import Tokenizer, pad_batch
+from service.kinds.image.preprocess import ImageSpec
+from service.kinds.text.preprocess import Tokenizer, pad_batch
 from training.augment import AUGMENTATIONS, Augment
 from training.data import ImageData, Splits, TextData, framed, load_images, load_texts
 from training.image_sources import IMAGE_SOURCES

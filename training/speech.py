@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.preprocess.audio import AudioSpec
+from service.kinds.audio.preprocess import AudioSpec
 from training.data.audio import AudioData, load_audio
 from training.nets import AudioCRNN, AudioCRNNConfig
 from training.train import Batch, TrainConfig, classification_report, fit, predict_labels, seed_everything

@@ -4,7 +4,7 @@
     modelserve train tabular --data churn --name churn
     modelserve train tabular --data my.csv --label outcome --name mine [--categorical plan,region]
 
-Rows are encoded by service/preprocess/tabular.py, exactly as the server encodes a client's rows.
+Rows are encoded by service/kinds/tabular/preprocess.py, exactly as the server encodes a client's rows.
 For two classes the report adds ROC AUC and balanced accuracy, beside the majority-class baseline.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.preprocess.tabular import TabularSpec
+from service.kinds.tabular.preprocess import TabularSpec
 from training.data.tabular import Table, feature_spec, load_table
 from training.nets import TabularMLP, TabularMLPConfig
 from training.train import (

@@ -1,6 +1,6 @@
 """The InputKind interface: everything the service knows about one kind of input, in one class.
 
-A kind (image, text, tabular, audio, tensor) is a subclass of ``InputKind`` in its own module under
+A kind (image, text, tabular, audio, tensor) is a subclass of ``InputKind`` in its folders ``kind.py`` under
 ``service/kinds/``, registered with ``@register``. Nothing outside that module switches on the kind's name.
 
 A kind has two halves:
@@ -23,7 +23,7 @@ A kind has two halves:
   kind takes no BYTES), and ``describe`` adds what clients need to build inputs to ``/models`` and the
   V2 model metadata.
 
-The preprocessing itself lives in ``service/preprocess/<kind>.py``, which training imports too, so a model
+The preprocessing itself lives in ``service/kinds/<kind>/preprocess.py``, which training imports too, so a model
 sees at serving exactly what it saw in training; a kind module wraps it.
 """
 

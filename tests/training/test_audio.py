@@ -14,7 +14,7 @@ import torch
 
 from service import kinds
 from service.config import Settings
-from service.preprocess.audio import AudioSpec, decode_wav, fit_clip, mel_filterbank, resample
+from service.kinds.audio.preprocess import AudioSpec, decode_wav, fit_clip, mel_filterbank, resample
 from training.data.audio import featurise
 from training.data.commands import LABELS, SPLITS, plan
 from training.export import export

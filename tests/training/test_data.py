@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.preprocess.image import ImageSpec
+from service.kinds.image.preprocess import ImageSpec
 from training.data import load_digits, load_images, load_texts
 
 GREY28 = ImageSpec(28, 28, 1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.preprocess.text import PAD, UNK
+from service.kinds.text.preprocess import PAD, UNK
 from training.data.text_sources import WordVectors, read_rotten_tomatoes
 from training.glove_text import build_vocabulary, embedding_matrix, glove_tokenizer
 from training.text_augment import (

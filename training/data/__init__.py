@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from service.errors import InvalidInput
-from service.preprocess.image import ImageSpec, decode, to_array
+from service.kinds.image.preprocess import ImageSpec, decode, to_array
 from training.image_sources import IMAGE_SOURCES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

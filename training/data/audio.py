@@ -2,7 +2,7 @@
 
 A folder is either ``<class>/*.wav`` (split 70/15/15, stratified and seeded) or
 ``{train,validation,test}/<class>/*.wav`` (the splits as given: the generated set holds out whole voices
-this way). Features come from service/preprocess/audio.py, the copy the service runs; they are cached
+this way). Features come from service/kinds/audio/preprocess.py, the copy the service runs; they are cached
 beside a generated set (its manifest names its contents) and recomputed for other folders.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from service.preprocess.audio import AudioSpec, features
+from service.kinds.audio.preprocess import AudioSpec, features
 from training.data import stratified_split
 
 log = logging.getLogger(__name__)

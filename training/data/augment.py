@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.preprocess.audio import resample
+from service.kinds.audio.preprocess import resample
 
 RATE = 16000
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.preprocess.audio import decode_wav, resample
+from service.kinds.audio.preprocess import decode_wav, resample
 from training.data import augment
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from service.preprocess.tabular import Feature, TabularSpec, is_missing
+from service.kinds.tabular.preprocess import Feature, TabularSpec, is_missing
 
 R_LIBRARY = Path("debian/usr/lib/R/site-library")
 LETTERS_RDA = R_LIBRARY / "mlbench/data/LetterRecognition.rda"

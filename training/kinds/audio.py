@@ -1,6 +1,6 @@
 """Audio for training: the conv + LSTM recipe (training/speech.py), its options, and what export needs.
 
-The graph takes log-mel features (B, frames, bands) FP32 as service/preprocess/audio.py computes them;
+The graph takes log-mel features (B, frames, bands) FP32 as service/kinds/audio/preprocess.py computes them;
 clips are fixed 1 s windows, so a batch needs no padding and rows cannot see each other.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.preprocess.audio import AudioSpec
+from service.kinds.audio.preprocess import AudioSpec
 from service.repository.model_files import TensorDecl
 from training.kinds import register
 from training.kinds.base import GraphInput, TrainingKind

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.preprocess.image import FRAMINGS, ImageSpec
+from service.kinds.image.preprocess import FRAMINGS, ImageSpec
 from service.repository.model_files import TensorDecl
 from training.augment import AUGMENTATIONS
 from training.image_sources import IMAGE_SOURCES

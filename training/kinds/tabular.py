@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.preprocess.tabular import TabularSpec
+from service.kinds.tabular.preprocess import TabularSpec
 from service.repository.model_files import TensorDecl
 from training.kinds import register
 from training.kinds.base import GraphInput, TrainingKind

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.preprocess.text import Tokenizer, pad_batch
+from service.kinds.text.preprocess import Tokenizer, pad_batch
 from service.repository.model_files import TensorDecl
 from training.kinds import register
 from training.kinds.base import TOLERANCE, ExportError, GraphInput, TrainingKind

@@ -21,7 +21,6 @@ from service.context import request_context
 from service.dataplane import DataPlane, prepare
 from service.errors import BadRequest, UnsupportedMediaType
 from service.kinds import InputKind, Prepared
-from service.protocol.explain import explain as explain_rows
 from service.protocol.predict_codec import scores_of
 from service.protocol.predict_codec import top_k as best_labels
 from service.repository.registry import ModelRepository
@@ -165,7 +164,7 @@ async def predict_any(
     )
     if explain:
         # Not the bounded decoding pool: the model has run, this answer must not turn into a 503 now.
-        seen = await asyncio.to_thread(explain_rows, mv, items, feeds)
+        seen = await asyncio.to_thread(mv.kind.explain, items, feeds)
         for prediction, extra in zip(predictions, seen or (), strict=False):
             prediction.update(extra)
     return json_response({"model": mv.name, "version": str(mv.version), "predictions": predictions})

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from service.preprocess.framing import INK_FRAMINGS
+from service.kinds.image.framing import INK_FRAMINGS
 
 # Content types that name one format; a body of another format under one of them is refused (415).
 _FORMAT_OF_TYPE = {

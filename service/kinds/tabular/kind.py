@@ -1,7 +1,7 @@
 """Tabular rows: JSON ``{"rows": [{named features}]}`` or ``{"instances": [[ordered values]]}``, CSV
 (``text/csv`` with a header row, raw or as a multipart file), V2 FP32 (N, F) tensors.
 
-model.json's ``preprocessing.tabular`` declares the features; service/preprocess/tabular.py encodes and
+model.json's ``preprocessing.tabular`` declares the features; service/kinds/tabular/preprocess.py encodes and
 checks rows (training encodes with the same code). Values outside the training range are answered and
 flagged in each prediction's ``out_of_range``.
 """
@@ -17,7 +17,7 @@ from service.config import Settings
 from service.errors import LoadError
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
-from service.preprocess.tabular import TabularSpec, parse_csv
+from service.kinds.tabular.preprocess import TabularSpec, parse_csv
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:

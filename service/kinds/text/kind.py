@@ -1,6 +1,6 @@
 """Texts: JSON strings, text/plain bodies, multipart fields, V2 BYTES of UTF-8 strings.
 
-Tokenising is service/preprocess/text.py's (training uses the same code).
+Tokenising is service/kinds/text/preprocess.py's (training uses the same code).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from service.config import Settings
 from service.errors import BadRequest, LoadError
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
-from service.preprocess.text import Tokenizer, pad_batch
+from service.kinds.text.preprocess import Tokenizer, pad_batch
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:

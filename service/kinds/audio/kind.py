@@ -1,6 +1,6 @@
 """Audio: WAV as multipart files, raw audio/wav bodies, base64 in JSON, V2 BYTES of encoded WAV files.
 
-Decoding, resampling, the clip rule and the log-mel features are service/preprocess/audio.py's (training
+Decoding, resampling, the clip rule and the log-mel features are service/kinds/audio/preprocess.py's (training
 uses the same code). The graph takes the features, (N, frames, bands) FP32, so V2 clients may also send
 features they computed themselves, as a plain FP32 tensor; or a ``waveform`` FP32 tensor [N, samples] of
 16 kHz mono samples in [-1, 1], which goes through the same clip rule and features as a WAV file.
@@ -21,8 +21,9 @@ import numpy as np
 from service.config import Settings
 from service.errors import BadRequest, InvalidInput, LoadError, ServiceError
 from service.kinds import register
+from service.kinds.audio.explain import spectrogram_rows
+from service.kinds.audio.preprocess import AUDIO_TYPES, AudioSpec, features, waveform_features
 from service.kinds.base import InputKind, Prepared, check_count, single_input
-from service.preprocess.audio import AUDIO_TYPES, AudioSpec, features, waveform_features
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:
@@ -106,8 +107,6 @@ class AudioKind(InputKind):
 
     def explain(self, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]] | None:
         """The log-mel features the model heard, as spectrogram images."""
-        from service.protocol.explain import spectrogram_rows
-
         return spectrogram_rows(feeds[self.input_name])
 
     def from_v2_bytes(self, name: str, values: list[bytes], binary: bool) -> list[Any] | None:

@@ -1,6 +1,6 @@
 """Images: multipart files, raw image bodies, base64 in JSON, V2 BYTES of encoded images.
 
-Decoding, checks and resizing are service/preprocess/image.py's (training uses the same code).
+Decoding, checks and resizing are service/kinds/image/preprocess.py's (training uses the same code).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from service.config import Settings
 from service.errors import BadRequest, InvalidInput, LoadError, PayloadTooLarge, UnsupportedMediaType
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
-from service.preprocess.image import IMAGE_TYPES, ImageSpec, decode_to_array
+from service.kinds.image.explain import png_data_url
+from service.kinds.image.preprocess import IMAGE_TYPES, ImageSpec, decode_to_array
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:
@@ -109,8 +110,6 @@ class ImageKind(InputKind):
 
     def explain(self, items: Sequence[Any], feeds: Feeds) -> list[dict[str, Any]] | None:
         """The preprocessed pixels, as the model took them, as PNG data URLs."""
-        from service.protocol.explain import png_data_url
-
         pixels = feeds[self.input_name]  # (N, H, W, C) uint8
         return [{"input": {"shape": list(row.shape), "image": png_data_url(row)}} for row in pixels]
 
