@@ -29,7 +29,8 @@ import httpx
 import numpy as np
 import orjson
 
-from bench.run import ROOT, digit_pixels, free_port, variants, write_variants, wrk
+from bench.harness import ROOT, free_port, variants, write_variants, wrk
+from bench.limits import digit_pixels
 
 
 class Served:

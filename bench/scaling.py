@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.run import Server, variants, write_variants, wrk
+from bench.harness import Server, variants, write_variants, wrk
 from service.process.cpus import plan
 
 WORKLOAD = "digits-v2-uint8"

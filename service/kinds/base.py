@@ -1,6 +1,6 @@
 """The InputKind interface: everything the service knows about one kind of input, in one class.
 
-A kind (image, text, tabular, audio, tensor) is a subclass of ``InputKind`` in its folders ``kind.py`` under
+A kind (image, text, tabular, audio, tensor) is a subclass of ``InputKind`` in its folder's ``kind.py`` under
 ``service/kinds/``, registered with ``@register``. Nothing outside that module switches on the kind's name.
 
 A kind has two halves:
