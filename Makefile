@@ -83,12 +83,12 @@ models: $(VENV)/.dev $(VENV)/.data data-commands
 	  --copies 1 --batch-size 128 --widths 32,64,128 --pool flatten --no-progress
 	OMP_NUM_THREADS=1 $(BIN)/modelserve train text --data rotten_tomatoes --name sentiment --version 1 --glove-top 25000 \
 	  --tuned-dim 8 --bidirectional --hidden 64 --augment 10000 --epochs 5 --no-progress
-	$(BIN)/python -m training.data.text_sources tests/data/rotten_tomatoes_test.csv
+	$(BIN)/python -m training.kinds.text.sources tests/data/rotten_tomatoes_test.csv
 	$(BIN)/modelserve train tabular --data letters --name letters --version 1 --epochs 40 --patience 8 \
 	  --batch-size 128 --hidden 512,256 --dropout 0.1 --no-progress
 	$(BIN)/modelserve train tabular --data churn --name churn --version 1 --epochs 30 --patience 8 \
 	  --batch-size 128 --hidden 128,64 --dropout 0.3 --no-progress
-	$(BIN)/python -m training.data.tabular tests/data
+	$(BIN)/python -m training.kinds.tabular.data tests/data
 	$(BIN)/python -m training.make_examples
 	# One intra-op thread: on a busy 2-core machine two threads spend their time waiting on each other.
 	OMP_NUM_THREADS=1 nice -n 5 $(BIN)/modelserve train audio --data commands --name commands --version 1 \
@@ -101,9 +101,9 @@ data-commands: $(VENV)/.dev
 	@command -v espeak-ng >/dev/null && command -v flite >/dev/null || \
 	  { apt-get update -q >/dev/null && apt-get install -y -q espeak-ng flite >/dev/null; } || \
 	  { echo "the speech data needs espeak-ng and flite (apt-get install espeak-ng flite)"; exit 1; }
-	nice -n 5 $(BIN)/python -m training.data.commands --out data/commands $(COMMANDS_ARGS)
+	nice -n 5 $(BIN)/python -m training.kinds.audio.commands --out data/commands $(COMMANDS_ARGS)
 	# The test voices again without augmentation (the clean held-out figure in docs/training.md): ~30 s.
-	test -d data/commands-clean || nice -n 5 $(BIN)/python -m training.data.commands --out data/commands \
+	test -d data/commands-clean || nice -n 5 $(BIN)/python -m training.kinds.audio.commands --out data/commands \
 	  $(COMMANDS_ARGS) --clean-test data/commands-clean
 
 clean:

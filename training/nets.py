@@ -68,7 +68,7 @@ class TextLSTMConfig:
     dropout: float = 0.3
     pad_id: int = 0
     # Pretrained (GloVe) rows are loaded after construction and kept fixed, so words training never saw
-    # keep their meaning; see training/glove_text.py.
+    # keep their meaning; see training/kinds/text/glove.py.
     freeze_embeddings: bool = False
     # Learned dimensions beside frozen ones, zero at the start: a word training never showed keeps zeros
     # there, and reads by its pretrained part alone.

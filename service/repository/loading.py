@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service import collate
 from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import LoadError
@@ -50,7 +51,7 @@ def load_version(
     model_metrics = metrics.for_model(name, version) if metrics is not None else None
     stats = ModelStats(name, version)
     batcher = DynamicBatcher(
-        model.run_batch,
+        lambda payloads: collate.run_batch(model.run, payloads, model.pad_values, model.batchable),
         name=f"{name}:{version}",
         max_batch_size=knob("max_batch_size") if model.batchable else 1,
         max_queue_delay_ms=knob("max_queue_delay_ms"),

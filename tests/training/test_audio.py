@@ -15,10 +15,10 @@ import torch
 from service import kinds
 from service.config import Settings
 from service.kinds.audio.preprocess import AudioSpec, decode_wav, fit_clip, mel_filterbank, resample
-from training.data.audio import featurise
-from training.data.commands import LABELS, SPLITS, plan
 from training.export import export
-from training.speech import train_audio_model
+from training.kinds.audio.commands import LABELS, SPLITS, plan
+from training.kinds.audio.data import featurise
+from training.kinds.audio.recipe import train_audio_model
 from training.train import TrainConfig
 
 HELD_OUT = Path(__file__).parents[1] / "data" / "commands"

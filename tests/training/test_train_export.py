@@ -15,8 +15,9 @@ import torch
 from service.kinds.image.preprocess import ImageSpec
 from service.kinds.text.preprocess import Tokenizer, pad_batch
 from training.export import ExportError, check_parity, export, load_checkpoint
-from training.recipes import train_image_model, train_text_model
-from training.text_augment import clause_phrases
+from training.kinds.image.recipe import train_image_model
+from training.kinds.text.augment import clause_phrases
+from training.kinds.text.recipe import train_text_model
 from training.train import TrainConfig
 
 pytestmark = pytest.mark.slow

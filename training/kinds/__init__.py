@@ -1,6 +1,7 @@
 """The training-side kind registry: `modelserve train <kind>` and export look kinds up here.
 
-Adding a kind: ``training/kinds/<kind>.py`` with a ``TrainingKind`` subclass decorated ``@register``, and
+Adding a kind: ``training/kinds/<kind>/`` (kind.py: a ``TrainingKind`` subclass decorated ``@register``;
+beside it the recipe, data sources and augmentation), and
 its module in ``_BUILTIN`` below. The service side (``service/kinds/``) registers the same name.
 """
 
@@ -14,7 +15,7 @@ __all__ = ["TOLERANCE", "ExportError", "GraphInput", "TrainingKind", "get", "nam
 
 _BUILTIN = ("image", "text", "tabular", "audio")
 _KINDS: Registry[TrainingKind] = Registry(
-    "input kind", [f"training.kinds.{name}" for name in _BUILTIN], UnknownKind, plural="trainable kinds"
+    "input kind", [f"training.kinds.{name}.kind" for name in _BUILTIN], UnknownKind, plural="trainable kinds"
 )
 
 

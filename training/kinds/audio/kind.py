@@ -1,4 +1,4 @@
-"""Audio for training: the conv + LSTM recipe (training/speech.py), its options, and what export needs.
+"""Audio for training: the conv + LSTM recipe (training/kinds/audio/recipe.py), its options, and what export needs.
 
 The graph takes log-mel features (B, frames, bands) FP32 as service/kinds/audio/preprocess.py computes them;
 clips are fixed 1 s windows, so a batch needs no padding and rows cannot see each other.
@@ -37,7 +37,7 @@ class AudioTraining(TrainingKind):
         parser.add_argument("--mels", type=int, default=40, help="mel bands (40-64)")
 
     def train(self, args: argparse.Namespace, cfg: TrainConfig) -> Path:
-        from training.speech import train_audio_model
+        from training.kinds.audio.recipe import train_audio_model
 
         spec = AudioSpec(n_mels=args.mels)
         return train_audio_model(args.data, args.name, args.runs, cfg, spec=spec, hidden_dim=args.hidden)
@@ -62,7 +62,7 @@ class AudioTraining(TrainingKind):
         return [feats[:1], feats[:7]]
 
     def test_set(self, ckpt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        from training.data.audio import load_audio
+        from training.kinds.audio.data import load_audio
 
         spec = AudioSpec.from_preprocessing(ckpt["preprocessing"]["audio"])
         test = load_audio(ckpt["data"]["source"], spec, ckpt["data"]["seed"]).test

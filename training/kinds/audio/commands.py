@@ -1,7 +1,7 @@
 """Generate the `commands` speech set: espeak-ng and flite speak the Speech Commands words, augmented.
 
-    python -m training.data.commands --out data/commands            # the full set (~20 min on 2 cores)
-    python -m training.data.commands --out data/commands-small --small   # seconds, for CI
+    python -m training.kinds.audio.commands --out data/commands            # the full set (~20 min on 2 cores)
+    python -m training.kinds.audio.commands --out data/commands-small --small   # seconds, for CI
 
 No recorded speech corpus is installable here, so the two Debian engines speak every word: espeak-ng in
 8 English accents x its voice variants at random rate and pitch, flite in its 5 English voices at random
@@ -9,7 +9,7 @@ duration and f0. Other engines are kept out on purpose (they are the acceptance 
 Whole voices are held out: an espeak-ng variant is in one split only (in every accent), and one flite
 voice each is kept for validation and test, so the scores measure voices the model never heard.
 
-Each spoken word is trimmed, then augmented (training/data/augment.py: speed, pitch, placement in a clip of
+Each spoken word is trimmed, then augmented (training/kinds/audio/augment.py: speed, pitch, placement in a clip of
 0.45-1.6 s, room reverb, telephone band or random EQ, background noise at 3-35 dB SNR, level) and written
 as 16 kHz 16-bit WAV to <out>/<split>/<label>/<voice>-<word>-<n>.wav: the same folder layout
 `modelserve train audio --data` reads. Seeded: a task's clip depends on the seed and its index only.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from service.kinds.audio.preprocess import decode_wav, resample
-from training.data import augment
+from training.kinds.audio import augment
 
 log = logging.getLogger(__name__)
 

@@ -1,84 +1,23 @@
-"""Datasets: bundled defaults (no download) and the formats users bring.
-
-Images: scikit-learn's ``digits``, MNIST IDX files (raw or .gz), CIFAR-10 python batches, an image folder
-(one sub-folder per class). Text: the Rotten Tomatoes snippets (`make data`), CSV/JSONL with text and label columns, IMDB's
-aclImdb folder layout. Every loader returns train/validation/test ``Splits``; where a format has no
-validation (or test) part, one is carved from its training part, stratified and seeded.
-"""
+"""Image datasets: scikit-learn's ``digits`` (bundled, no download), MNIST IDX files (raw or .gz, and the
+pinned sources `make data` installs), CIFAR-10 python batches, an image folder (one sub-folder per class).
+Every picture is framed by the serving preprocessor, so the model trains on what it will be sent."""
 
 from __future__ import annotations
 
-import csv
 import gzip
-import json
 import pickle
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from service.errors import InvalidInput
 from service.kinds.image.preprocess import ImageSpec, decode, to_array
-from training.image_sources import IMAGE_SOURCES
+from training.datasets import ImageData, Splits, three_way, with_validation
+from training.kinds.image.sources import IMAGE_SOURCES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
-@dataclass
-class ImageData:
-    images: np.ndarray  # (N, H, W, C) uint8
-    labels: np.ndarray  # (N,) int64
-
-
-@dataclass
-class TextData:
-    texts: list[str]
-    labels: np.ndarray  # (N,) int64
-
-
-D = TypeVar("D", ImageData, TextData)
-
-
-@dataclass
-class Splits(Generic[D]):
-    train: D
-    validation: D
-    test: D
-    classes: list[str]
-    source: str
-
-
-def _take(data: D, idx: np.ndarray) -> D:
-    if isinstance(data, ImageData):
-        return ImageData(data.images[idx], data.labels[idx])  # type: ignore[return-value]
-    return TextData([data.texts[i] for i in idx], data.labels[idx])
-
-
-def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
-    """Index arrays, one per fraction (the last takes the rest), each class split in the same ratios."""
-    rng = np.random.default_rng(seed)
-    parts: list[list[int]] = [[] for _ in fractions]
-    for cls in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == cls))
-        bounds = np.cumsum([round(f * len(idx)) for f in fractions[:-1]])
-        for part, chunk in zip(parts, np.split(idx, bounds), strict=True):
-            part.extend(chunk.tolist())
-    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
-
-
-def _three_way(data: D, classes: list[str], source: str, seed: int) -> Splits[D]:
-    train, val, test = stratified_split(data.labels, (0.7, 0.15, 0.15), seed)
-    return Splits(_take(data, train), _take(data, val), _take(data, test), classes, source)
-
-
-def _with_validation(train: D, test: D, classes: list[str], source: str, seed: int) -> Splits[D]:
-    fit, val = stratified_split(train.labels, (0.9, 0.1), seed)
-    return Splits(_take(train, fit), _take(train, val), test, classes, source)
-
-
-# ---------------------------------------------------------------------------------------------- images
 
 
 def _resized(images: np.ndarray, spec: ImageSpec) -> np.ndarray:
@@ -105,7 +44,7 @@ def load_digits(spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
     bunch = sk_digits()
     raw = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)[..., None]  # (N, 8, 8, 1)
     data = ImageData(_resized(raw, spec), bunch.target.astype(np.int64))
-    return _three_way(data, [str(d) for d in range(10)], "sklearn digits", seed)
+    return three_way(data, [str(d) for d in range(10)], "sklearn digits", seed)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -134,7 +73,7 @@ def load_mnist(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[ImageData
         labels = _read_idx(_find(folder, f"{part}-labels-idx1-ubyte")).astype(np.int64)
         parts[part] = ImageData(_resized(images, spec), labels)
     classes = [str(c) for c in range(int(parts["train"].labels.max()) + 1)]
-    return _with_validation(parts["train"], parts["t10k"], classes, f"MNIST IDX {folder}", seed)
+    return with_validation(parts["train"], parts["t10k"], classes, f"MNIST IDX {folder}", seed)
 
 
 def load_cifar10(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
@@ -159,7 +98,7 @@ def load_cifar10(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[ImageDa
             classes = [n.decode() for n in pickle.load(f, encoding="bytes")[b"label_names"]]
     else:
         classes = [str(c) for c in range(10)]
-    return _with_validation(train, test, classes, f"CIFAR-10 batches {folder}", seed)
+    return with_validation(train, test, classes, f"CIFAR-10 batches {folder}", seed)
 
 
 def load_image_folder(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[ImageData]:
@@ -167,9 +106,9 @@ def load_image_folder(folder: Path, spec: ImageSpec, seed: int = 0) -> Splits[Im
     if (folder / "train").is_dir() and (folder / "test").is_dir():
         train, classes = _read_class_folders(folder / "train", spec, None)
         test, _ = _read_class_folders(folder / "test", spec, classes)
-        return _with_validation(train, test, classes, f"image folder {folder}", seed)
+        return with_validation(train, test, classes, f"image folder {folder}", seed)
     data, classes = _read_class_folders(folder, spec, None)
-    return _three_way(data, classes, f"image folder {folder}", seed)
+    return three_way(data, classes, f"image folder {folder}", seed)
 
 
 def _read_class_folders(
@@ -206,70 +145,3 @@ def load_images(source: str, spec: ImageSpec, seed: int = 0) -> Splits[ImageData
     if "data_batch_1" in names:
         return load_cifar10(folder, spec, seed)
     return load_image_folder(folder, spec, seed)
-
-
-# ------------------------------------------------------------------------------------------------ text
-
-
-def _labelled(rows: list[tuple[str, str]]) -> tuple[TextData, list[str]]:
-    classes = sorted({label for _, label in rows})
-    index = {c: i for i, c in enumerate(classes)}
-    return TextData(
-        [t for t, _ in rows], np.asarray([index[lab] for _, lab in rows], dtype=np.int64)
-    ), classes
-
-
-def load_text_table(path: Path, seed: int = 0) -> Splits[TextData]:
-    """CSV (header with text,label) or JSONL ({"text":..., "label":...}); an optional split column
-    (train/validation/test) fixes the split, otherwise one is drawn."""
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as f:
-            records = [json.loads(line) for line in f if line.strip()]
-    else:
-        with path.open(encoding="utf-8", newline="") as f:
-            records = list(csv.DictReader(f))
-    if not records or "text" not in records[0] or "label" not in records[0]:
-        raise ValueError(f"{path}: needs 'text' and 'label' fields")
-    data, classes = _labelled([(str(r["text"]), str(r["label"])) for r in records])
-    if all(r.get("split") in ("train", "validation", "test") for r in records):
-        idx = {
-            s: np.asarray([i for i, r in enumerate(records) if r["split"] == s], dtype=np.int64)
-            for s in ("train", "validation", "test")
-        }
-        return Splits(
-            _take(data, idx["train"]),
-            _take(data, idx["validation"]),
-            _take(data, idx["test"]),
-            classes,
-            f"text table {path}",
-        )
-    return _three_way(data, classes, f"text table {path}", seed)
-
-
-def load_imdb(folder: Path, seed: int = 0) -> Splits[TextData]:
-    """IMDB's aclImdb layout: {train,test}/{pos,neg}/*.txt."""
-
-    def part(name: str) -> list[tuple[str, str]]:
-        rows = []
-        for label, sub in (("negative", "neg"), ("positive", "pos")):
-            for path in sorted((folder / name / sub).glob("*.txt")):
-                rows.append((path.read_text(encoding="utf-8").replace("<br />", " "), label))
-        return rows
-
-    train, classes = _labelled(part("train"))
-    test, _ = _labelled(part("test"))
-    return _with_validation(train, test, classes, f"aclImdb {folder}", seed)
-
-
-def load_texts(source: str, seed: int = 0) -> Splits[TextData]:
-    """``rotten_tomatoes`` (installed by `make data`), a CSV/JSONL file, or an aclImdb folder."""
-    if source == "rotten_tomatoes":
-        from training.data.text_sources import load_rotten_tomatoes
-
-        return load_rotten_tomatoes(seed)
-    path = Path(source)
-    if path.is_dir() and (path / "train" / "pos").is_dir():
-        return load_imdb(path, seed)
-    if path.is_file():
-        return load_text_table(path, seed)
-    raise FileNotFoundError(f"{source}: not 'rotten_tomatoes', a CSV/JSONL file, nor an aclImdb folder")

@@ -1,4 +1,4 @@
-"""Feature rows for training: the MLP recipe (training/tabular.py), its options, and what export needs."""
+"""Feature rows for training: the MLP recipe (training/kinds/tabular/recipe.py), its options, and what export needs."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class TabularTraining(TrainingKind):
         parser.add_argument("--dropout", type=float, default=0.2)
 
     def train(self, args: argparse.Namespace, cfg: TrainConfig) -> Path:
-        from training.tabular import train_tabular_model
+        from training.kinds.tabular.recipe import train_tabular_model
 
         return train_tabular_model(
             args.data,
@@ -81,6 +81,6 @@ class TabularTraining(TrainingKind):
         return [rows[:1], rows[:7]]
 
     def test_set(self, ckpt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        from training.tabular import held_out_split
+        from training.kinds.tabular.recipe import held_out_split
 
         return held_out_split(ckpt)

@@ -40,7 +40,7 @@ class ImageSource:
     data: str  # the package and files, for model.json and reports
     licence: str
     framing: str  # the serving framing its pictures were made with (service/kinds/image/framing.py)
-    augment: str  # the augmentation that suits it (training/augment.py)
+    augment: str  # the augmentation that suits it (training/kinds/image/augment.py)
 
 
 def mnist_folder() -> Path:

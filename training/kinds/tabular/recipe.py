@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from service.kinds.tabular.preprocess import TabularSpec
-from training.data.tabular import Table, feature_spec, load_table
+from training.kinds.tabular.data import Table, feature_spec, load_table
 from training.nets import TabularMLP, TabularMLPConfig
 from training.train import (
     Batch,

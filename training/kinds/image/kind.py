@@ -1,4 +1,4 @@
-"""Images for training: the CNN recipe (training/recipes.py), its options, and what export needs."""
+"""Images for training: the CNN recipe (recipe.py beside it), its options, and what export needs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 
 from service.kinds.image.preprocess import FRAMINGS, ImageSpec
 from service.repository.model_files import TensorDecl
-from training.augment import AUGMENTATIONS
-from training.image_sources import IMAGE_SOURCES
 from training.kinds import register
 from training.kinds.base import GraphInput, TrainingKind
+from training.kinds.image.augment import AUGMENTATIONS
+from training.kinds.image.sources import IMAGE_SOURCES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,7 +52,7 @@ class ImageTraining(TrainingKind):
         )
 
     def train(self, args: argparse.Namespace, cfg: TrainConfig) -> Path:
-        from training.recipes import default_image_spec, train_image_model
+        from training.kinds.image.recipe import default_image_spec, train_image_model
 
         spec = default_image_spec(args.data)
         if args.size or args.channels or args.framing:
@@ -94,7 +94,7 @@ class ImageTraining(TrainingKind):
         return [images[:1], images[:7]]
 
     def test_set(self, ckpt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        from training.data import load_images
+        from training.kinds.image.data import load_images
 
         spec = ImageSpec.from_preprocessing(ckpt["preprocessing"]["image"])
         images = load_images(ckpt["data"]["source"], spec, ckpt["data"]["seed"]).test

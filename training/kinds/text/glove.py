@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from service.kinds.text.preprocess import PAD, UNK, Tokenizer, split_glove
-from training.data.text_sources import WordVectors
+from training.kinds.text.sources import WordVectors
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Texts for training: the LSTM recipe (training/recipes.py), its options, padding invariance at export."""
+"""Texts for training: the LSTM recipe (recipe.py beside it), its options, padding invariance at export."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class TextTraining(TrainingKind):
         )
 
     def train(self, args: argparse.Namespace, cfg: TrainConfig) -> Path:
-        from training.recipes import train_text_model
+        from training.kinds.text.recipe import train_text_model
 
         return train_text_model(
             args.data,
@@ -102,7 +102,7 @@ class TextTraining(TrainingKind):
         return worst
 
     def test_set(self, ckpt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        from training.data import load_texts
+        from training.kinds.text.data import load_texts
 
         texts = load_texts(ckpt["data"]["source"], ckpt["data"]["seed"]).test
         return pad_batch(encoded(ckpt, texts.texts), _pad_id(ckpt)), texts.labels

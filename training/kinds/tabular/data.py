@@ -76,7 +76,7 @@ def _labelled(values: list[str]) -> tuple[np.ndarray, list[str]]:
 
 
 def _split_validation(train: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from training.data import stratified_split
+    from training.datasets import stratified_split
 
     fit, val = stratified_split(labels[train], (0.9, 0.1), seed)
     return train[fit], train[val]
@@ -132,7 +132,7 @@ def read_lazyload(base: Path, name: str) -> Any:
 def load_churn(seed: int = 0, root: Path | None = None) -> Table:
     """wa_churn: predict churn (Yes/No) from the other 19 columns; R factors are categorical; a stratified,
     seeded 70/15/15 split. total_charges is missing for 11 new customers: not required."""
-    from training.data import stratified_split
+    from training.datasets import stratified_split
 
     frame = read_lazyload((root or data_dir()) / MODELDATA_DB, "wa_churn")
     columns = [str(c) for c in frame.columns if c != "churn"]
@@ -159,7 +159,7 @@ def load_csv(path: Path, label: str, categorical: set[str] | None = None, seed: 
     """A user's CSV: a header row, the ``label`` column, the rest features. A column is categorical when
     named in ``categorical`` or when a value is not a number. An optional ``split`` column (train,
     validation, test) fixes the split; otherwise a stratified, seeded 70/15/15 one is drawn."""
-    from training.data import stratified_split
+    from training.datasets import stratified_split
 
     with path.open(encoding="utf-8-sig", newline="") as f:
         records = list(csv.DictReader(f))
@@ -283,7 +283,7 @@ def _cell(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-if __name__ == "__main__":  # python -m training.data.tabular tests/data: rewrite the held-out CSVs
+if __name__ == "__main__":  # python -m training.kinds.tabular.data tests/data: rewrite the held-out CSVs
     import sys
 
     for dataset in ("letters", "churn"):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from service.kinds.audio.preprocess import AudioSpec, features
-from training.data import stratified_split
+from training.datasets import stratified_split
 
 log = logging.getLogger(__name__)
 GENERATED = {"commands": Path("data/commands")}
@@ -104,7 +104,7 @@ def load_audio(source: str, spec: AudioSpec, seed: int = 0) -> AudioSplits:
     if source in GENERATED:
         root = GENERATED[source]
         if not (root / "manifest.json").exists():
-            from training.data.commands import generate
+            from training.kinds.audio.commands import generate
 
             generate(root, seed=0)
         return _cached(root, spec, seed)

