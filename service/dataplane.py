@@ -26,7 +26,8 @@ from service.errors import InvalidInput, UnsupportedMediaType
 from service.kinds import InputKind, Prepared
 from service.metrics import Metrics
 from service.protocol import triton
-from service.protocol.v2_codec import V2Request, raw_bytes_input, tensor_feeds
+from service.protocol.v2_codec import V2Request
+from service.protocol.v2_feeds import raw_bytes_input, tensor_feeds
 from service.repository.polling import RepositoryPoller
 from service.repository.registry import ModelRepository
 from service.repository.versions import ModelVersion

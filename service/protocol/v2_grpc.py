@@ -17,14 +17,8 @@ import numpy as np
 from service.errors import BadRequest, InvalidInput
 from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.tensors import V2_TO_NUMPY
-from service.protocol.v2_codec import (
-    RequestedOutput,
-    V2Input,
-    V2Request,
-    from_binary,
-    output_tensors,
-    response_parameters,
-)
+from service.protocol.v2_codec import RequestedOutput, V2Input, V2Request, from_binary
+from service.protocol.v2_encode import output_tensors, response_parameters
 
 if TYPE_CHECKING:
     from service.repository.versions import ModelVersion

@@ -22,7 +22,8 @@ from service.dataplane import DataPlane, RequestContext
 from service.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.tensors import pack_bytes, unpack_bytes
-from service.protocol.v2_codec import decode_request, encode_response
+from service.protocol.v2_codec import decode_request
+from service.protocol.v2_encode import encode_response
 from service.protocol.v2_grpc import decode_infer_request, encode_infer_response
 from service.stats import merge_stats
 from service.transports.grpc.server import grpc_code

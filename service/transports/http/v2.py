@@ -15,7 +15,8 @@ from starlette.responses import Response
 from service.context import request_context
 from service.dataplane import DataPlane
 from service.errors import BadRequest
-from service.protocol.v2_codec import V2Request, decode_request, encode_response, parameters
+from service.protocol.v2_codec import V2Request, decode_request, parameters
+from service.protocol.v2_encode import encode_response
 from service.repository.versions import ModelVersion
 from service.runtime import Feeds
 from service.transports.http.body import await_unless_disconnected, json_response, parse_json, read_body
