@@ -41,6 +41,7 @@ from types import FrameType
 
 from service.config import Settings
 from service.cpus import WorkerPlan
+from service.ports import claim_grpc_port
 
 log = logging.getLogger("modelserve.supervisor")
 
@@ -117,6 +118,13 @@ class Supervisor:
         except OSError as e:
             log.error("cannot listen on %s:%d: %s", self.settings.host, self.settings.port, e)
             return 1
+        try:  # the workers bind it themselves (grpc): held here from now on, against a second server
+            grpc_claim = claim_grpc_port(self.settings.host, self.settings.grpc_port, self.plan.workers)
+        except OSError as e:
+            log.error("%s", e.strerror)
+            for sock in sockets:
+                sock.close()
+            return 1
         run_dir, metrics_dir, own_metrics_dir = prepare_run_dir()
         self.slots = [Slot(i, s) for i, s in enumerate(sockets)]
         # Imported here, after the metrics folder is set, and before the fork: shared by every worker.
@@ -148,6 +156,8 @@ class Supervisor:
         finally:
             for slot in self.slots:
                 slot.sock.close()
+            if grpc_claim is not None:
+                grpc_claim.close()
             shutil.rmtree(run_dir, ignore_errors=True)
             if not own_metrics_dir:
                 for old in metrics_dir.glob("*.db"):
