@@ -146,8 +146,13 @@ def _outcomes(socks: list[socket.socket], bound_s: float) -> list[int | str]:
 
 def _stopped(pid: int) -> bool:
     """Every thread of ``pid`` stopped (SIGSTOP takes effect after kill() returns)."""
-    tasks = Path(f"/proc/{pid}/task")
-    return all((t / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T" for t in tasks.iterdir())
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile
+    return all(state == "T" for state in states)
 
 
 def _readable(s: socket.socket) -> bool:
