@@ -27,7 +27,7 @@ def build() -> FastAPI:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import pipeline
 
-    from training.transformer import encoder_folder
+    from training.kinds.subword.recipe import encoder_folder
 
     folder = str(encoder_folder("all-minilm-l6-v2"))
     classifier = pipeline(

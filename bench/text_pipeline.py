@@ -27,8 +27,9 @@ from typing import Any
 import httpx
 import orjson
 
+from bench.harness import ROOT, Server, write_variants, wrk
 from bench.limits import sentences
-from bench.run import RESULTS, ROOT, Server, platform_line, write_variants, wrk
+from bench.run import RESULTS, platform_line
 
 MODEL, VERSION = "sentiment", "2"
 CONCURRENCY = (1, 16, 64)
@@ -94,7 +95,7 @@ def in_process(batch_sizes: tuple[int, ...], seconds: float) -> list[dict[str, A
     tokenizer's time (the same `tokenizers` call the service makes) apart."""
     import onnxruntime as ort
 
-    from service.preprocess.subword import SubwordTokenizer
+    from service.kinds.subword.preprocess import SubwordTokenizer
 
     folder = ROOT / "models" / MODEL / VERSION
     meta = json.loads((folder / "model.json").read_text())

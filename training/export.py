@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from service import kinds as service_kinds
-from service.model_files import ExportInfo, ModelMeta, TensorDecl
+from service.repository.model_files import ExportInfo, ModelMeta, TensorDecl
 from training import kinds
 from training.kinds import TOLERANCE, ExportError, TrainingKind
 
@@ -129,7 +129,7 @@ def export(
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     kind = _kind(ckpt)
     own = kind.export(checkpoint, models_dir, name, version, int8)
-    if own is not None:  # a kind with its own export (several graph inputs: training/transformer.py)
+    if own is not None:  # a kind with its own export (several graph inputs: training/kinds/subword/recipe.py)
         return own
     net = kind.build_net(ckpt["net_config"])
     net.load_state_dict(ckpt["state_dict"])

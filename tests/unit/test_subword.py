@@ -15,8 +15,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from service.config import Settings
-from service.preprocess.subword import SubwordTokenizer
-from service.repository import ModelRepository
+from service.kinds.subword.preprocess import SubwordTokenizer
+from service.repository.registry import ModelRepository
 from tests.conftest import MODELS
 from training.int8_weights import int8_weights
 
