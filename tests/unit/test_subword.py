@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from service.collate import run_batch
 from service.config import Settings
 from service.kinds.subword.preprocess import SubwordTokenizer
 from service.repository.registry import ModelRepository
@@ -98,8 +99,12 @@ def test_a_graph_with_token_type_ids_is_fed_them_and_padded(tmp_path: Path) -> N
     assert set(feeds) == {"input_ids", "attention_mask", "token_type_ids"}
     assert feeds["input_ids"].shape == (2, 16) and not feeds["token_type_ids"].any()
     assert prepared.notes == [{}, {"truncated": True, "tokens": 42, "max_length": 16}]
-    out = mv.model.run_batch([feeds])[0]
-    assert not isinstance(out, Exception) and out["probabilities"].shape == (2, 2)
+    with ThreadPoolExecutor(1) as pool:
+        short = asyncio.run(mv.kind.prepare(["ok"], Settings(), pool)).feeds  # type: ignore[call-arg]
+    # Joined with a longer request: ids, mask and type ids padded to its width; answers as alone.
+    joined, alone = run_batch(mv.model.run, [feeds, short], mv.model.pad_values), mv.model.run(short)
+    assert not isinstance(joined[1], Exception)
+    assert np.allclose(joined[1]["probabilities"], alone["probabilities"], atol=1e-6)
 
 
 def test_graphs_that_do_not_take_ids_and_mask_fail_to_load_by_reason(tmp_path: Path) -> None:
