@@ -30,10 +30,15 @@ def run_batch(
 
 def groups(payloads: list[Feeds], pad_values: Mapping[str, int | float]) -> list[list[int]]:
     """Indices of the requests that can share a run: equal shapes past the batch axis, except inputs that
-    may be padded (token ids), which join whatever their length."""
+    may be padded (token ids), which join when their lengths are within a factor of two (the same power
+    of two bucket): a transformer's work grows with the padded length, so one long text padding seven short
+    ones to its length would cost more than running it apart."""
     by_key: dict[tuple[object, ...], list[int]] = {}
     for i, feeds in enumerate(payloads):
-        key = tuple(None if name in pad_values else arr.shape[1:] for name, arr in sorted(feeds.items()))
+        key = tuple(
+            arr.shape[1].bit_length() if name in pad_values and arr.ndim > 1 else arr.shape[1:]
+            for name, arr in sorted(feeds.items())
+        )
         by_key.setdefault(key, []).append(i)
     return list(by_key.values())
 
