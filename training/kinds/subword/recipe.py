@@ -184,7 +184,10 @@ def train_transformer(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     loss_fn = nn.CrossEntropyLoss()
-    eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
+    # Validation points in each epoch: evenly spaced, the last at its end.
+    marks = {
+        round(steps_per_epoch * k / max(1, evals_per_epoch)) for k in range(1, max(1, evals_per_epoch) + 1)
+    }
     history: list[dict[str, Any]] = []
     best_acc, best_at, best_state = -1.0, 0.0, copy.deepcopy(model.state_dict())
     step, start = 0, time.monotonic()
@@ -217,7 +220,7 @@ def train_transformer(
                     running / seen,
                     time.monotonic() - start,
                 )
-            if i % eval_every == 0 or i == steps_per_epoch:
+            if i in marks:
                 at = round(epoch - 1 + i / steps_per_epoch, 2)
                 val = _scores(model, tok, splits.validation)
                 acc = float((val.argmax(1) == splits.validation.labels).mean())
@@ -459,7 +462,8 @@ def export_transformer(
             if chosen != "fp32":
                 paths[chosen].replace(onnx_path)
             for path in paths.values():
-                path.unlink(missing_ok=True)
+                if path != onnx_path:  # the shipped one was moved there already
+                    path.unlink(missing_ok=True)
         ModelMeta(
             name=name,
             version=version,
