@@ -26,7 +26,9 @@ def test_groups_keep_unpaddable_shapes_apart() -> None:
 def test_padded_inputs_join_within_a_factor_of_two_in_length() -> None:
     """A 100-token text runs apart from 10-token ones rather than padding them all to 100."""
     widths = [10, 12, 100, 15, 70, 3]
-    feeds = [{"ids": np.ones((1, w), dtype=np.int64), "mask": np.ones((1, w), dtype=np.int64)} for w in widths]
+    feeds = [
+        {"ids": np.ones((1, w), dtype=np.int64), "mask": np.ones((1, w), dtype=np.int64)} for w in widths
+    ]
     assert collate.groups(feeds, {"ids": 0, "mask": 0}) == [[0, 1, 3], [2, 4], [5]]
 
 
