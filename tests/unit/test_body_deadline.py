@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from service.protocol.limits import BodyDeadline
+from service.transports.http.limits import BodyDeadline
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""The gRPC port claim (service/ports.py) on real loopback sockets."""
+"""The gRPC port claim (service/process/ports.py) on real loopback sockets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from service.ports import claim
+from service.process.ports import claim
 from tests.conftest import free_port
 
 
