@@ -6,6 +6,7 @@ metrics and the log line. Pure ASGI (not BaseHTTPMiddleware), because it wraps t
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,10 +15,15 @@ from service.access_log import AccessLog, valid_request_id
 from service.auth import Access, ApiKeys
 from service.config import Settings
 from service.context import RequestContext, current_request
+from service.errors import Overloaded
 from service.metrics import Metrics
 from service.transports.http.body import error_response
 
 _INFERENCE_PREFIXES = ("/predict", "/models/", "/v2/models/")
+_DRAIN_OVER = Overloaded(
+    "the server is shutting down and the request did not finish within the drain timeout"
+)
+_DRAIN_OVER.headers["Connection"] = "close"
 
 
 class PathAccess:
@@ -63,11 +69,12 @@ class RequestMiddleware:
         current_request.set(ctx)
         rid_header = (b"x-request-id", request_id.encode())
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
@@ -79,6 +86,13 @@ class RequestMiddleware:
                 await error_response(error)(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the drain timeout ends (nothing else cancels
+            # a request's task): answer them as a refusal to retry, not with uvicorn's plain-text 500 and a
+            # traceback. The task ends here, answered.
+            if started:
+                raise
+            await error_response(_DRAIN_OVER)(scope, receive, send_with_id)
         finally:
             path = scope["path"]
             # Counted without a model only when it was an inference call (an unknown model, a bad URL).
