@@ -25,13 +25,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from service.batching import DynamicBatcher
 from service.config import Settings
 from service.context import current_request_id
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest, NotFound, Overloaded
 from service.kinds import InputKind, get_kind
 from service.metrics import Metrics, ModelMetrics
 from service.model_files import LoadError, ModelMeta
 from service.polling import fingerprint
 from service.runtime import OnnxModel, Runtime, TensorSpec
 from service.stats import FanOut, ModelStats
+from service.storage import StorageError, open_storage
 
 log = logging.getLogger(__name__)
 # Model names: what a folder may be called and a client may ask for. No dots first (.., hidden folders),
@@ -211,7 +212,11 @@ class ModelRepository:
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.root = settings.models_dir
+        # A folder is loaded in place; s3:// is fetched into a local cache folder (service/storage.py).
+        self.storage = open_storage(
+            settings.models_dir, settings.models_cache_dir, settle_s=settings.repository_poll_s or 2.0
+        )
+        self.root = self.storage.root
         self._entries: dict[str, _Entry] = {}
         self._metrics = metrics
         self._lock = asyncio.Lock()
@@ -298,9 +303,10 @@ class ModelRepository:
 
     async def load_all(self, skip: set[str] | frozenset[str] = frozenset()) -> None:
         """Load every model on disk but those in ``skip`` (unloaded by request on the other workers)."""
+        await asyncio.to_thread(self.storage.sync, True)  # StorageError: the server cannot start
         names = self.scan()
         if not names:
-            log.warning("model repository %s holds no models", self.root)
+            log.warning("model repository %s holds no models", self.storage.describe())
         self._unloaded |= skip
         for name in names:
             if name not in self._unloaded:  # also unloaded while this loop ran
@@ -310,7 +316,12 @@ class ModelRepository:
     async def load_or_fail(self, name: str) -> None:
         """``load`` for the repository API: NotFound for no such folder, BadRequest when the load failed
         (what served before still serves)."""
-        if check_name(name) not in self.scan():
+        check_name(name)
+        try:
+            await asyncio.to_thread(self.storage.sync)
+        except StorageError as e:
+            raise Overloaded(str(e), retry_after_s=5) from None
+        if name not in self.scan():
             raise NotFound(f"no model folder {name!r} in the repository")
         await self.load(name)
         entry = self._entries.get(name)
