@@ -24,7 +24,8 @@ COPY service ./service
 # Then slim it (docs/deployment.md has the sizes): no pip or setuptools, no tests, no onnxruntime offline
 # tools (quantisation and transformer optimisers are training-side) and no libonnxruntime.so (the C API
 # library, 34 MB: the Python module links its own copy and never loads it), botocore's API models for the
-# 400-odd AWS services other than S3 and the credential ones (STS, SSO), numpy's f2py and C headers, and
+# 400-odd AWS services other than S3 and the credential ones (STS, SSO), numpy's f2py, C headers and SIMD
+# test module, and
 # extension modules stripped of debug symbols (uvloop ships 14 MB of them); the auditwheel-patched
 # libraries in *.libs/ must stay as they are.
 RUN /opt/venv/bin/pip install --no-compile --no-deps . \
@@ -33,6 +34,7 @@ RUN /opt/venv/bin/pip install --no-compile --no-deps . \
  && rm -rf "$SITE"/onnxruntime/transformers "$SITE"/onnxruntime/tools "$SITE"/onnxruntime/quantization \
            "$SITE"/onnxruntime/capi/libonnxruntime.so.* \
            "$SITE"/numpy/f2py "$SITE"/numpy/_core/include "$SITE"/numpy/_core/lib "$SITE"/numpy/random/lib \
+           "$SITE"/numpy/_core/_simd.* \
  && find "$SITE"/botocore/data -mindepth 1 -maxdepth 1 -type d \
       -not -name s3 -not -name sts -not -name sso -not -name sso-oidc -exec rm -rf {} + \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
@@ -61,18 +63,26 @@ ENTRYPOINT ["modelserve", "train"]
 CMD ["--help"]
 
 # ----------------------------------------------------------------------------------------------- slim
-# The base less what a Python server never runs: perl (its modules alone are 47 MB), locales, docs and
-# man pages, glibc's iconv modules, apt's lists, pip's bundled wheels, and the stdlib's IDE, Tk, 2to3 and
-# ensurepip. Files only: the package database still lists every package, so a scanner reports at least
-# what is there and hides nothing.
+# The base less what a Python server never runs (docs/deployment.md has the sizes): perl (47 MB of
+# modules), apt with the TLS stack only its download methods link (gnutls, p11-kit, nettle), locales,
+# docs and man pages, glibc's iconv modules, pip's bundled wheels, and the stdlib's IDE, Tk, 2to3,
+# distutils, ensurepip, sqlite3, dbm and test modules. Files only: the package database still lists every
+# package, so a scanner reports at least what is there and hides nothing.
 FROM ${BASE_IMAGE} AS slim
 RUN rm -rf /usr/share/perl /usr/share/perl5 /usr/lib/*-linux-gnu/perl /usr/lib/*-linux-gnu/perl5 \
            /usr/lib/*-linux-gnu/perl-base /usr/lib/*-linux-gnu/libperl.so* /usr/bin/perl /usr/bin/perl5* \
+           /usr/bin/apt /usr/bin/apt-* /usr/lib/apt /usr/lib/*-linux-gnu/libapt-* /var/lib/apt /var/cache/* \
+           /usr/lib/*-linux-gnu/libgnutls* /usr/lib/*-linux-gnu/libp11-kit* /usr/lib/*-linux-gnu/pkcs11 \
+           /usr/lib/*-linux-gnu/libnettle* /usr/lib/*-linux-gnu/libhogweed* /usr/lib/*-linux-gnu/libtasn1* \
+           /usr/lib/*-linux-gnu/libsqlite3* /usr/share/p11-kit \
            /usr/share/locale /usr/share/doc /usr/share/man /usr/share/info /usr/share/lintian \
-           /usr/lib/*-linux-gnu/gconv /usr/share/python-wheels /var/lib/apt/lists/* /var/cache/* \
+           /usr/lib/*-linux-gnu/gconv /usr/share/python-wheels \
  && for lib in /usr/lib/python3.* /usr/local/lib/python3.*; do \
       rm -rf "$lib"/idlelib "$lib"/tkinter "$lib"/turtledemo "$lib"/lib2to3 "$lib"/ensurepip "$lib"/pydoc_data \
-             "$lib"/test "$lib"/*/test "$lib"/*/tests; \
+             "$lib"/distutils "$lib"/sqlite3 "$lib"/dbm "$lib"/test "$lib"/*/test "$lib"/*/tests \
+             "$lib"/lib-dynload/_sqlite3.* "$lib"/lib-dynload/_dbm.* "$lib"/lib-dynload/_gdbm.* \
+             "$lib"/lib-dynload/_test* "$lib"/lib-dynload/_ctypes_test.* "$lib"/lib-dynload/xxlimited* \
+             "$lib"/lib-dynload/_xxtestfuzz.*; \
     done
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /models /models

@@ -26,6 +26,8 @@ from tests.s3server import SeaweedS3, seaweedfs, upload_folder
 # Distinctive names, so an answer or a log line that leaked one of them is found.
 BUCKET = "modelserve-zq7-bucket"
 PREFIX = "team-x9k/repo"
+# A store and a server or more per test, ~100 s for the module: out of the inner loop (make test runs it).
+pytestmark = pytest.mark.slow
 SHIPPED = sorted(p.name for p in MODELS.iterdir() if (p / "1" / "model.onnx").is_file())
 
 
