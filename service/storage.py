@@ -43,6 +43,7 @@ SOURCE = ".source.json"
 """Beside a cached file or in a cached version's folder: what it was fetched from (hidden: never loaded)."""
 # Object-key parts that may become local path parts: no empty, '.', '..' or hidden parts, no backslash.
 _PART = re.compile(r"[^./\\][^/\\]*")
+_VERSION = re.compile(r"[0-9]{1,18}")
 
 
 class StorageError(RuntimeError):
@@ -230,7 +231,7 @@ class S3Storage:
                     model = models.setdefault(parts[0], _Model())
                     if len(parts) == 2 and parts[1] == "config.json":
                         model.config = obj
-                    elif len(parts) >= 3 and parts[1].isdigit():
+                    elif len(parts) >= 3 and _VERSION.fullmatch(parts[1]):
                         model.versions.setdefault(parts[1], {})["/".join(parts[2:])] = obj
         except Exception as e:
             raise _client_error(e) from None

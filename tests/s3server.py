@@ -8,6 +8,7 @@
 Also a command, for a test that runs the store beside containers (the process stays in the foreground and
 stops on SIGTERM/SIGINT):
     python -m tests.s3server --dir /tmp/weed --host 127.0.0.1 --s3-port 8333 --bucket models
+It prints one JSON line: {"pid": ..., "AWS_ENDPOINT_URL": ..., "AWS_ACCESS_KEY_ID": ..., ...}.
 """
 
 from __future__ import annotations
@@ -114,10 +115,15 @@ def start_seaweedfs(
     ready_timeout_s: float = 90.0,
     access_key: str = ACCESS_KEY,
     secret_key: str = SECRET_KEY,
+    bind: str | None = None,
+    ports: dict[str, int] | None = None,
 ) -> SeaweedS3:
-    """Start `weed mini` with its data in ``data_dir``, every port on ``host`` (free ones, or ``s3_port``
-    for S3), the bucket created and one identity with the given keys; return once the bucket answers.
-    The caller stops it (``stop()``); ``seaweedfs()`` does so itself."""
+    """Start `weed mini` with its data in ``data_dir``, the bucket created and one identity with the given
+    keys; return once the bucket answers (bounded by ``ready_timeout_s``). It advertises ``host`` and
+    listens on ``bind`` (default: ``host``; "0.0.0.0" to be reached from containers, with ``host`` an
+    address they reach). Ports are free ones, but ``s3_port`` for S3 and any given in ``ports`` (keys as
+    in ``SeaweedS3.ports``: "s3", "master", "filer", "volume", their ".grpc", ...). The caller stops it
+    (``stop()``: by PID); ``seaweedfs()`` does so itself."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "s3-identities.json"
     identity = {"name": "admin", "credentials": [{"accessKey": access_key, "secretKey": secret_key}]}
@@ -127,29 +133,30 @@ def start_seaweedfs(
     names += ["admin", "admin.grpc", "iceberg", "lance", "metrics", "debug"]
     last_error = ""
     for _attempt in range(3):  # a free port can be taken between choosing and binding it: choose again
-        ports = dict(zip(names, _free_ports(len(names), host), strict=True))
+        chosen = dict(zip(names, _free_ports(len(names), bind or host), strict=True))
+        chosen.update(ports or {})
         if s3_port is not None:
-            ports["s3"] = s3_port
+            chosen["s3"] = s3_port
         args = [
             weed_binary(),
             "mini",
             f"-dir={data_dir / 'data'}",
             f"-ip={host}",
-            f"-ip.bind={host}",
-            f"-master.port={ports['master']}",
-            f"-master.port.grpc={ports['master.grpc']}",
-            f"-volume.port={ports['volume']}",
-            f"-volume.port.grpc={ports['volume.grpc']}",
-            f"-filer.port={ports['filer']}",
-            f"-filer.port.grpc={ports['filer.grpc']}",
-            f"-s3.port={ports['s3']}",
-            f"-s3.port.grpc={ports['s3.grpc']}",
-            f"-s3.port.iceberg={ports['iceberg']}",
-            f"-s3.port.lance={ports['lance']}",
-            f"-admin.port={ports['admin']}",
-            f"-admin.port.grpc={ports['admin.grpc']}",
-            f"-metricsPort={ports['metrics']}",
-            f"-debug.port={ports['debug']}",
+            f"-ip.bind={bind or host}",
+            f"-master.port={chosen['master']}",
+            f"-master.port.grpc={chosen['master.grpc']}",
+            f"-volume.port={chosen['volume']}",
+            f"-volume.port.grpc={chosen['volume.grpc']}",
+            f"-filer.port={chosen['filer']}",
+            f"-filer.port.grpc={chosen['filer.grpc']}",
+            f"-s3.port={chosen['s3']}",
+            f"-s3.port.grpc={chosen['s3.grpc']}",
+            f"-s3.port.iceberg={chosen['iceberg']}",
+            f"-s3.port.lance={chosen['lance']}",
+            f"-admin.port={chosen['admin']}",
+            f"-admin.port.grpc={chosen['admin.grpc']}",
+            f"-metricsPort={chosen['metrics']}",
+            f"-debug.port={chosen['debug']}",
             "-admin.ui=false",
             "-webdav=false",
             "-master.volumeSizeLimitMB=64",
@@ -161,7 +168,7 @@ def start_seaweedfs(
             # Its own session: a test's Ctrl-C does not reach it before the fixture stops it by PID.
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         server = SeaweedS3(
-            f"http://{host}:{ports['s3']}", bucket, proc, data_dir, log_path, access_key, secret_key, ports
+            f"http://{host}:{chosen['s3']}", bucket, proc, data_dir, log_path, access_key, secret_key, chosen
         )
         try:
             _wait_for_bucket(server, ready_timeout_s)
@@ -214,11 +221,12 @@ def upload_folder(client: Any, bucket: str, folder: Path, prefix: str) -> list[s
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run SeaweedFS's S3 server in the foreground.")
     parser.add_argument("--dir", type=Path, required=True, help="data folder")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="the address it advertises")
+    parser.add_argument("--bind", help="the address it listens on (default: --host)")
     parser.add_argument("--s3-port", type=int)
     parser.add_argument("--bucket", default="models")
     args = parser.parse_args()
-    server = start_seaweedfs(args.dir, args.bucket, args.host, args.s3_port)
+    server = start_seaweedfs(args.dir, args.bucket, args.host, args.s3_port, bind=args.bind)
     print(json.dumps({"pid": server.pid, **server.env()}), flush=True)
     stop = lambda *_: server.stop()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
