@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1)
     """Most characters in one text (422)."""
 
-    # Connections (service/protocol/limits.py): slow, silent and oversized clients.
+    # Connections (service/transports/http/limits.py): slow, silent and oversized clients.
     header_timeout_s: float = Field(10.0, gt=0)
     """The request line and headers must arrive within this long (408; a silent connection is closed)."""
     body_timeout_s: float = Field(60.0, gt=0)

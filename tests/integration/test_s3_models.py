@@ -1,6 +1,6 @@
 """Models from an S3 bucket: a real SeaweedFS server on 127.0.0.1 (tests/s3server.py), boto3, a real modelserve.
 
-What completes a version is in service/storage.py and docs/operations.md: a marker object written last, or
+What completes a version is in service/repository/s3.py and docs/operations.md: a marker object written last, or
 (for a model that uses no markers) a listing that stays the same for one poll period.
 """
 
@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from service.client import ModelServeClient
-from service.storage import MARKER
+from service.repository.s3 import MARKER
 from tests.conftest import EXAMPLES, MODELS, ROOT, Server, free_port, run_server
 from tests.s3server import SeaweedS3, seaweedfs, upload_folder
 

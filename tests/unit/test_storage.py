@@ -1,4 +1,4 @@
-"""service/storage.py without a server: the URI forms one by one (KServe's test_s3_storage habit)."""
+"""service/repository/download.py and s3.py without a server: the URI forms one by one (KServe's habit)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from service.config import Settings
-from service.storage import LocalStorage, S3Storage, StorageError, is_uri, open_storage, parse_s3_uri
+from service.repository.download import is_uri, open_storage
+from service.repository.s3 import S3Storage, parse_s3_uri
+from service.repository.storage import LocalFolder, StorageError
 
 
 @pytest.mark.parametrize(
@@ -41,7 +43,7 @@ def test_folders_and_uris_are_told_apart(location: str, uri: bool) -> None:
 
 def test_a_folder_is_loaded_in_place(tmp_path: Path) -> None:
     storage = open_storage(tmp_path)
-    assert isinstance(storage, LocalStorage) and storage.root == tmp_path and not storage.atomic
+    assert isinstance(storage, LocalFolder) and storage.root == tmp_path and not storage.atomic
 
 
 def test_an_unsupported_scheme_is_refused_by_name() -> None:
