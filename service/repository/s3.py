@@ -2,7 +2,8 @@
 
 When an S3 version is complete (docs/operations.md, "Models from S3"):
 - a version with the marker object ``<model>/<version>/_COMPLETE`` is complete; write the marker last, as
-  a separate step after every other file is uploaded. Writing it again replaces the version;
+  a separate step after every other file is uploaded. Writing it again (a new LastModified) replaces the
+  version;
 - once any version of a model has a marker, that model's versions without one are still uploading;
 - a model that uses no markers: a version is complete when it holds ``model.onnx`` and its listing (every
   key, size and ETag) is the same in two listings one poll period apart (at startup: ``settle_s`` apart).
@@ -48,6 +49,8 @@ class _Object:
     key: str
     size: int
     etag: str
+    modified: str = ""
+    """LastModified: what tells a re-written empty marker from the old one (their ETags are equal)."""
 
     def ident(self) -> list[Any]:
         return [self.key, self.size, self.etag]
@@ -151,7 +154,13 @@ class S3Storage(LocalFolder):
                     parts = key[len(self.prefix) :].split("/")
                     if not all(_PART.fullmatch(p) for p in parts) or len(parts) < 2:
                         continue  # folder placeholders, hidden or unsafe names: never fetched
-                    obj = _Object(key, int(item["Size"]), str(item.get("ETag", "")))
+                    modified = item.get("LastModified")
+                    obj = _Object(
+                        key,
+                        int(item["Size"]),
+                        str(item.get("ETag", "")),
+                        modified.isoformat() if modified else "",
+                    )
                     model = models.setdefault(parts[0], _Model())
                     if len(parts) == 2 and parts[1] == "config.json":
                         model.config = obj
@@ -173,7 +182,8 @@ class S3Storage(LocalFolder):
             listing = sorted(o.ident() for o in files.values())
             if uses_markers:
                 if MARKER in files:
-                    complete[version] = ["marker", *files[MARKER].ident()]
+                    marker = files[MARKER]
+                    complete[version] = ["marker", *marker.ident(), marker.modified]
                 else:
                     pending.add(version)
             elif "model.onnx" not in files:

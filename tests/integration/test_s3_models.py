@@ -170,6 +170,19 @@ def test_versions_come_and_go_with_the_bucket_and_only_whole_ones_load(s3: Seawe
             Bucket=BUCKET, Key=f"{prefix}/digits/config.json", Body=b'{"version_policy": "latest"}'
         )
         _wait_for("latest policy", lambda: _served(srv, "digits") == ["3"])
+
+        # Version 3 replaced in place (its marker written again, with new content): fetched and reloaded;
+        # the new model.onnx is corrupt, so the previous load of version 3 keeps serving.
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/3/model.onnx", Body=os.urandom(4096))
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/3/{MARKER}", Body=b"replaced")
+
+        def reload_failed(version: str) -> bool:
+            rows = httpx.post(f"{srv.url}/v2/repository/index").json()
+            return any(r["version"] == version and "reloading failed" in r["reason"] for r in rows)
+
+        _wait_for("version 3 reloaded and failed", lambda: reload_failed("3"))
+        r = _predict_seven(srv)
+        assert r.status_code == 200 and r.json()["version"] == "3", r.text
         client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/4/model.onnx", Body=os.urandom(4096))
         client.upload_file(
             str(MODELS / "digits" / "1" / "model.json"), BUCKET, f"{prefix}/digits/4/model.json"
