@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     """On SIGTERM, how long queued and running requests may take to finish before the process exits."""
     shutdown_delay_s: float = Field(0.0, ge=0)
     """On SIGTERM, report not-ready and keep serving this long before draining (for load balancers)."""
+    drain_stalled_body_s: float = Field(5.0, gt=0)
+    """On SIGTERM, an upload still arriving is read to its end (within the drain timeout) and answered; one
+    that sends nothing for this long is answered 503 at once."""
 
     # Security
     api_keys: Annotated[list[str], NoDecode] = []

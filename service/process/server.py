@@ -15,6 +15,7 @@ import uvicorn
 from service import logs
 from service.config import Settings
 from service.process.cpus import plan
+from service.process.ports import claim_grpc_port
 from service.process.serving import DrainingServer, uvicorn_options
 
 if TYPE_CHECKING:  # no work at import time: the app is imported after the settings
@@ -54,12 +55,21 @@ def run(**overrides: Any) -> int:
         logs.configure(settings.log_level, settings.log_format, worker="supervisor")
         return Supervisor(settings, workers).run()
     logs.configure(settings.log_level, settings.log_format)
+    try:  # before the models load: a taken gRPC port stops the start at once, and no other server takes it
+        grpc_claim = claim_grpc_port(settings.host, settings.grpc_port, 1)
+    except OSError as e:
+        log.error("%s", e.strerror)
+        return 1
     from service.app import create_app, serving_stack  # after the settings: no work at import time
 
     settings = settings.model_copy(update={"intra_op_threads": workers.intra_op_threads})
     app = create_app(settings)
     plane: DataPlane = app.state.dataplane
-    DrainingServer(
-        uvicorn.Config(serving_stack(app), **uvicorn_options(settings)), plane, settings.shutdown_delay_s
-    ).run()
+    try:
+        DrainingServer(
+            uvicorn.Config(serving_stack(app), **uvicorn_options(settings)), plane, settings.shutdown_delay_s
+        ).run()
+    finally:
+        if grpc_claim is not None:
+            grpc_claim.close()
     return 0

@@ -2,13 +2,16 @@
 
 - Sockets: one listening socket per worker slot, all bound to the same port with SO_REUSEPORT, so the kernel
   spreads connections evenly by their address (one shared socket lets whichever worker wakes first take
-  them, and long keep-alive connections then stay lopsided for their whole life). The parent keeps every
-  socket open: connections that arrive while a slot's worker is being replaced wait in its backlog.
+  them, and long keep-alive connections then stay lopsided for their whole life). The parent holds a copy
+  of each. When a worker dies the parent closes its slot's socket, so the connections queued in its backlog
+  are reset at once and new ones go to the live workers; the replacement gets a socket that is bound but
+  not listening, and joins the port's group only when it listens, once its models are loaded.
 - Memory: the parent imports the serving code (FastAPI, onnxruntime, numpy) and forks, so those pages are
   shared copy-on-write; models load after the fork (an onnxruntime session's thread pools do not survive
   one).
 - Supervision: a worker that dies is marked dead for the metrics (its gauges leave the scrape, its counters
-  stay) and replaced in its slot; in-flight requests on its connections fail with a reset, the others go on.
+  stay) and replaced in its slot; in-flight requests on its connections and those queued on its socket fail
+  with a reset, the others go on.
   A slot that keeps dying at start stops the server instead of spinning.
 - SIGTERM or SIGINT: forwarded once to every worker, each drains as a single process does; workers still
   running after the shutdown delay and drain timeout (plus a margin) are killed. Exit 0 when all exit 0.
@@ -38,6 +41,7 @@ from types import FrameType
 
 from service.config import Settings
 from service.process.cpus import WorkerPlan
+from service.process.ports import claim_grpc_port
 
 log = logging.getLogger("modelserve.supervisor")
 
@@ -66,14 +70,21 @@ def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
         port = probe.getsockname()[1]
     sockets = []
     for _ in range(count):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
+        sock = slot_socket(host, port)
         sock.listen(2048)
-        sock.set_inheritable(True)
         sockets.append(sock)
     return sockets
+
+
+def slot_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to the server's port beside the others (SO_REUSEPORT), not yet listening: it gets no
+    connections until its worker's uvicorn listens on it."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
 
 
 def prepare_run_dir() -> tuple[Path, Path, bool]:
@@ -107,6 +118,13 @@ class Supervisor:
         except OSError as e:
             log.error("cannot listen on %s:%d: %s", self.settings.host, self.settings.port, e)
             return 1
+        try:  # the workers bind it themselves (grpc): held here from now on, against a second server
+            grpc_claim = claim_grpc_port(self.settings.host, self.settings.grpc_port, self.plan.workers)
+        except OSError as e:
+            log.error("%s", e.strerror)
+            for sock in sockets:
+                sock.close()
+            return 1
         run_dir, metrics_dir, own_metrics_dir = prepare_run_dir()
         self.slots = [Slot(i, s) for i, s in enumerate(sockets)]
         # Imported here, after the metrics folder is set, and before the fork: shared by every worker.
@@ -139,6 +157,8 @@ class Supervisor:
         finally:
             for slot in self.slots:
                 slot.sock.close()
+            if grpc_claim is not None:
+                grpc_claim.close()
             shutil.rmtree(run_dir, ignore_errors=True)
             if not own_metrics_dir:
                 for old in metrics_dir.glob("*.db"):
@@ -228,10 +248,25 @@ class Supervisor:
                 self.failed = True
                 self.stop_signal = signal.SIGTERM
                 continue
+            try:
+                self._renew_socket(slot)
+            except OSError as e:
+                log.error("worker %d: cannot bind its port again (%s): stopping", slot.index, e)
+                self.failed = True
+                self.stop_signal = signal.SIGTERM
+                continue
             self.restarts.inc()
             if slot.fast_deaths:
                 time.sleep(min(2.0, 0.1 * 2**slot.fast_deaths))
             self._spawn(slot)
+
+    def _renew_socket(self, slot: Slot) -> None:
+        """The dead worker's listening socket closes with this last copy: the connections queued in its
+        backlog are reset now (not left waiting while a replacement loads its models), and the kernel sends
+        new ones to the live workers. The replacement listens on a fresh socket once it is ready."""
+        host, port = slot.sock.getsockname()[:2]
+        slot.sock.close()
+        slot.sock = slot_socket(host, port)
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -33,7 +33,7 @@ _CLOSE = {"Connection": "close"}  # answered before the body was read: do not wa
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) on Content-Length before reading, or as soon as a chunk passes;
-    within the server's body deadline (408), cut short at shutdown (503); a gzip or deflate body
+    within the server's body deadline (408), at shutdown while it keeps arriving (else 503); a gzip or deflate body
     (Content-Encoding) comes back decompressed, the limit counting its decompressed size."""
     body = await _read_raw(request, limit)
     encoding = request.headers.get("content-encoding")
@@ -96,8 +96,9 @@ async def _read_raw(request: Request, limit: int) -> bytes:
             message = await (receive() if deadline is None else deadline.receive(receive))
         except TimeoutError:
             assert deadline is not None
-            if deadline.shutting_down:
-                error = Overloaded("the server is shutting down; the request body was still arriving")
+            why = deadline.shutdown_reason()
+            if why is not None:
+                error = Overloaded(f"the server is shutting down and {why}")
                 error.headers.update(_CLOSE)
                 raise error from None
             raise RequestTimeout(

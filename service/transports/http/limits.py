@@ -1,6 +1,6 @@
 """Connection limits uvicorn's httptools protocol does not have: header and body read timeouts, header
-size and count caps, a connection cap with a JSON 503, a JSON 503 for uploads still arriving at shutdown,
-and a lingering close.
+size and count caps, a connection cap with a JSON 503, uploads still arriving at shutdown read to their end
+(a JSON 503 only for one that has stopped arriving), and a lingering close.
 
 Why a protocol subclass: these happen before (or beside) the ASGI app. A client that never finishes its
 headers never reaches the app; uvicorn's ``limit_concurrency`` answers plain text; and uvicorn closes the
@@ -37,39 +37,68 @@ class HttpLimits:
     max_header_bytes: int
     max_headers: int
     max_connections: int
+    drain_stalled_body_s: float = 5.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> HttpLimits:
-        return cls(s.header_timeout_s, s.body_timeout_s, s.max_header_bytes, s.max_headers, s.max_connections)
+        return cls(
+            s.header_timeout_s,
+            s.body_timeout_s,
+            s.max_header_bytes,
+            s.max_headers,
+            s.max_connections,
+            s.drain_stalled_body_s,
+        )
 
 
 class BodyDeadline:
-    """When the request body must be in; the server moves it to now at shutdown. ``read_body`` awaits
-    each body message through ``receive``."""
+    """When the request body must be in: ``timeout_s`` after the headers. Once the server drains, an upload
+    still arriving is an in-flight request and is read on, but within the drain, and only while bytes keep
+    coming: one that sends nothing for ``stalled_s`` is cut short. ``read_body`` awaits each body message
+    through ``receive``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, stalled_s: float) -> None:
         self.loop = loop
         self.timeout_s = timeout_s
+        self.stalled_s = stalled_s
         self.when = loop.time() + timeout_s
+        self.last_bytes = loop.time()  # the protocol moves it as body bytes arrive
         self.complete = False  # the whole body is buffered: no wait left to bound
-        self.shutting_down = False
+        self.drain_s: float | None = None
+        self._drain_end: float | None = None  # set when the server begins to drain
         self._timeout: asyncio.Timeout | None = None
 
     async def receive(self, receive: Any) -> Any:
         if self.complete:
             return await receive()
-        async with asyncio.timeout_at(self.when) as timeout:
+        # One wait ends when any bytes arrive (uvicorn sets its message event per chunk): the stall bound
+        # needs no re-arming while it waits.
+        async with asyncio.timeout_at(self._until()) as timeout:
             self._timeout = timeout
             try:
                 return await receive()
             finally:
                 self._timeout = None
 
-    def cut_short(self) -> None:
-        self.shutting_down = True
-        self.when = self.loop.time()
+    def drain(self, within_s: float | None) -> None:
+        """The server is shutting down: the body must still come in within ``within_s`` (None: no bound)."""
+        self.drain_s = within_s
+        self._drain_end = self.loop.time() + within_s if within_s is not None else float("inf")
         if self._timeout is not None:
-            self._timeout.reschedule(self.when)
+            self._timeout.reschedule(self._until())
+
+    def shutdown_reason(self) -> str | None:
+        """After a timeout: why a draining server stopped waiting; None when it was the body timeout."""
+        if self._drain_end is None or self.loop.time() >= self.when:
+            return None
+        if self.loop.time() >= self._drain_end:
+            return f"the request body did not arrive within the drain timeout ({self.drain_s:g} s)"
+        return f"the request body stopped arriving (nothing for {self.stalled_s:g} s)"
+
+    def _until(self) -> float:
+        if self._drain_end is None:
+            return self.when
+        return min(self.when, self._drain_end, self.last_bytes + self.stalled_s)
 
 
 class _HeaderLimit(Exception):
@@ -147,10 +176,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(431, f"the request line and headers exceed {self._limits.max_header_bytes} bytes")
 
     def shutdown(self) -> None:
-        """Server shutdown: an upload still arriving is answered 503 now, not cancelled at the drain's end."""
+        """Server shutdown: an upload still arriving is read on while it keeps arriving, within the drain
+        (uvicorn's graceful timeout); one that has stopped is answered 503, not cancelled at the drain's end."""
         cycle = self.cycle
         if self._body is not None and cycle is not None and not cycle.response_started:
-            self._body.cut_short()
+            self._body.drain(self.config.timeout_graceful_shutdown)
         super().shutdown()
 
     # ------------------------------------------------------------------------------ parser callbacks
@@ -182,7 +212,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             )
             self.app = _too_many_connections
         else:
-            self._body = BodyDeadline(self.loop, self._limits.body_timeout_s)
+            self._body = BodyDeadline(
+                self.loop, self._limits.body_timeout_s, self._limits.drain_stalled_body_s
+            )
             self.scope.setdefault("extensions", {})[BODY_EXTENSION] = self._body  # type: ignore[assignment]
         try:
             super().on_headers_complete()
@@ -190,6 +222,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.app = app
         if self.cycle is not None:
             self.cycle.transport = _CycleTransport(self)  # type: ignore[assignment]
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is not None:
+            self._body.last_bytes = self.loop.time()
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self._body is not None:
