@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,8 +13,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
 
-    models_dir: Path = Path("models")
-    """The model repository: <name>/<version>/model.onnx (+ model.json), <name>/config.json."""
+    models_dir: str = "models"
+    """The model repository: <name>/<version>/model.onnx (+ model.json), <name>/config.json; a folder, or
+    s3://bucket/prefix (same layout; AWS_* credentials, AWS_ENDPOINT_URL; fetched into models_cache_dir)."""
+    models_cache_dir: Path | None = None
+    """Where versions from an s3:// repository are fetched to and loaded from; unset: <tmp>/modelserve-cache."""
     host: str = "0.0.0.0"
     """Interface to listen on."""
     port: int = 8080
@@ -116,6 +120,11 @@ class Settings(BaseSettings):
     """Origins allowed by CORS (comma-separated, or *); empty: CORS off."""
     playground: bool = True
     """Serve the web playground at / (public page; its requests still need a key when keys are set)."""
+
+    @field_validator("models_dir", mode="before")
+    @classmethod
+    def _folder_or_uri(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, PathLike) else value
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

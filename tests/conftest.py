@@ -60,7 +60,7 @@ class Server:
 
 @contextmanager
 def run_server(
-    models: Path,
+    models: Path | str,
     tmp_path: Path,
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
