@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     """On SIGTERM, how long queued and running requests may take to finish before the process exits."""
     shutdown_delay_s: float = Field(0.0, ge=0)
     """On SIGTERM, report not-ready and keep serving this long before draining (for load balancers)."""
+    replica_name: str | None = Field(None, pattern=r"^[\x21-\x7e]{1,128}$")
+    """Sent as the X-Served-By header of every HTTP answer, so that a client behind a load balancer can tell
+    which replica answered (deploy/swarm sets it to the node's hostname and the task's slot); unset: no
+    header. 1-128 printable ASCII characters, no spaces."""
 
     # Security
     api_keys: Annotated[list[str], NoDecode] = []

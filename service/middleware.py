@@ -104,6 +104,8 @@ class RequestMiddleware:
         self.keys = ApiKeys(settings)
         self.access_log = settings.access_log
         self.json_logs = settings.log_format == "json"
+        name = settings.replica_name
+        self.served_by = (b"x-served-by", name.encode()) if name else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,14 +117,16 @@ class RequestMiddleware:
         ctx = RequestContext(request_id)
         # The handler's one channel to this context (its own task, or a copy of its context: no reset).
         current_request.set(ctx)
-        rid_header = (b"x-request-id", request_id.encode())
+        added = [(b"x-request-id", request_id.encode())]
+        if self.served_by is not None:
+            added.append(self.served_by)
         status = 500
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         try:
