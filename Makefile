@@ -115,7 +115,7 @@ image:
 
 # A real two-node Docker Swarm on this one machine (a second dockerd in a network namespace): the stack of
 # deploy/swarm behind HAProxy under load through a rolling update, a drain, a killed replica, scaling
-# (docs/scaling.md). Root; installs Debian's docker.io, docker-registry and mmdebstrap when missing.
+# (docs/scaling.md). Root; installs Debian's docker.io and mmdebstrap when missing.
 # The image layers stay cached in /var/lib/modelserve-cluster (make cluster-clean removes them).
 cluster-test: $(VENV)/.serve
 	PYTHON=$(abspath $(BIN)/python) bash tests/cluster/run.sh

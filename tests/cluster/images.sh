@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The cluster test's images, built on node 1 from a local Debian base (no Docker Hub) and pushed to the
-# local registry both nodes pull from (tests/cluster/nodes.sh up first):
-#   $REGISTRY/modelserve:1 (the Dockerfile), $REGISTRY/modelserve:2 (the same plus one label: the
-#   rolling update's new tag), $REGISTRY/modelserve-{haproxy,prometheus,seaweedfs}:1 (deploy/swarm/*/).
+# The cluster test's images, built on node 1 from a local Debian base (no Docker Hub; tests/cluster/nodes.sh
+# up first): mscl/modelserve:1 (the Dockerfile), mscl/modelserve:2 (the same plus one label: the rolling
+# update's new tag), mscl/modelserve-{haproxy,prometheus,seaweedfs}:1 (deploy/swarm/*/, placed on node 1).
+# The modelserve tags reach node 2 with docker save | docker load (no registry: a push to a local one cost
+# ~80 s of compression here; on real hosts the stack's IMAGE_PREFIX names your registry).
 # The base: podman's (../shared/container/prepare.sh's localhost/ci-python:3.11) when podman has it, else
 # one made with mmdebstrap | docker import. CLUSTER_PODMAN_IMAGE=<podman image of this checkout's
 # Dockerfile> (.ci/run: the one the container smoke test just built) is loaded instead of building again.
@@ -49,20 +50,18 @@ say "base ready ($(( $(date +%s) - t0 )) s)"
 if [ -n "${CLUSTER_PODMAN_IMAGE:-}" ] && command -v podman >/dev/null && podman image exists "$CLUSTER_PODMAN_IMAGE" 2>/dev/null; then
   say "modelserve: podman's $CLUSTER_PODMAN_IMAGE"
   podman save "$CLUSTER_PODMAN_IMAGE" | d1 load -q >/dev/null
-  d1 tag "$CLUSTER_PODMAN_IMAGE" "$REGISTRY/modelserve:1"
+  d1 tag "$CLUSTER_PODMAN_IMAGE" "mscl/modelserve:1"
 else
   say "modelserve: docker build (the Dockerfile's runtime stage)"
-  build "$REGISTRY/modelserve:1" . --target runtime
+  build "mscl/modelserve:1" . --target runtime
 fi
 # The rolling update's new tag: the same service with a label (a real update changes more; the test is
 # about the swap, not the contents).
-printf 'FROM %s\nLABEL org.modelserve.cluster-test-revision=2\n' "$REGISTRY/modelserve:1" \
-  | d1 build -q -t "$REGISTRY/modelserve:2" - >/dev/null
+printf 'FROM %s\nLABEL org.modelserve.cluster-test-revision=2\n' "mscl/modelserve:1" \
+  | d1 build -q -t "mscl/modelserve:2" - >/dev/null
 for part in haproxy prometheus seaweedfs; do
-  build "$REGISTRY/modelserve-$part:1" "deploy/swarm/$part"
+  build "mscl/modelserve-$part:1" "deploy/swarm/$part"
 done
-say "images built ($(( $(date +%s) - t0 )) s); pushing to $REGISTRY"
-for image in modelserve:1 modelserve:2 modelserve-haproxy:1 modelserve-prometheus:1 modelserve-seaweedfs:1; do
-  d1 push -q "$REGISTRY/$image" >/dev/null
-done
+say "images built ($(( $(date +%s) - t0 )) s); loading the modelserve tags on node 2"
+d1 save mscl/modelserve:1 mscl/modelserve:2 | "$DOCKER" -H "$DOCKER2" load -q >/dev/null
 say "images ready ($(( $(date +%s) - t0 )) s)"

@@ -3,12 +3,14 @@
 #   bash tests/cluster/nodes.sh up     node 1: a dockerd on the host with its own data root, exec root and
 #                                      socket; node 2: a dockerd in the network namespace mscl2 (a veth pair,
 #                                      198.18.213.1 <-> .2) and its own UTS namespace (hostname mscl-node2);
-#                                      a local registry (Debian's docker-registry) on 198.18.213.1:5000;
 #                                      a swarm: init on node 1, join from node 2.
 #   bash tests/cluster/nodes.sh down   leaves the swarm, stops each process by its PID, removes the
 #                                      namespace and the veth pair (the image cache under $DATA stays).
-#   bash tests/cluster/nodes.sh env    prints DOCKER1/DOCKER2/REGISTRY lines to eval.
-# Needs root, Debian's docker.io, docker-registry and iproute2. Every wait is bounded.
+#   bash tests/cluster/nodes.sh env    prints DOCKER1/DOCKER2/... lines to eval.
+# The images reach the nodes with docker save | docker load (tests/cluster/images.sh), and both daemons run
+# with DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 (as Docker's own integration tests do): a task starts from the
+# image the node has instead of first trying a registry (there is none here: that try cost ~20 s per task).
+# Needs root, Debian's docker.io and iproute2. Every wait is bounded.
 set -euo pipefail
 STATE=${CLUSTER_STATE:-/run/mscl}
 DATA=${CLUSTER_DATA:-/var/lib/modelserve-cluster}
@@ -18,7 +20,6 @@ VETH_NS=mscl1
 HOST_IP=198.18.213.1
 NODE2_IP=198.18.213.2
 NODE2_NAME=mscl-node2
-REGISTRY=$HOST_IP:5000
 DOCKER=${DOCKER_CLI:-/usr/bin/docker}
 D1=unix://$STATE/1/docker.sock
 D2=unix://$STATE/2/docker.sock
@@ -40,11 +41,11 @@ start_daemon() {  # start_daemon N PREFIX...: dockerd N with its own roots; PREF
   local n=$1; shift
   mkdir -p "$STATE/$n" "$DATA/node$n"
   echo '{}' >"$STATE/$n/daemon.json"
-  "$@" /usr/sbin/dockerd \
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 "$@" /usr/sbin/dockerd \
     --config-file "$STATE/$n/daemon.json" \
     --data-root "$DATA/node$n" --exec-root "$STATE/$n/x" \
     -H "unix://$STATE/$n/docker.sock" --pidfile "$STATE/$n/dockerd.pid" \
-    --cgroup-parent "mscl$n" --insecure-registry "$REGISTRY" \
+    --cgroup-parent "mscl$n" \
     --log-level warn >"$STATE/$n/dockerd.log" 2>&1 &
   echo $! >"$STATE/$n/pid"
   if ! wait_for 60 "dockerd $n" "$DOCKER" -H "unix://$STATE/$n/docker.sock" info; then
@@ -55,7 +56,7 @@ start_daemon() {  # start_daemon N PREFIX...: dockerd N with its own roots; PREF
 
 up() {
   [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, dockerd)"; exit 2; }
-  mkdir -p "$STATE" "$DATA/registry"
+  mkdir -p "$STATE"
   # Network: a namespace for node 2 and a veth pair between it and the host. No default route in the
   # namespace: node 2 reaches only the host's end of the pair.
   ip netns add "$NS"
@@ -66,20 +67,10 @@ up() {
   ip -n "$NS" addr add "$NODE2_IP/24" dev "$VETH_NS"
   ip -n "$NS" link set "$VETH_NS" up
   ip -n "$NS" link set lo up
-  # The registry both nodes pull from (swarm resolves each service's image to a digest in it).
-  cat >"$STATE/registry.yml" <<YML
-version: 0.1
-log: {level: warn}
-storage: {filesystem: {rootdirectory: $DATA/registry}}
-http: {addr: "$REGISTRY"}
-YML
-  docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 &
-  echo $! >"$STATE/registry.pid"
   # Node 1 on the host; node 2 through nsenter (ip netns exec fails here: "Devices cgroup isn't mounted"),
   # in its own UTS namespace so that the two swarm nodes have different hostnames.
   start_daemon 1
   start_daemon 2 nsenter "--net=/run/netns/$NS" unshare --uts -- sh -c "hostname $NODE2_NAME && exec \"\$0\" \"\$@\""
-  wait_for 30 "the registry on $REGISTRY" curl -sf "http://$REGISTRY/v2/"
   "$DOCKER" -H "$D1" swarm init --advertise-addr "$HOST_IP" --listen-addr "$HOST_IP:2377" >/dev/null
   token=$("$DOCKER" -H "$D1" swarm join-token -q worker)
   "$DOCKER" -H "$D2" swarm join --token "$token" --advertise-addr "$NODE2_IP" "$HOST_IP:2377" >/dev/null
@@ -110,10 +101,9 @@ down() {
     fi
     stop_pid "$STATE/$n/pid"
   done
-  stop_pid "$STATE/registry.pid"
   # Mounts the daemons left under their roots (netns files, overlay layers), deepest first.
   if command -v findmnt >/dev/null; then
-    findmnt -rn -o TARGET | grep -E "^($STATE|$DATA)/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { findmnt -rn -o TARGET | grep -E "^($STATE|$DATA)/" || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
   ip link del "$VETH_HOST" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
@@ -124,6 +114,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   env)
-    echo "DOCKER1=$D1 DOCKER2=$D2 REGISTRY=$REGISTRY HOST_IP=$HOST_IP NODE2_IP=$NODE2_IP NODE2_NAME=$NODE2_NAME" ;;
+    echo "DOCKER1=$D1 DOCKER2=$D2 HOST_IP=$HOST_IP NODE2_IP=$NODE2_IP NODE2_NAME=$NODE2_NAME" ;;
   *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
 esac

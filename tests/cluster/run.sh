@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # make cluster-test: modelserve on a real two-node Docker Swarm on this one machine, behind HAProxy, with
 # SeaweedFS as the model store and Prometheus, under load (tests/cluster/scenario.py has the checks).
-#   1. Debian's docker.io, docker-registry, mmdebstrap and iproute2 (installed when missing; root).
-#   2. tests/cluster/nodes.sh up: node 1 on the host, node 2 in a network namespace, a local registry.
-#   3. tests/cluster/images.sh: the images, from a local Debian base, pushed to that registry.
+#   1. Debian's docker.io, mmdebstrap and iproute2 (installed when missing; root).
+#   2. tests/cluster/nodes.sh up: node 1 on the host, node 2 in a network namespace.
+#   3. tests/cluster/images.sh: the images, from a local Debian base, loaded on both nodes.
 #   4. deploy/swarm/stack.yml deployed; the store seeded with the digits model (when the service reads
 #      S3); 3 replicas.
 #   5. the scenario; then the stack, the daemons, the namespace and the veth pair are removed (trap).
@@ -25,7 +25,6 @@ skip() { echo "SKIP cluster test: $*"; exit 0; }
 [ "$(id -u)" = 0 ] || skip "it needs root (network namespaces, dockerd)"
 need=()
 command -v dockerd >/dev/null && [ -x /usr/bin/docker ] || need+=(docker.io)
-command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
@@ -41,7 +40,7 @@ ip netns add mscl-probe 2>/dev/null && ip netns del mscl-probe || skip "this mac
 "$PYTHON" -c "import grpc, service" 2>/dev/null || { echo "FAIL: $PYTHON cannot import the service (make cluster-test makes .venv)"; exit 1; }
 
 eval "$(bash tests/cluster/nodes.sh env)"
-export DOCKER1 DOCKER2 REGISTRY NODE2_NAME
+export DOCKER1 DOCKER2 NODE2_NAME
 cleanup() {
   local rc=$?
   say "removing the stack, the daemons, the namespace and the veth pair"
@@ -75,8 +74,8 @@ else
   export S3_SKIP_REASON="this checkout's service reads models only from a local folder (no s3:// support yet, or no boto3), so the replicas serve the models baked into the image"
 fi
 say "deploying deploy/swarm/stack.yml (models from $MODELS_DIR)"
-IMAGE_PREFIX=$REGISTRY/ MODELSERVE_TAG=1 INFRA_TAG=1 REPLICAS=0 \
-  "$DOCKER_CLI" -H "$DOCKER1" stack deploy --prune -c deploy/swarm/stack.yml "$STACK" >/dev/null
+IMAGE_PREFIX=mscl/ MODELSERVE_TAG=1 INFRA_TAG=1 REPLICAS=0 \
+  "$DOCKER_CLI" -H "$DOCKER1" stack deploy --prune --resolve-image never -c deploy/swarm/stack.yml "$STACK" >/dev/null
 wait_http() {  # wait_http SECONDS URL
   local i
   for ((i = 0; i < $1; i++)); do curl -sf -o /dev/null "$2" && return 0; sleep 1; done
@@ -98,6 +97,11 @@ PY
 fi
 "$DOCKER_CLI" -H "$DOCKER1" service scale --detach "${STACK}_modelserve=3" >/dev/null
 say "stack deployed; 3 replicas starting"
+if [ "${CLUSTER_SETUP_ONLY:-}" = 1 ]; then  # for debugging: leave it all up
+  trap - EXIT
+  say "left running (CLUSTER_SETUP_ONLY=1): docker -H $DOCKER1 ...; bash tests/cluster/nodes.sh down removes it"
+  exit 0
+fi
 status=0
 PYTHONPATH=$ROOT "$PYTHON" -m tests.cluster.scenario || status=$?
 if [ "$status" != 0 ]; then

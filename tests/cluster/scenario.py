@@ -49,13 +49,13 @@ GRPC_PORT = int(ENV.get("GRPC_PORT", "18081"))
 STATS_PORT = int(ENV.get("STATS_PORT", "18404"))
 PROMETHEUS_PORT = int(ENV.get("PROMETHEUS_PORT", "19090"))
 S3_PORT = int(ENV.get("S3_PORT", "18333"))
-REGISTRY = ENV["REGISTRY"]
 NODE2_NAME = ENV["NODE2_NAME"]
 POLL_S = float(ENV.get("POLL_S", "5"))
 S3_MODELS = ENV.get("S3_MODELS", "") == "1"  # the replicas read s3://models/ (else the image's /models)
 S3_SKIP_REASON = ENV.get("S3_SKIP_REASON", "the replicas do not read the model repository from S3")
 MODEL = "digits"
 CONNECTIONS = 16  # 6 V2 infer, 6 /predict (HTTP keep-alive), 4 gRPC channels
+PAUSE_S = 0.05  # between one connection's requests: at most 320 requests/s in all, CPU left for the cluster
 KINDS = ["v2"] * 6 + ["predict"] * 6 + ["grpc"] * 4
 PIXELS = bytes(range(0, 256, 3))[:28] * 28  # 784 bytes: a fixed 28x28 picture
 PNG = (ROOT / "examples" / "digits" / "7.png").read_bytes()
@@ -124,6 +124,7 @@ class Load:
         state: dict[str, Any] = {}
         while not self.stop.is_set():
             self.one(kind, request, state)
+            self.stop.wait(PAUSE_S)
 
     def one(
         self, kind: str, request: Callable[[dict[str, Any]], tuple[str, str]], state: dict[str, Any]
@@ -254,7 +255,7 @@ def running_tasks() -> list[dict[str, str]]:
         return []
     hostnames = nodes()
     tasks = []
-    for task in json.loads(docker(DOCKER1, "inspect", *ids)):
+    for task in json.loads(docker(DOCKER1, "inspect", "--type", "task", *ids)):
         if task["Status"]["State"] != "running":
             continue
         tasks.append(
@@ -269,23 +270,31 @@ def running_tasks() -> list[dict[str, str]]:
     return tasks
 
 
-def haproxy_up() -> int:
-    """Servers HAProxy's checks find ready in the HTTP backend."""
+def haproxy_up() -> tuple[int, int]:
+    """Servers HAProxy's checks find ready: in the HTTP backend, in the gRPC backend."""
     with urllib.request.urlopen(f"http://127.0.0.1:{STATS_PORT}/stats;csv", timeout=5) as answer:
         rows = answer.read().decode().splitlines()
     header = rows[0].lstrip("# ").split(",")
-    up = 0
+    up = collections.Counter[str]()
     for row in rows[1:]:
         cells = dict(zip(header, row.split(","), strict=False))
-        if cells.get("pxname") == "modelserve_http" and cells.get("svname", "").startswith("ms"):
-            up += cells.get("status") == "UP"
-    return up
+        if cells.get("svname") not in ("FRONTEND", "BACKEND") and cells.get("status") == "UP":
+            up[cells.get("pxname", "")] += 1
+    return up["modelserve_http"], up["modelserve_grpc"]
+
+
+def stopping_tasks() -> int:
+    """Tasks told to stop that still run (draining)."""
+    out = docker(DOCKER1, "service", "ps", "--format", "{{.DesiredState}} {{.CurrentState}}", SERVICE)
+    return sum(
+        1 for line in out.splitlines() if not line.startswith("Running") and " Running " in f" {line} "
+    )
 
 
 def converged(replicas: int) -> bool:
-    """The service has this many running tasks, all healthy, and HAProxy has exactly that many servers up."""
-    tasks = running_tasks()
-    return len(tasks) == replicas and haproxy_up() == replicas
+    """This many running (healthy) tasks and none still draining, and exactly this many servers ready in
+    both of HAProxy's backends."""
+    return len(running_tasks()) == replicas and stopping_tasks() == 0 and haproxy_up() == (replicas, replicas)
 
 
 def prometheus(query: str) -> list[dict[str, Any]]:
@@ -397,9 +406,9 @@ class Scenario:
         )
 
     def rolling_update(self, tally: Tally) -> tuple[bool, str]:
-        image = f"{REGISTRY}/modelserve:2"
+        image = "mscl/modelserve:2"
         start = time.monotonic()
-        docker(DOCKER1, "service", "update", "--detach", "--image", image, SERVICE)
+        docker(DOCKER1, "service", "update", "--detach", "--no-resolve-image", "--image", image, SERVICE)
         state = ""
 
         def done() -> bool:

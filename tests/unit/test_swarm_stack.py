@@ -53,11 +53,13 @@ def test_every_service_avoids_the_routing_mesh() -> None:
 def test_haproxy_checks_readiness_and_passes_grpc_as_h2c() -> None:
     cfg = (SWARM / "haproxy" / "haproxy.cfg").read_text()
     assert "nameserver dns 127.0.0.11:53" in cfg
-    assert cfg.count("option httpchk GET /v2/health/ready") == 2
+    assert "option httpchk GET /v2/health/ready" in cfg
+    assert "http-check connect port 8080 proto h1" in cfg  # gRPC servers: checked on the HTTP port
+    assert "http-check send meth GET uri /v2/health/ready" in cfg
     assert 'server-template ms 10 "tasks.${MODELSERVE_SERVICE}:8080"' in cfg
     assert re.search(r"bind :8081 proto h2\n", cfg)
     assert re.search(
-        r'server-template grpc 10 "tasks\.\$\{MODELSERVE_SERVICE\}:8081" proto h2 port 8080', cfg
+        r'server-template grpc 10 "tasks\.\$\{MODELSERVE_SERVICE\}:8081" proto h2\n', cfg
     )
     assert stack()["services"]["haproxy"]["environment"]["MODELSERVE_SERVICE"] == "modelserve"
 
