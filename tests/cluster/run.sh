@@ -90,9 +90,11 @@ s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:$S3_PORT", aws_access_key
                   aws_secret_access_key="modelserve-secret", region_name="us-east-1")
 s3.create_bucket(Bucket="models")
 root = pathlib.Path("models/digits")
-for path in sorted(root.rglob("*"), key=lambda p: p.name == "model.json"):
+for path in sorted(root.rglob("*")):
     if path.is_file():
         s3.put_object(Bucket="models", Key=f"digits/{path.relative_to(root)}", Body=path.read_bytes())
+for version in (p for p in root.iterdir() if p.is_dir()):  # each version complete: its marker, last
+    s3.put_object(Bucket="models", Key=f"digits/{version.name}/_COMPLETE", Body=b"")
 PY
 fi
 "$DOCKER_CLI" -H "$DOCKER1" service scale --detach "${STACK}_modelserve=3" >/dev/null

@@ -328,18 +328,16 @@ def s3_client() -> Any:
 
 
 def upload_version(version: int, corrupt: bool = False) -> None:
-    """models/digits/1's files as version N (its model.onnx replaced by junk when corrupt)."""
+    """models/digits/1's files as version N (its model.onnx replaced by junk when corrupt), then the
+    version's _COMPLETE marker, last (docs/operations.md: when a version in a store is complete)."""
     s3 = s3_client()
     source = ROOT / "models" / MODEL / "1"
-    files = sorted(p for p in source.iterdir() if p.is_file())
-    # The graph first, model.json last: the store's completeness rule (docs/operations.md) then holds
-    # however the service defines it.
-    files.sort(key=lambda p: p.name == "model.json")
-    for path in files:
+    for path in sorted(p for p in source.iterdir() if p.is_file()):
         body = path.read_bytes()
         if corrupt and path.suffix == ".onnx":
             body = b"this is not an ONNX graph" * 100
         s3.put_object(Bucket="models", Key=f"{MODEL}/{version}/{path.name}", Body=body)
+    s3.put_object(Bucket="models", Key=f"{MODEL}/{version}/_COMPLETE", Body=b"")
 
 
 def delete_version(version: int) -> None:
