@@ -57,6 +57,13 @@ start_daemon() {  # start_daemon N PREFIX...: dockerd N with its own roots; PREF
 up() {
   [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, dockerd)"; exit 2; }
   mkdir -p "$STATE"
+  # What node 1's dockerd will change on the host, to put back in `down`: the FORWARD policy (dockerd
+  # sets DROP), and whether a docker0 bridge was there before (another Docker). IP forwarding, which
+  # dockerd turns on, stays on: podman's networks need it too, and may have come up meanwhile.
+  {
+    echo "forward_policy=$(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" {print $3}')"
+    if ip link show docker0 >/dev/null 2>&1 || [ -S /var/run/docker.sock ]; then echo other_docker=1; else echo other_docker=0; fi
+  } >"$STATE/host.env"
   # Network: a namespace for node 2 and a veth pair between it and the host. No default route in the
   # namespace: node 2 reaches only the host's end of the pair.
   ip netns add "$NS"
@@ -107,7 +114,31 @@ down() {
   fi
   ip link del "$VETH_HOST" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
+  [ ! -f "$STATE/host.env" ] || restore_host "$STATE/host.env"
   rm -rf "$STATE"
+}
+
+restore_host() {  # restore_host FILE: undo what node 1's dockerd changed on the host (unless another
+  # Docker was there before): its iptables rules and chains, its bridges, the FORWARD policy.
+  local other_docker=1 forward_policy='' table rule chain
+  # shellcheck disable=SC1090
+  . "$1"
+  [ "$other_docker" = 0 ] || return 0
+  if command -v iptables >/dev/null; then
+    for table in filter nat; do
+      iptables -t "$table" -S 2>/dev/null | grep -E '^-A .*(DOCKER|docker0|docker_gwbridge)' | while read -r rule; do
+        # shellcheck disable=SC2086
+        iptables -t "$table" ${rule/#-A/-D} 2>/dev/null || true
+      done
+      for chain in $(iptables -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ {print $2}'); do
+        iptables -t "$table" -F "$chain" 2>/dev/null || true
+        iptables -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+    [ -z "$forward_policy" ] || iptables -P FORWARD "$forward_policy" 2>/dev/null || true
+  fi
+  ip link del docker_gwbridge 2>/dev/null || true
+  ip link del docker0 2>/dev/null || true
 }
 
 case "${1:-}" in
