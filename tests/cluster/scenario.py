@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import http.client
+import importlib
 import json
 import os
 import subprocess
@@ -32,10 +33,16 @@ from typing import Any
 
 import grpc
 
-try:  # the stubs' home after the house move (issue 23), and before
-    from service.transports.grpc import grpc_service_pb2 as pb  # type: ignore[attr-defined,unused-ignore]
-except ImportError:
-    from service.transports.oip import grpc_service_pb2 as pb  # type: ignore[no-redef,unused-ignore]
+
+def _oip_stubs() -> Any:
+    """The OIP gRPC stubs, wherever this checkout keeps them (they move in issue 23's house move)."""
+    for name in ("service.protocol.oip", "service.transports.oip", "service.transports.grpc"):
+        with contextlib.suppress(ImportError):
+            return importlib.import_module(f"{name}.grpc_service_pb2")
+    raise ImportError("no grpc_service_pb2 under service/")
+
+
+pb = _oip_stubs()
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = os.environ
@@ -583,7 +590,15 @@ class Scenario:
         log(
             f"load: {CONNECTIONS} connections through HAProxy (127.0.0.1:{HTTP_PORT} HTTP, :{GRPC_PORT} gRPC h2c)"
         )
-        wait_until(300, "3 ready replicas behind HAProxy", lambda: converged(3), every_s=1)
+        try:
+            wait_until(300, "3 ready replicas behind HAProxy", lambda: converged(3), every_s=1)
+        except TimeoutError as exc:
+            print(f"FAIL: the stack did not come up: {exc}")
+            with contextlib.suppress(Exception):
+                print(docker(DOCKER1, "service", "ls"))
+                print(docker(DOCKER1, "service", "ps", "--no-trunc", SERVICE))
+            print("cluster: 0 passed, 1 failed")
+            return 1
         self.load.start()
         wait_until(60, "the first answers", lambda: self.load.tallies["warm-up"].ok >= 16)
         self.phase("both nodes answer", self.spread)
