@@ -32,9 +32,16 @@ if [ ${#need[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || skip "it needs ${need[*]} and there is no apt-get to install them"
   say "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The package must not start a system dockerd of its own (the test starts its two): a policy-rc.d that
+  # refuses service starts, for the install only, where the machine has none.
+  policy_made=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy_made=1; fi
+  installed=1
   { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null \
     && apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${need[@]}" >"$CLUSTER_LOGS/apt.log" 2>&1; } \
-    || skip "apt-get could not install ${need[*]} (see $CLUSTER_LOGS/apt.log)"
+    || installed=0
+  [ "$policy_made" = 0 ] || rm -f /usr/sbin/policy-rc.d
+  [ "$installed" = 1 ] || skip "apt-get could not install ${need[*]} (see $CLUSTER_LOGS/apt.log)"
 fi
 ip netns add mscl-probe 2>/dev/null && ip netns del mscl-probe || skip "this machine cannot make network namespaces (ip netns add failed)"
 "$PYTHON" -c "import grpc, service" 2>/dev/null || { echo "FAIL: $PYTHON cannot import the service (make cluster-test makes .venv)"; exit 1; }
