@@ -58,9 +58,7 @@ def test_haproxy_checks_readiness_and_passes_grpc_as_h2c() -> None:
     assert "http-check send meth GET uri /v2/health/ready" in cfg
     assert 'server-template ms 10 "tasks.${MODELSERVE_SERVICE}:8080"' in cfg
     assert re.search(r"bind :8081 proto h2\n", cfg)
-    assert re.search(
-        r'server-template grpc 10 "tasks\.\$\{MODELSERVE_SERVICE\}:8081" proto h2\n', cfg
-    )
+    assert re.search(r'server-template grpc 10 "tasks\.\$\{MODELSERVE_SERVICE\}:8081" proto h2\n', cfg)
     assert stack()["services"]["haproxy"]["environment"]["MODELSERVE_SERVICE"] == "modelserve"
 
 
