@@ -81,6 +81,8 @@ else
   export S3_SKIP_REASON="this checkout's service reads models only from a local folder (no s3:// support yet, or no boto3), so the replicas serve the models baked into the image"
 fi
 say "deploying deploy/swarm/stack.yml (models from $MODELS_DIR)"
+# A store that starts empty: the volume a previous run left in node 1's data root goes.
+"$DOCKER_CLI" -H "$DOCKER1" volume rm -f "${STACK}_seaweedfs-data" >/dev/null 2>&1 || true
 IMAGE_PREFIX=mscl/ MODELSERVE_TAG=1 INFRA_TAG=1 REPLICAS=0 \
   "$DOCKER_CLI" -H "$DOCKER1" stack deploy --prune --resolve-image never -c deploy/swarm/stack.yml "$STACK" >/dev/null
 wait_http() {  # wait_http SECONDS URL
