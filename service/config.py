@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     drain_stalled_body_s: float = Field(5.0, gt=0)
     """On SIGTERM, an upload still arriving is read to its end (within the drain timeout) and answered; one
     that sends nothing for this long is answered 503 at once."""
+    replica_name: str | None = Field(None, pattern=r"^[\x21-\x7e]{1,128}$")
+    """Sent as the X-Served-By header of every HTTP answer, so that a client behind a load balancer can tell
+    which replica answered (deploy/swarm sets it to the node's hostname and the task's slot); unset: no
+    header. 1-128 printable ASCII characters, no spaces."""
 
     # Security
     api_keys: Annotated[list[str], NoDecode] = []

@@ -56,6 +56,8 @@ class RequestMiddleware:
         self.keys = ApiKeys(settings)
         self.access = PathAccess(settings)
         self.log = AccessLog(settings, metrics)
+        name = settings.replica_name
+        self.served_by = (b"x-served-by", name.encode()) if name else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,7 +69,9 @@ class RequestMiddleware:
         ctx = RequestContext(request_id)
         # The handler's one channel to this context (its own task, or a copy of its context: no reset).
         current_request.set(ctx)
-        rid_header = (b"x-request-id", request_id.encode())
+        added = [(b"x-request-id", request_id.encode())]
+        if self.served_by is not None:
+            added.append(self.served_by)
         status = 500
         started = False
 
@@ -75,7 +79,7 @@ class RequestMiddleware:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         try:
