@@ -158,7 +158,7 @@ class DataPlane:
             "parameters": {
                 "input_kind": mv.input_kind,
                 "labels": mv.meta.labels,
-                "max_batch_size": mv.batcher.max_batch_size,
+                "max_batch_size": mv.batcher.policy.max_batch_size,
                 **mv.kind.describe(),
             },
         }
@@ -210,7 +210,7 @@ class DataPlane:
         ok, rows, input_s, output_s = False, 0, 0.0, 0.0
         with mv.lease():
             # The model's timeout covers decoding too; a gRPC client's deadline may end it sooner.
-            deadline = start_monotonic + mv.batcher.timeout_s
+            deadline = start_monotonic + mv.batcher.policy.timeout_s
             if ctx.deadline is not None:
                 deadline = min(deadline, ctx.deadline)
             request_deadline.set(deadline)  # the decoding pool skips work for a request past it
