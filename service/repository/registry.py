@@ -237,7 +237,7 @@ class ModelRepository:
         timeout), then its batcher stops, in the background."""
 
         async def retire() -> None:
-            bound = mv.batcher.timeout_s + self.settings.drain_timeout_s
+            bound = mv.batcher.policy.timeout_s + self.settings.drain_timeout_s
             if not await mv.wait_unused(bound):
                 log.warning(
                     "model %s:%d retired with %d requests still holding it", mv.name, mv.version, mv.users

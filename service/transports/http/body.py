@@ -118,15 +118,6 @@ async def _read_raw(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-def parse_json(body: bytes) -> Any:
-    if not body:
-        raise BadRequest("the request body is empty")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(f"the body is not valid JSON (line {e.lineno}, column {e.colno})") from None
-
-
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
