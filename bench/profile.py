@@ -132,7 +132,7 @@ def load(kind: str, server: Server, c: int, seconds: float, tmp: Path, models: d
                 "--measurement-interval",
                 str(int(seconds * 1000)),
                 "--max-trials",
-                "1",
+                "3",
                 "--stability-percentage",
                 "1000",
                 "-f",
