@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from bench.run import ROOT, Server, variants, write_variants, wrk
@@ -173,6 +174,12 @@ def load(kind: str, server: Server, c: int, seconds: float, tmp: Path, models: d
     return int(r["requests"] - r["status_errors"])
 
 
+def answered_so_far(server: Server) -> int:
+    """Requests answered successfully, every model and worker (the statistics extension)."""
+    stats = httpx.get(server.url + "/v2/models/stats", timeout=10).json()["model_stats"]
+    return sum(int(m["inference_stats"]["success"]["count"]) for m in stats)
+
+
 def profile(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     repo = tmp / "repository"
@@ -214,9 +221,9 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)  # py-spy attached
-        cpu0 = server.cpu_s()
-        answered = load(args.workload, server, args.c, args.seconds, tmp, models)
-        cpu = server.cpu_s() - cpu0
+        cpu0, done0 = server.cpu_s(), answered_so_far(server)
+        load(args.workload, server, args.c, args.seconds, tmp, models)
+        cpu, answered = server.cpu_s() - cpu0, answered_so_far(server) - done0
         spy.wait(timeout=120)
     finally:
         server.stop()

@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import logs
 from service.config import Settings
 from service.context import Auth, RequestContext, current_request
 from service.errors import Forbidden, ServiceError, Unauthorized
@@ -182,21 +183,19 @@ def log_access(
         "rows": rows,
         "batch_size": batch_rows,
     }
-    if json_logs:
+    text = ""
+    if not json_logs:
+        text = (
+            f"{method} {path} {status} {fields['latency_ms']:.2f}ms id={request_id} "
+            f"model={fields['model']}:{fields['version']} rows={rows} batch={batch_rows}"
+        )
+    direct = logs.access_line
+    if direct is not None and direct.json == json_logs and direct.active(access_log):
+        direct.write(fields, text)  # the same line, without a LogRecord
+    elif json_logs:
         access_log.info("request", extra=fields)
     else:
-        access_log.info(
-            "%s %s %d %.2fms id=%s model=%s:%s rows=%s batch=%s",
-            method,
-            path,
-            status,
-            fields["latency_ms"],
-            request_id,
-            fields["model"],
-            fields["version"],
-            rows,
-            batch_rows,
-        )
+        access_log.info("%s", text)
 
 
 def _decode(value: bytes | None) -> str | None:
