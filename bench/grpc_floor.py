@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.harness import Server
 from bench.protocols import closed_loop
-from bench.run import Server
 from bench.triton import build_repository
 
 SERVICE = "inference.GRPCInferenceService"
@@ -32,7 +32,6 @@ def serve(port: int) -> None:
     """The empty handler: ModelInfer answers a fixed ModelInferResponse; health for readiness."""
     import grpc
     import uvloop
-
     from service.transports.oip import grpc_service_pb2 as pb
 
     answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
@@ -70,7 +69,6 @@ class FloorServer(Server):
 
     def _wait_ready(self) -> float:
         import grpc
-
         from service.transports.oip import grpc_service_pb2 as pb
 
         deadline = time.monotonic() + 30
@@ -91,7 +89,6 @@ class FloorServer(Server):
 
 def load(target: str, concurrency: int, seconds: float) -> dict[str, Any]:
     import grpc
-
     from service.transports.oip import grpc_service_pb2 as pb
 
     request = pb.ModelInferRequest(model_name="cnn")

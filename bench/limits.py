@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from service.preprocess.text import Tokenizer, pad_batch
+from service.kinds.text.preprocess import Tokenizer, pad_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,8 +19,8 @@ from fastapi import FastAPI, File, UploadFile
 from PIL import Image
 from pydantic import BaseModel
 
-from service.preprocess.image import ImageSpec, to_array
-from service.preprocess.text import Tokenizer, pad_batch
+from service.kinds.image.preprocess import ImageSpec, to_array
+from service.kinds.text.preprocess import Tokenizer, pad_batch
 
 
 class Tensor(BaseModel):

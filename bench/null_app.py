@@ -15,7 +15,7 @@ from starlette.responses import Response
 from service import logs
 from service.app import create_app, serving_stack
 from service.config import Settings
-from service.protocol.http import read_body
+from service.transports.http.body import read_body
 
 
 async def null(request: Request) -> Response:

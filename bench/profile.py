@@ -29,13 +29,16 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.run import ROOT, Server, variants, write_variants, wrk
+from bench.harness import ROOT, Server, variants, write_variants, wrk
 from bench.triton import bodies, build_repository, perf_analyzer
 
 # (step, substrings of a frame "function (file)"), checked from the innermost frame outwards: the first
 # frame that matches names the step. Order matters where a step calls another (metrics inside the log).
 STEPS: list[tuple[str, tuple[str, ...]]] = [
-    ("access log", ("log_access", "logging/__init__", "logs.py", "_record (service/middleware")),
+    (
+        "access log",
+        ("log_access", "logging/__init__", "logs.py", "access_log.py", "transports/http/middleware"),
+    ),
     ("metrics", ("prometheus_client", "metrics.py")),
     ("statistics", ("stats.py",)),
     ("model", ("onnxruntime", "runtime.py", "OnnxModel")),

@@ -29,7 +29,8 @@ import httpx
 import numpy as np
 import orjson
 
-from bench.run import ROOT, digit_pixels, free_port, variants, write_variants, wrk
+from bench.harness import ROOT, free_port, variants, write_variants, wrk
+from bench.limits import digit_pixels
 
 
 class Served:
@@ -109,7 +110,7 @@ async def closed_loop(call: Any, concurrency: int, seconds: float) -> dict[str, 
 def grpc_point(target: str, concurrency: int, seconds: float) -> dict[str, Any]:
     import grpc
 
-    from service.transports.oip import grpc_service_pb2 as pb
+    from service.protocol.oip import grpc_service_pb2 as pb
 
     px = digit_pixels(10)[3:4]
     request = pb.ModelInferRequest(model_name="digits")

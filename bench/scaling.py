@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.run import Server, variants, write_variants, wrk
-from service.cpus import plan
+from bench.harness import Server, variants, write_variants, wrk
+from service.process.cpus import plan
 
 WORKLOAD = "digits-v2-uint8"
 WORKERS = ("1", "2", "auto")

@@ -38,9 +38,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bench.harness import ROOT, Server, free_port, write_variants, wrk
 from bench.limits import digit_pixels
-from bench.run import RESULTS, ROOT, Server, free_port, platform_line, write_variants, wrk
-from service.cpus import plan
+from bench.run import RESULTS, platform_line
+from service.process.cpus import plan
 
 PYTRITON = "nvidia-pytriton==0.7.0"
 CONCURRENCY = (1, 16, 64)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,15 +28,17 @@ from service import __version__
 from service.config import Settings
 from service.dataplane import DataPlane
 from service.errors import ServiceError
-from service.fastpath import FastPath
-from service.group import WorkerGroup
 from service.metrics import Metrics, multiprocess_mode, scrape_registry
-from service.middleware import RequestMiddleware
 from service.playground import register_playground
-from service.protocol import health, openapi, predict
-from service.protocol.http import error_response, json_response
-from service.protocol.v2 import register_v2_endpoints
-from service.transports.routes import register as register_inference_routes
+from service.transports.http import health, openapi, predict
+from service.transports.http.body import error_response, json_response
+from service.transports.http.fastpath import FastPath
+from service.transports.http.middleware import RequestMiddleware
+from service.transports.http.routes import register as register_inference_routes
+from service.transports.http.v2 import register_v2_endpoints
+
+if TYPE_CHECKING:
+    from service.process.group import WorkerGroup
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ async def _start_grpc(plane: DataPlane, settings: Settings, metrics: Metrics | N
     """The gRPC transport on its own port, in this event loop (imported only when it is on)."""
     if not settings.grpc_port:
         return None
-    from service.transports.grpc_server import GrpcTransport
+    from service.transports.grpc.server import GrpcTransport
 
     transport = GrpcTransport(plane, settings, metrics)
     await transport.start()

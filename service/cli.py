@@ -12,7 +12,7 @@ from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.server import run
+    from service.process.server import run
 
     overrides = {
         k: v

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1)
     """Most characters in one text (422)."""
 
-    # Connections (service/protocol/limits.py): slow, silent and oversized clients.
+    # Connections (service/transports/http/limits.py): slow, silent and oversized clients.
     header_timeout_s: float = Field(10.0, gt=0)
     """The request line and headers must arrive within this long (408; a silent connection is closed)."""
     body_timeout_s: float = Field(60.0, gt=0)
@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     """On SIGTERM, how long queued and running requests may take to finish before the process exits."""
     shutdown_delay_s: float = Field(0.0, ge=0)
     """On SIGTERM, report not-ready and keep serving this long before draining (for load balancers)."""
+    drain_stalled_body_s: float = Field(5.0, gt=0)
+    """On SIGTERM, an upload still arriving is read to its end (within the drain timeout) and answered; one
+    that sends nothing for this long is answered 503 at once."""
 
     # Security
     api_keys: Annotated[list[str], NoDecode] = []

@@ -12,24 +12,30 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from service import __version__
 from service.config import Settings
 from service.context import RequestContext
-from service.errors import InvalidInput
-from service.group import WorkerGroup
+from service.decoding import BoundedPool, request_deadline
+from service.errors import InvalidInput, UnsupportedMediaType
+from service.kinds import InputKind, Prepared
 from service.metrics import Metrics
-from service.polling import RepositoryPoller
-from service.preprocess.pool import BoundedPool, request_deadline
 from service.protocol import triton
-from service.protocol.v2_codec import V2Request, raw_bytes_input, tensor_feeds
-from service.repository import ModelRepository, ModelVersion
+from service.protocol.v2_codec import V2Request
+from service.protocol.v2_feeds import raw_bytes_input, tensor_feeds
+from service.repository.polling import RepositoryPoller
+from service.repository.registry import ModelRepository
+from service.repository.versions import ModelVersion
 from service.runtime import Feeds
 from service.stats import merge_stats
+
+if TYPE_CHECKING:
+    from service.process.group import WorkerGroup
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -263,6 +269,20 @@ class DataPlane:
         ctx.rows = len(items)
         prepared = await mv.kind.prepare(items, settings, pool)
         return prepared.feeds, prepared.rows
+
+
+def require_kind(mv: ModelVersion, kind: type[InputKind]) -> None:
+    """415 when the request's inputs are not the kind the model takes."""
+    if not isinstance(mv.kind, kind):
+        raise UnsupportedMediaType(mv.kind.refusal(mv.name, kind))
+
+
+async def prepare(
+    mv: ModelVersion, kind: type[InputKind], items: Sequence[Any], settings: Settings, pool: Executor
+) -> Prepared:
+    """The model's kind validates and preprocesses the items into feeds (4xx here, before queueing)."""
+    require_kind(mv, kind)
+    return await mv.kind.prepare(items, settings, pool)
 
 
 def check_outputs(mv: ModelVersion, request: V2Request) -> None:

@@ -93,3 +93,8 @@ class ClientGone(ServiceError):
     """The client closed the connection before its answer was ready (nginx's 499); nobody reads it."""
 
     status_code = 499
+
+
+class LoadError(ValueError):
+    """A model version that cannot load; its message is safe to answer: it names no path and quotes no
+    library (the detail goes to the log)."""

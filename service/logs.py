@@ -140,7 +140,7 @@ def configure(level: str, fmt: str, worker: str | None = None) -> None:
     logging.logMultiprocessing = False
     global access_line
     stream = DeferredStream(sys.stderr)
-    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(worker))
     else:

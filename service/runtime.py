@@ -1,4 +1,5 @@
-"""OnnxModel: one onnxruntime InferenceSession, its I/O metadata, warm-up, and batched runs."""
+"""The Runtime protocol (what an engine offers the service) and OnnxModel: one onnxruntime InferenceSession,
+its I/O metadata, warm-up, and runs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from service import collate
 from service.protocol.tensors import V2_TO_NUMPY
 
 # onnxruntime type string -> V2 datatype (V2 -> numpy is in service/protocol/tensors.py).
@@ -69,7 +69,6 @@ class Runtime(Protocol):
 
     def run(self, feeds: Feeds) -> Feeds: ...
     def warm_up(self) -> None: ...
-    def run_batch(self, payloads: list[Feeds]) -> list[Feeds | Exception]: ...
 
 
 def _spec(arg: ort.NodeArg) -> TensorSpec:
@@ -88,7 +87,7 @@ def resolve_providers(requested: list[str]) -> list[str]:
 
 
 class OnnxModel:
-    """An ONNX graph ready to run; ``run_batch`` joins requests into one run and splits the answers."""
+    """An ONNX graph ready to run: one joined batch per ``run`` (service/collate.py assembles it)."""
 
     platform = "onnxruntime_onnx"  # V2 metadata's platform and Triton's model configuration
     backend = "onnxruntime"
@@ -134,7 +133,3 @@ class OnnxModel:
         }
         if len(feeds) == len(self.inputs):
             self.run(feeds)
-
-    def run_batch(self, payloads: list[Feeds]) -> list[Feeds | Exception]:
-        """Run many requests' feeds as few runs (service/collate.py); one answer each."""
-        return collate.run_batch(self.run, payloads, self.pad_values, self.batchable)

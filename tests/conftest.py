@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def require_programs(*programs: str) -> None:
+    """Fail (never skip) when a program a test runs is not installed, saying how to get it: `make test`
+    installs them from Debian (`make test-deps`, as root), so a missing one is a broken setup, not a pass."""
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        pytest.fail(
+            f"\n\n{'!' * 100}\nTHIS TEST CANNOT RUN: {', '.join(missing)} not found on PATH.\n"
+            "Install them with `make test-deps` (as root: Debian packages, listed in the Makefile's "
+            "TEST_TOOLS).\nThis test fails rather than skips.\n"
+            f"{'!' * 100}\n",
+            pytrace=False,
+        )
 
 
 @dataclass

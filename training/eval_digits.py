@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from service.preprocess.image import ImageSpec, decode_to_array
+from service.kinds.image.preprocess import ImageSpec, decode_to_array
 
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 # Fonts whose digits are pictures or missing.

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from service import kinds as service_kinds
-from service.model_files import ExportInfo, ModelMeta, TensorDecl
+from service.repository.model_files import ExportInfo, ModelMeta, TensorDecl
 from training import kinds
 from training.kinds import TOLERANCE, ExportError, TrainingKind
 

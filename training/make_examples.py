@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from service.preprocess.image import ImageSpec
-from training.data import load_images
+from service.kinds.image.preprocess import ImageSpec
+from training.kinds.image.data import load_images
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RAW = ImageSpec(28, 28, 1)  # as stored: no framing

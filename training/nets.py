@@ -68,7 +68,7 @@ class TextLSTMConfig:
     dropout: float = 0.3
     pad_id: int = 0
     # Pretrained (GloVe) rows are loaded after construction and kept fixed, so words training never saw
-    # keep their meaning; see training/glove_text.py.
+    # keep their meaning; see training/kinds/text/glove.py.
     freeze_embeddings: bool = False
     # Learned dimensions beside frozen ones, zero at the start: a word training never showed keeps zeros
     # there, and reads by its pretrained part alone.
@@ -189,7 +189,7 @@ class AudioCRNNConfig:
 class AudioCRNN(nn.Module):
     """Log-mel frames -> 1-D convolutions over time (stride 2 each) -> bidirectional LSTM -> mean+max.
 
-    Takes the features of service/preprocess/audio.py, (B, T, M) dB, and standardises each band inside,
+    Takes the features of service/kinds/audio/preprocess.py, (B, T, M) dB, and standardises each band inside,
     so the graph is the whole model. The convolutions see the bands as channels and cut 10 ms frames to
     40 ms steps, which keeps the LSTM short (25 steps a second) and CPU training cheap. Clips are
     fixed-length windows: no padding, no masks, and a row's answer cannot depend on its batch."""

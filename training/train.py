@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.datasets import Splits
+
 log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -171,3 +173,54 @@ def write_report(report: dict[str, Any], classes: list[str], out_dir: Path, titl
 
 def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def save_checkpoint(
+    source: str,
+    out_dir: Path,
+    name: str,
+    kind: str,
+    model: torch.nn.Module,
+    net_config: dict[str, Any],
+    splits: Splits[Any],
+    cfg: TrainConfig,
+    history: dict[str, Any],
+    test_report: dict[str, Any],
+    preprocessing: dict[str, Any],
+    samples: Any,
+    vocab: list[str] | None,
+    notes: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    report = {
+        "data": splits.source,
+        **(notes or {}),
+        "sizes": {
+            "train": len(splits.train.labels),
+            "validation": len(splits.validation.labels),
+            "test": len(splits.test.labels),
+        },
+        "trained_at": now_iso(),
+        "seed": cfg.seed,
+        **history,
+        "test": test_report,
+        **(extra or {}),
+    }
+    write_report(report, splits.classes, out_dir, f"{name} ({kind})")
+    log.info("%s: test accuracy %.4f on %d examples", name, test_report["accuracy"], test_report["n"])
+    path = out_dir / "checkpoint.pt"
+    torch.save(
+        {
+            "kind": kind,
+            "net_config": net_config,
+            "state_dict": model.state_dict(),
+            "classes": splits.classes,
+            "preprocessing": preprocessing,
+            "report": report,
+            "samples": samples,
+            "vocab": vocab,
+            "data": {"source": source, "seed": cfg.seed},  # to reload the test split at export
+        },
+        path,
+    )
+    return path

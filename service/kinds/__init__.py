@@ -1,16 +1,17 @@
 """The input-kind registry: names -> InputKind classes, and recognising which kind a request body holds.
 
-Adding a kind: write ``service/kinds/<kind>.py`` with an ``InputKind`` subclass decorated ``@register``,
-and add its module to ``_BUILTIN`` below (the one line outside the module). See docs/architecture.md.
+Adding a kind: a folder ``service/kinds/<kind>/`` whose ``kind.py`` holds an ``InputKind`` subclass
+decorated ``@register`` (beside it the kind's preprocessing and explain), and its name in ``_BUILTIN``
+below (the one line outside the folder). See docs/architecture.md.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from service.errors import BadRequest
 from service.kinds.base import GENERIC_BINARY, InputKind, K, Prepared, UnknownKind, check_count
+from service.registry import Registry
 
 __all__ = [
     "GENERIC_BINARY",
@@ -27,48 +28,30 @@ __all__ = [
     "register",
 ]
 
-_KINDS: dict[str, type[InputKind]] = {}
-_loaded = False
 # The built-in kinds, in the order a generic binary body is offered to their ``sniff``.
 _BUILTIN = ("image", "text", "tabular", "audio", "tensor")
+_KINDS: Registry[type[InputKind]] = Registry(
+    "input kind", [f"service.kinds.{name}.kind" for name in _BUILTIN], UnknownKind, plural="kinds"
+)
 
 
 def register(cls: K) -> K:
     """Class decorator: make the kind known under ``cls.name``."""
-    if cls.name in _KINDS and _KINDS[cls.name] is not cls:
-        raise ValueError(f"input kind {cls.name!r} is registered twice")
-    _KINDS[cls.name] = cls
+    _KINDS.add(cls.name, cls)
     return cls
 
 
-def _ensure_loaded() -> None:
-    """Import the built-in kind modules (each registers itself) on first use, not at import time."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in _BUILTIN:
-            importlib.import_module(f"service.kinds.{module}")
-
-
 def kind_names() -> list[str]:
-    _ensure_loaded()
-    return sorted(_KINDS)
+    return _KINDS.names()
 
 
 def get_kind(name: str) -> type[InputKind]:
     """The kind registered as ``name``; UnknownKind names the ones that exist."""
-    _ensure_loaded()
-    try:
-        return _KINDS[name]
-    except KeyError:
-        raise UnknownKind(
-            f"unknown input kind {name!r}; the kinds are: {', '.join(sorted(_KINDS))}"
-        ) from None
+    return _KINDS.get(name)
 
 
 def _kinds() -> list[type[InputKind]]:
-    _ensure_loaded()
-    return list(_KINDS.values())
+    return _KINDS.values()
 
 
 def _sniffed(data: bytes) -> type[InputKind] | None:

@@ -1,6 +1,6 @@
 """The InputKind interface: everything the service knows about one kind of input, in one class.
 
-A kind (image, text, tabular, audio, tensor) is a subclass of ``InputKind`` in its own module under
+A kind (image, text, tabular, audio, tensor) is a subclass of ``InputKind`` in its folder's ``kind.py`` under
 ``service/kinds/``, registered with ``@register``. Nothing outside that module switches on the kind's name.
 
 A kind has two halves:
@@ -23,7 +23,7 @@ A kind has two halves:
   kind takes no BYTES), and ``describe`` adds what clients need to build inputs to ``/models`` and the
   V2 model metadata.
 
-The preprocessing itself lives in ``service/preprocess/<kind>.py``, which training imports too, so a model
+The preprocessing itself lives in ``service/kinds/<kind>/preprocess.py``, which training imports too, so a model
 sees at serving exactly what it saw in training; a kind module wraps it.
 """
 
@@ -38,12 +38,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 import numpy as np
 
 from service.config import Settings
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from service.model_files import LoadError
+from service.errors import BadRequest, LoadError, PayloadTooLarge, UnsupportedMediaType
 from service.runtime import Feeds, OnnxModel, TensorSpec
 
 if TYPE_CHECKING:
-    from service.model_files import ModelMeta
+    from service.repository.model_files import ModelMeta
 
 # Content types that say "some bytes" without naming a format: sniffing, then a fallback kind, decide.
 GENERIC_BINARY = frozenset({"application/octet-stream", "binary/octet-stream"})

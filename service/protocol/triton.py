@@ -8,10 +8,12 @@ answers (int64 fields as numbers). Dims leave out the batch axis when the model 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from service.repository import ModelVersion
-from service.runtime import TensorSpec
+if TYPE_CHECKING:
+    from service.repository.versions import ModelVersion
+    from service.runtime import TensorSpec
+
 
 _TRITON_TYPES = {
     "BOOL": "TYPE_BOOL",

@@ -1,4 +1,5 @@
-"""Open Inference Protocol (KServe V2) codec: JSON and binary tensors in, model feeds out, and back.
+"""Open Inference Protocol (KServe V2) codec, decoding: JSON and binary tensors in (v2_feeds.py checks them
+against the graph, v2_encode.py writes the answer).
 
 Binary tensor extension (Triton's): with an ``Inference-Header-Content-Length: N`` header, the first N
 bytes of the body are the JSON header and the rest holds, in input order, the raw data of each input
@@ -12,19 +13,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-from service.errors import BadRequest, InvalidInput, PayloadTooLarge
-from service.protocol.inputs import ranked
-from service.protocol.tensors import NUMPY_TO_V2, V2_TO_NUMPY, pack_bytes, unpack_bytes
-from service.repository import ModelVersion
-from service.runtime import Feeds, TensorSpec
+from service.errors import BadRequest, InvalidInput
+from service.protocol.tensors import V2_TO_NUMPY, unpack_bytes
+
+if TYPE_CHECKING:
+    pass
 
 _INT_KINDS = "iub"
-_RESERVED = {"binary_data_output"}
+RESERVED = {"binary_data_output"}
 
 
 @dataclass
@@ -259,172 +260,3 @@ def _as_bytes(x: Any, where: str) -> bytes:
     if isinstance(x, str):
         return x.encode("utf-8")
     raise InvalidInput(f"{where}: BYTES data must be strings")
-
-
-# ------------------------------------------------------------------------------------ to the model
-
-
-def raw_bytes_input(request: V2Request) -> V2Input | None:
-    """A lone BYTES input: encoded images, strings, ... for a kind's own preprocessing (the model's kind
-    decides, ``InputKind.from_v2_bytes``), if that is what came."""
-    if len(request.inputs) != 1 or request.inputs[0].datatype != "BYTES":
-        return None
-    return request.inputs[0]
-
-
-def tensor_feeds(mv: ModelVersion, request: V2Request, max_rows: int) -> tuple[Feeds, int]:
-    """Check the tensors against the model's inputs (422 with the reason); (feeds, rows)."""
-    given = {t.name: t for t in request.inputs}
-    expected = {t.name: t for t in mv.inputs}
-    unknown = sorted(given.keys() - expected.keys())
-    if unknown:
-        raise InvalidInput(
-            f"model {mv.name!r} has no input {', '.join(unknown)}; inputs: {', '.join(expected)}"
-        )
-    missing = sorted(expected.keys() - given.keys())
-    if missing:
-        raise InvalidInput(f"model {mv.name!r} needs input {', '.join(missing)}")
-    feeds: Feeds = {}
-    rows = None
-    for name, spec in expected.items():
-        tensor = given[name]
-        _check_shape(spec, tensor)
-        arr = _convert(spec, tensor)
-        feeds[name] = arr
-        if mv.model.batchable:
-            if rows is not None and arr.shape[0] != rows:
-                raise InvalidInput(f"inputs disagree on the batch size: {rows} and {arr.shape[0]} ({name})")
-            rows = arr.shape[0]
-    rows = rows if rows is not None else 1
-    if rows == 0:
-        raise InvalidInput("the batch is empty (first dimension 0)")
-    if rows > max_rows:
-        raise PayloadTooLarge(f"the request holds {rows} rows; the limit is {max_rows}")
-    return feeds, rows
-
-
-def _check_shape(spec: TensorSpec, tensor: V2Input) -> None:
-    same_rank = len(spec.shape) == len(tensor.shape)
-    if not same_rank or any(e not in (-1, g) for e, g in zip(spec.shape, tensor.shape, strict=True)):
-        want = "[" + ", ".join("-1" if d == -1 else str(d) for d in spec.shape) + "]"
-        raise InvalidInput(
-            f"input {spec.name!r}: shape {list(tensor.shape)} does not match the model's {want}"
-        )
-
-
-def _convert(spec: TensorSpec, tensor: V2Input) -> np.ndarray:
-    if spec.datatype == "BYTES" or tensor.datatype == "BYTES":
-        if spec.datatype != tensor.datatype:
-            raise InvalidInput(f"input {spec.name!r}: the model takes {spec.datatype}, got {tensor.datatype}")
-        try:  # onnxruntime's string tensors take str
-            texts = [x.decode("utf-8") for x in tensor.value]
-        except UnicodeDecodeError:
-            raise InvalidInput(f"input {spec.name!r}: BYTES elements must be UTF-8 for this model") from None
-        return np.asarray(texts, dtype=object).reshape(tensor.shape)
-    arr = tensor.value
-    assert isinstance(arr, np.ndarray)
-    arr = arr.reshape(tensor.shape)
-    if tensor.datatype == spec.datatype:
-        return arr
-    # Another numeric type is taken when every value survives the conversion (FP32 pixels 0..255 -> UINT8).
-    converted = arr.astype(spec.dtype)
-    if not (converted == arr).all():
-        raise InvalidInput(
-            f"input {spec.name!r}: the model takes {spec.datatype}; the {tensor.datatype} "
-            "values do not convert exactly"
-        )
-    return converted
-
-
-# ---------------------------------------------------------------------------------------- answers
-
-
-@dataclass
-class OutputTensor:
-    """One answered output, transport-neutral: HTTP writes it as JSON or binary, gRPC as raw contents."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-    values: np.ndarray | list[str]  # numbers, or BYTES elements as text
-    binary: bool | None  # what the request asked (None: the request's default)
-
-    def raw(self) -> bytes:
-        """Binary form: numbers little-endian, BYTES elements length-prefixed."""
-        if isinstance(self.values, list):
-            return pack_bytes(s.encode() for s in self.values)
-        arr = self.values
-        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-
-    def flat(self) -> Any:
-        """JSON form: a flat list (FP16 as Python floats: orjson takes no float16 arrays)."""
-        if isinstance(self.values, list) or self.datatype != "FP16":
-            return self.values if isinstance(self.values, list) else self.values.ravel()
-        return self.values.ravel().tolist()
-
-
-def output_tensors(mv: ModelVersion, request: V2Request, outputs: Feeds) -> list[OutputTensor]:
-    """The outputs the request asked for (default: all), classification applied."""
-    wanted = request.outputs or [RequestedOutput(o.name) for o in mv.outputs]
-    tensors: list[OutputTensor] = []
-    for out in wanted:
-        if out.name not in outputs:
-            raise InvalidInput(f"model {mv.name!r} has no output {out.name!r}; outputs: {', '.join(outputs)}")
-        arr = outputs[out.name]
-        if out.classification:
-            rows = classify(mv, arr, out.classification)
-            shape = [len(rows), len(rows[0]) if rows else 0]
-            tensors.append(
-                OutputTensor(out.name, "BYTES", shape, [s for row in rows for s in row], out.binary)
-            )
-            continue
-        datatype = NUMPY_TO_V2.get(arr.dtype, "BYTES")
-        values: np.ndarray | list[str] = arr
-        if datatype == "BYTES":
-            values = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel().tolist()]
-        tensors.append(OutputTensor(out.name, datatype, list(arr.shape), values, out.binary))
-    return tensors
-
-
-def response_parameters(request: V2Request) -> dict[str, Any]:
-    """Request parameters echoed in the response (the binary-output switch is ours, not the caller's)."""
-    return {k: v for k, v in request.parameters.items() if k not in _RESERVED}
-
-
-def encode_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> tuple[bytes, dict[str, str]]:
-    """The response body and its headers (binary when any output asked for it)."""
-    tensors: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
-    for out in output_tensors(mv, request, outputs):
-        entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": out.shape}
-        if out.binary if out.binary is not None else request.binary_output:
-            blob = out.raw()
-            entry["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            entry["data"] = out.flat()
-        tensors.append(entry)
-    doc: dict[str, Any] = {"model_name": mv.name, "model_version": str(mv.version), "outputs": tensors}
-    if request.id is not None:
-        doc["id"] = request.id
-    params = response_parameters(request)
-    if params:
-        doc["parameters"] = params
-    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not blobs:
-        return header, {"content-type": "application/json"}
-    return header + b"".join(blobs), {
-        "content-type": "application/octet-stream",
-        "inference-header-content-length": str(len(header)),
-    }
-
-
-def classify(mv: ModelVersion, scores: np.ndarray, k: int) -> list[list[str]]:
-    """Triton's classification strings, the k best per row: "score:index[:label]"."""
-    if scores.ndim == 1:
-        scores = scores[None, :]
-    labels = mv.meta.labels
-    rows = []
-    for row, idx in ranked(scores.reshape(scores.shape[0], -1), k):
-        rows.append([f"{row[i]:f}:{i}:{labels[i]}" if i < len(labels) else f"{row[i]:f}:{i}" for i in idx])
-    return rows

@@ -10,23 +10,19 @@ which is what Triton answers and what tritonclient and KServe's client read. Cla
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from service.errors import BadRequest, InvalidInput
+from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.tensors import V2_TO_NUMPY
-from service.protocol.v2_codec import (
-    RequestedOutput,
-    V2Input,
-    V2Request,
-    from_binary,
-    output_tensors,
-    response_parameters,
-)
-from service.repository import ModelVersion
-from service.runtime import Feeds
-from service.transports.oip import grpc_service_pb2 as pb
+from service.protocol.v2_codec import RequestedOutput, V2Input, V2Request, from_binary
+from service.protocol.v2_encode import output_tensors, response_parameters
+
+if TYPE_CHECKING:
+    from service.repository.versions import ModelVersion
+    from service.runtime import Feeds
 
 # V2 datatype -> the InferTensorContents field that carries it (FP16 has none: raw only).
 _CONTENTS_FIELD = {

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from service.client import AsyncModelServeClient, ModelServeClient
-from service.preprocess.audio import AudioSpec, decode_wav, features, resample
+from service.kinds.audio.preprocess import AudioSpec, decode_wav, features, resample
 from service.protocol.tensors import pack_bytes
 from tests.conftest import EXAMPLES, Server
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, require_programs
 
 DOC = (ROOT / "docs" / "clients.md").read_text()
 
@@ -34,6 +33,7 @@ def test_python_examples(server: Server, tmp_path: Path, index: int) -> None:
 
 
 def test_shell_examples(server: Server) -> None:
+    require_programs("curl")
     for block in blocks("bash"):
         script = block.replace("http://localhost:8080", server.url).replace(
             "modelserve ", f"{sys.executable} -m service "
@@ -43,8 +43,8 @@ def test_shell_examples(server: Server) -> None:
         assert out.strip()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_javascript_example(server: Server, tmp_path: Path) -> None:
+    require_programs("node")
     [code] = blocks("javascript")
     script = tmp_path / "example.mjs"
     script.write_text(code.replace("http://localhost:8080", server.url))

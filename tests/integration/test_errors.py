@@ -115,20 +115,21 @@ def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
 
 
 def test_a_huge_content_length_is_refused_before_the_body_arrives(server: Server) -> None:
-    """A client claims 1 GB and sends a few bytes: 413 comes at once, not after a wait for the rest."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+    """A client claims 1 GB and sends a few bytes: 413 comes at once, not after a wait for the rest (which
+    never comes: a server that waited would answer 408 at its 60 s body timeout, or never)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        start = time.monotonic()
         s.sendall(
             b"POST /predict?model=digits HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
             b"Content-Length: 1000000000\r\n\r\n\x89PNG"
         )
-        start = time.monotonic()
         reply = ""
-        while '"}' not in reply and time.monotonic() - start < 5:  # headers and body may come apart
+        while '"}' not in reply and time.monotonic() - start < 30:  # headers and body may come apart
             chunk = s.recv(65536).decode(errors="replace")
             if not chunk:
                 break
             reply += chunk
-        assert time.monotonic() - start < 2
+        assert time.monotonic() - start < 30  # half the body timeout: however busy the machine
     assert reply.startswith("HTTP/1.1 413")
     assert '"error":"request body is 1000000000 bytes' in reply
 

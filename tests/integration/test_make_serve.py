@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -12,15 +11,13 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT, free_port
+from tests.conftest import EXAMPLES, ROOT, free_port, require_programs
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(
-    shutil.which("make") is None or shutil.which("curl") is None, reason="needs make and curl"
-)
 def test_make_serve_then_curl_a_digit() -> None:
+    require_programs("make", "curl")
     port = free_port()
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "serve", f"PORT={port}"],

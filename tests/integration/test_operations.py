@@ -99,7 +99,9 @@ def test_json_logs_one_access_line_per_request(tmp_path: Path, digit_png: Callab
             files=[("f", ("a.png", digit_png(1), "image/png")), ("g", ("b.png", digit_png(2), "image/png"))],
         )
         assert r.status_code == 200
-        time.sleep(0.2)
+        deadline = time.monotonic() + 30  # the access line is written after the answer: wait for it
+        while '"log-test-1"' not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
         lines = [json.loads(line) for line in srv.log().splitlines() if line.strip()]  # every line is JSON
     access = [x for x in lines if x.get("request_id") == "log-test-1"]
     assert len(access) == 1
@@ -143,30 +145,57 @@ def test_cors_is_off_by_default_and_configurable(client: httpx.Client, tmp_path:
         assert r.headers["access-control-allow-origin"] == "https://app.example"
 
 
+def in_the_batcher(url: str, model: str) -> tuple[float, float]:
+    """(answered, taken in) of a model's batchers so far, all workers: taken in counts the answered, the
+    running and the queued."""
+    scrape = httpx.get(f"{url}/metrics", timeout=30).text
+    labels = {"model": model, "version": "1"}
+    answered = metric(scrape, "modelserve_request_duration_seconds_count", **labels)
+    waiting = metric(scrape, "modelserve_in_flight", **labels) + metric(
+        scrape, "modelserve_queue_depth", **labels
+    )
+    return answered, answered + waiting
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_drains_64_requests_in_flight_and_exits_0(tmp_path: Path, workers: str) -> None:
     repo = tmp_path / "models"
     slow_model(repo / "slow" / "1", matmuls=16)  # about 0.1 s a run
     write_config(repo / "slow", max_batch_size=4)
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
-    # The readiness check below must land inside the delay, even on a busy machine.
-    env = {"MODELSERVE_SHUTDOWN_DELAY_S": "1.5", "MODELSERVE_WORKERS": workers}
+    # The readiness check below must land inside the delay: it is sent right after SIGTERM, and the delay
+    # leaves a busy machine seconds to do it. The queue's and the drain's time limits are out of the way:
+    # on a busy machine 16 runs can take longer than their 30 s defaults, and this test is about draining.
+    env = {
+        "MODELSERVE_SHUTDOWN_DELAY_S": "4",
+        "MODELSERVE_WORKERS": workers,
+        "MODELSERVE_TIMEOUT_S": "280",
+        "MODELSERVE_DRAIN_TIMEOUT_S": "280",
+    }
     with run_server(repo, tmp_path, env=env) as srv:
 
-        async def main() -> tuple[list[httpx.Response], int]:
+        async def main() -> tuple[list[httpx.Response], int, tuple[float, float]]:
             async with httpx.AsyncClient(
-                base_url=srv.url, timeout=60, limits=httpx.Limits(max_connections=70)
+                base_url=srv.url, timeout=300, limits=httpx.Limits(max_connections=70)
             ) as ac:  # 64 connections: with 2 workers, both hold some of them
                 tasks = [asyncio.create_task(ac.post("/v2/models/slow/infer", json=body)) for _ in range(64)]
-                await asyncio.sleep(0.3)  # all sent; a few runs done, most still queued
+                # All 64 taken in (a few answered, most queued), counted from the metrics, not slept for.
+                deadline = time.monotonic() + 120
+                while (counts := in_the_batcher(srv.url, "slow"))[1] < 64 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
                 srv.process.send_signal(signal.SIGTERM)
-                await asyncio.sleep(0.1)
-                ready = (await ac.get("/v2/health/ready")).status_code  # during the shutdown delay
-                return await asyncio.gather(*tasks), ready
+                # Readiness turns false once the signal has reached the worker (the supervisor forwards
+                # it): ask until it says so, within the shutdown delay, while the listener still answers.
+                readiness = [(await ac.get("/v2/health/ready")).status_code]
+                while readiness[-1] == 200 and len(readiness) < 1000:
+                    await asyncio.sleep(0.002)
+                    readiness.append((await ac.get("/v2/health/ready")).status_code)
+                return await asyncio.gather(*tasks), readiness, counts
 
-        responses, ready_status = asyncio.run(main())
-        assert srv.process.wait(timeout=60) == 0
-    assert ready_status == 503
+        responses, readiness, (answered, taken) = asyncio.run(main())
+        assert srv.process.wait(timeout=300) == 0
+    assert taken == 64 and answered < 64  # all in, and some still to answer when SIGTERM came
+    assert readiness[-1] == 503 and set(readiness[:-1]) <= {200}, readiness
     assert [r.status_code for r in responses] == [200] * 64
 
 

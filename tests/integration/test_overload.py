@@ -4,7 +4,6 @@ timeout 504 (never run), a client that leaves is dropped; and repository polling
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -62,17 +61,29 @@ def test_a_client_that_leaves_is_not_run(tmp_path: Path) -> None:
 
         before = runs()
 
+        def gauge(name: str) -> float:
+            return metric(httpx.get(f"{srv.url}/metrics").text, name, model="slow", version="1")
+
+        async def until(what: str, check) -> None:  # type: ignore[no-untyped-def]
+            deadline = time.monotonic() + 60
+            while not check():
+                assert time.monotonic() < deadline, what
+                await asyncio.sleep(0.02)
+
         async def main() -> None:
-            async with httpx.AsyncClient(base_url=srv.url, timeout=30) as ac:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=120) as ac:
                 busy = asyncio.create_task(ac.post("/v2/models/slow/infer", json=BODY))
-                await asyncio.sleep(0.05)
-                async with httpx.AsyncClient(base_url=srv.url, timeout=0.1) as impatient:
-
-                    async def give_up() -> None:
-                        with contextlib.suppress(httpx.TimeoutException):
-                            await impatient.post("/v2/models/slow/infer", json=BODY)
-
-                    await asyncio.gather(*(give_up() for _ in range(5)))
+                await until("the busy run started", lambda: gauge("modelserve_in_flight") == 1)
+                async with httpx.AsyncClient(base_url=srv.url, timeout=120) as impatient:
+                    callers = [
+                        asyncio.create_task(impatient.post("/v2/models/slow/infer", json=BODY))
+                        for _ in range(5)
+                    ]
+                    # Once all five wait behind the busy run, they give up (their connections close).
+                    await until("five queued", lambda: gauge("modelserve_queue_depth") == 5)
+                    for caller in callers:
+                        caller.cancel()
+                    await asyncio.gather(*callers, return_exceptions=True)
                 assert (await busy).status_code == 200
 
         asyncio.run(main())

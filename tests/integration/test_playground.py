@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.kinds.image.preprocess import ImageSpec, decode_to_array
+from service.kinds.text.preprocess import Tokenizer
 from service.playground import STATIC
-from service.preprocess.image import ImageSpec, decode_to_array
-from service.preprocess.text import Tokenizer
 from tests.conftest import EXAMPLES, MODELS, run_server
 
 

@@ -126,10 +126,13 @@ def test_hot_reload_under_load_fails_no_request(tmp_path: Path, workers: str) ->
 
             async def worker(ac: httpx.AsyncClient) -> None:
                 while not stop.is_set():
+                    sent = (
+                        time.monotonic()
+                    )  # when it was asked, not answered: a busy machine is slow to answer
                     r = await ac.post("/v2/models/affine/infer", json=body)
                     assert r.status_code == 200, r.text
                     out = r.json()
-                    results.append((time.monotonic(), out["model_version"], out["outputs"][0]["data"][0]))
+                    results.append((sent, out["model_version"], out["outputs"][0]["data"][0]))
 
             async with httpx.AsyncClient(
                 base_url=srv.url, timeout=30, limits=httpx.Limits(max_connections=32)
@@ -146,7 +149,7 @@ def test_hot_reload_under_load_fails_no_request(tmp_path: Path, workers: str) ->
                 affine_model(repo / "affine" / "2", shift=2.0)
                 r = await ac.post("/v2/repository/models/affine/load")
                 assert r.status_code == 200, r.text
-                loaded_at = time.monotonic()
+                loaded_at = time.monotonic()  # the load has answered: every worker serves version 2
                 await answered(len(results) + 150)
                 shutil.rmtree(repo / "affine" / "1")
                 stop.set()
@@ -159,5 +162,5 @@ def test_hot_reload_under_load_fails_no_request(tmp_path: Path, workers: str) ->
     answers = [(t, v, y) for t, v, y in results if v != "load"]
     assert len(answers) > 100  # enough to see the switch, even on a busy machine
     assert {(v, y) for _, v, y in answers} == {("1", 3.0), ("2", 4.0)}  # each version answers its own way
-    assert all(v == "2" for t, v, _ in answers if t > loaded_at + 0.1)  # new requests reach the new version
+    assert all(v == "2" for t, v, _ in answers if t > loaded_at)  # requests sent after the load: version 2
     assert any(v == "1" for _, v, _ in answers)

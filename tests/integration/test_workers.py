@@ -3,10 +3,12 @@ supervision (kill -9, SIGTERM). Each fresh connection lands on a worker the kern
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import os
+import select
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import procnet
 from tests.conftest import Server, run_server
 from tests.graphs import affine_model, copy_shipped, slow_model, write_config
 from tests.integration.test_operations import metric
@@ -108,42 +111,122 @@ def test_load_and_unload_reach_every_worker_and_readiness_covers_all(tmp_path: P
         assert fresh(srv, "GET", "/v2/health/ready").status_code == 200
 
 
+def _send_infer(srv: Server) -> socket.socket:
+    """One inference request on a new connection (Connection: close), not waiting for the answer."""
+    body = json.dumps(BODY).encode()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(
+        b"POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    return s
+
+
+def _outcomes(socks: list[socket.socket], bound_s: float) -> list[int | str]:
+    """Each connection's status code, "reset" if it closed without an answer, "hang" if still open after
+    ``bound_s`` (a bound for a broken server, not a measurement)."""
+    pending = {s: b"" for s in socks}
+    done: dict[socket.socket, int | str] = {}
+    deadline = time.monotonic() + bound_s
+    while pending and time.monotonic() < deadline:
+        for s in select.select(list(pending), [], [], 0.5)[0]:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if chunk:
+                pending[s] += chunk
+                continue
+            data = pending.pop(s)
+            done[s] = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else "reset"
+    for s in socks:
+        s.close()
+    return [done.get(s, "hang") for s in socks]
+
+
+def _stopped(pid: int) -> bool:
+    """Every thread of ``pid`` stopped (SIGSTOP takes effect after kill() returns)."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile
+    return all(state == "T" for state in states)
+
+
+def _readable(s: socket.socket) -> bool:
+    return bool(select.select([s], [], [], 0)[0])
+
+
+def _queued_or_accepted(port: int, client_port: int, stopped: int, running: int, queued_before: int) -> bool:
+    """The connection from ``client_port`` waits in the stopped worker's backlog, or the running one has it."""
+    if procnet.accepted_by(port, client_port, [running]):
+        return True
+    return procnet.backlog(port, stopped) > queued_before
+
+
+def _wait(condition: Callable[[], object], what: str, bound_s: float = 60) -> None:
+    deadline = time.monotonic() + bound_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {bound_s} s: {what}"
+        time.sleep(0.01)
+
+
 def test_a_killed_worker_is_replaced_its_requests_fail_fast_and_the_others_go_on(tmp_path: Path) -> None:
+    """Events, not clocks: the victim is stopped with requests it accepted and requests queued on its
+    socket; then killed, and its replacement stopped before it can listen. Every request the victim held or
+    had queued must fail at once (a reset), every other one be answered, while the replacement still loads:
+    on 2849b2b the queued ones hung until the replacement was serving (and new ones queued behind them)."""
     repo = tmp_path / "models"
-    # About 0.3 s a run, one request per run: each worker has ~3.6 s of work queued, so the kill at 0.5 s
-    # always finds requests in the victim's queue (at 0.1 s a run a quiet machine had answered all 24 by then).
-    slow_model(repo / "slow" / "1", matmuls=48)
+    slow_model(repo / "slow" / "1", matmuls=16)  # each run some tenths of a second: a queue to kill
     write_config(repo / "slow", max_batch_size=1)
-    with run_server(repo, tmp_path, env=TWO) as srv:
+    env = {**TWO, "MODELSERVE_REPOSITORY_POLL_S": "0"}
+    with run_server(repo, tmp_path, env=env) as srv:
         before = fresh(srv, "GET", "/metrics").text
-        victim = worker_pids(srv)[0]
-
-        async def one() -> tuple[int, float]:
-            async with httpx.AsyncClient(base_url=srv.url, timeout=30) as ac:  # its own connection
-                try:
-                    return (await ac.post("/v2/models/slow/infer", json=BODY)).status_code, 0.0
-                except httpx.TimeoutException:
-                    return -2, 0.0  # a hang: what must not happen
-                except httpx.TransportError:
-                    return -1, time.monotonic() - killed  # its worker died under it: a reset
-
-        async def main() -> list[tuple[int, float]]:
-            nonlocal killed
-            tasks = [asyncio.create_task(one()) for _ in range(24)]
-            await asyncio.sleep(0.5)
-            killed = time.monotonic()
-            os.kill(victim, signal.SIGKILL)
-            return list(await asyncio.gather(*tasks))
-
-        killed = 0.0
-        results = asyncio.run(main())
-        codes = [c for c, _ in results]
-        assert set(codes) <= {200, -1} and codes.count(200) >= 1 and -1 in codes, codes
-        assert all(after_kill < 5 for c, after_kill in results if c == -1)  # failed at once, not at a timeout
-        deadline = time.monotonic() + 30
-        while victim in worker_pids(srv) or len(worker_pids(srv)) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        victim, other = worker_pids(srv)
+        # 1. Bursts of requests until the victim, once stopped, holds one it accepted and has not answered.
+        accepted: dict[socket.socket, int | None] = {}
+        held: list[socket.socket] = []
+        while not held:
+            burst = [_send_infer(srv) for _ in range(4)]
+            for s in burst:
+                port = s.getsockname()[1]
+                _wait(functools.partial(procnet.accepted_by, srv.port, port, [victim, other]), "accepted")
+                accepted[s] = procnet.accepted_by(srv.port, port, [victim, other])
+            os.kill(victim, signal.SIGSTOP)
+            _wait(lambda: _stopped(victim), "the victim stops")
+            held = [s for s, pid in accepted.items() if pid == victim and not _readable(s)]
+            if not held:
+                os.kill(victim, signal.SIGCONT)
+        # 2. With the victim stopped, requests until two wait in its backlog; the others the live one accepts.
+        queued: list[socket.socket] = []
+        while len(queued) < 2:
+            waiting = procnet.backlog(srv.port, victim)
+            s = _send_infer(srv)
+            port = s.getsockname()[1]
+            _wait(functools.partial(_queued_or_accepted, srv.port, port, victim, other, waiting), "landed")
+            if procnet.accepted_by(srv.port, port, [other]):
+                accepted[s] = other
+            else:
+                queued.append(s)
+        os.kill(victim, signal.SIGKILL)
+        # 3. Stop the replacement as soon as it exists: it cannot have loaded its model, nor listened.
+        # (The victim stays a child, a zombie, until the supervisor reaps it.)
+        _wait(lambda: set(worker_pids(srv)) - {victim, other}, "a replacement is forked")
+        replacement = next(p for p in worker_pids(srv) if p not in (victim, other))
+        os.kill(replacement, signal.SIGSTOP)
+        try:
+            served = [s for s in accepted if s not in held]  # by the other worker, or before the stop
+            outcomes = _outcomes(held + queued + served, bound_s=60)
+            expected = ["reset"] * (len(held) + len(queued)) + [200] * len(served)
+            assert outcomes == expected, (len(held), len(queued), len(served), outcomes)
+            # New connections meanwhile go to the live worker: none waits for the stopped replacement.
+            for _ in range(6):
+                assert fresh(srv, "POST", "/v2/models/slow/infer", json=BODY).status_code == 200
+        finally:
+            os.kill(replacement, signal.SIGCONT)
+        _wait(lambda: fresh(srv, "GET", "/v2/health/ready").status_code == 200, "ready again")
         for _ in range(8):
             assert fresh(srv, "POST", "/v2/models/slow/infer", json=BODY).status_code == 200
         after = fresh(srv, "GET", "/metrics").text
@@ -151,7 +234,7 @@ def test_a_killed_worker_is_replaced_its_requests_fail_fast_and_the_others_go_on
     assert metric(after, "modelserve_workers") == 2
     slow = {"model": "slow", "version": "1", "outcome": "success"}
     # The dead worker's counts stay in the sum: counters never go back.
-    assert metric(after, "modelserve_requests_total", **slow) >= codes.count(200) + 8
+    assert metric(after, "modelserve_requests_total", **slow) >= len(served) + 6 + 8
     assert metric(after, "modelserve_batch_runs_total", model="slow", version="1") >= metric(
         before, "modelserve_batch_runs_total", model="slow", version="1"
     )

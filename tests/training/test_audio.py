@@ -14,11 +14,12 @@ import torch
 
 from service import kinds
 from service.config import Settings
-from service.preprocess.audio import AudioSpec, decode_wav, fit_clip, mel_filterbank, resample
-from training.data.audio import featurise
-from training.data.commands import LABELS, SPLITS, plan
+from service.kinds.audio.preprocess import AudioSpec, decode_wav, fit_clip, mel_filterbank, resample
+from tests.conftest import require_programs
 from training.export import export
-from training.speech import train_audio_model
+from training.kinds.audio.commands import LABELS, SPLITS, plan
+from training.kinds.audio.data import featurise
+from training.kinds.audio.recipe import train_audio_model
 from training.train import TrainConfig
 
 HELD_OUT = Path(__file__).parents[1] / "data" / "commands"
@@ -61,6 +62,7 @@ def test_training_and_serving_compute_the_same_features_and_they_are_right() -> 
 
 
 def test_generated_set_holds_out_whole_voices() -> None:
+    require_programs("espeak-ng")  # plan() lists espeak-ng's voice variants
     tasks = plan(seed=0, small=False)
     voices = {
         s: {t.voice.slug for t in tasks if t.voice.split == s and t.voice.engine != "noise"} for s in SPLITS

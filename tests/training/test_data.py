@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.preprocess.image import ImageSpec
-from training.data import load_digits, load_images, load_texts
+from service.kinds.image.preprocess import ImageSpec
+from training.kinds.image.data import load_digits, load_images
+from training.kinds.text.data import load_texts
 
 GREY28 = ImageSpec(28, 28, 1)
 

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.preprocess.text import PAD, UNK
-from training.data.text_sources import WordVectors, read_rotten_tomatoes
-from training.glove_text import build_vocabulary, embedding_matrix, glove_tokenizer
-from training.text_augment import (
+from service.kinds.text.preprocess import PAD, UNK
+from training.kinds.text.augment import (
     NEGATIVE,
     NEGATIVE_PREDICATES,
     POSITIVE,
@@ -20,6 +18,8 @@ from training.text_augment import (
     clause_phrases,
     lexicon_phrases,
 )
+from training.kinds.text.glove import build_vocabulary, embedding_matrix, glove_tokenizer
+from training.kinds.text.sources import WordVectors, read_rotten_tomatoes
 
 WORDS = ["the", ",", ".", "good", "movie", "n't", "do", "love", "bad", "film", "flimsy", "awful", "zebra"]
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.preprocess.audio import AudioSpec, features
+from service.kinds.audio.preprocess import AudioSpec, features
 from tests.conftest import MODELS, ROOT
 
 MODEL = MODELS / "commands" / "1"

@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from service.preprocess.image import ImageSpec, decode_to_array
+from service.kinds.image.preprocess import ImageSpec, decode_to_array
 from tests.conftest import MODELS
 from training.eval_digits import canvas_cases, evaluate, font_cases
 

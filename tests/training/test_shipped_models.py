@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.preprocess.text import Tokenizer, pad_batch
+from service.kinds.text.preprocess import Tokenizer, pad_batch
 from tests.conftest import MODELS
 
 DATA = Path(__file__).parent.parent / "data"
@@ -67,7 +67,7 @@ def test_sentiment_plain_cases_and_own_out_of_domain_sentences() -> None:
 def _tabular(name: str) -> tuple[dict, np.ndarray, list[str]]:
     """The shipped tabular model's probabilities on its committed held-out rows (tests/data/README.md),
     encoded by the service's own row encoder, run from the ONNX file; and the true labels."""
-    from service.preprocess.tabular import TabularSpec
+    from service.kinds.tabular.preprocess import TabularSpec
 
     root = MODELS / name / "1"
     meta = json.loads((root / "model.json").read_text())

@@ -12,11 +12,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from service.preprocess.image import ImageSpec
-from service.preprocess.text import Tokenizer, pad_batch
+from service.kinds.image.preprocess import ImageSpec
+from service.kinds.text.preprocess import Tokenizer, pad_batch
 from training.export import ExportError, check_parity, export, load_checkpoint
-from training.recipes import train_image_model, train_text_model
-from training.text_augment import clause_phrases
+from training.kinds.image.recipe import train_image_model
+from training.kinds.text.augment import clause_phrases
+from training.kinds.text.recipe import train_text_model
 from training.train import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -119,7 +120,7 @@ def test_tabular_model_from_a_users_csv_trains_and_exports(tmp_path: Path) -> No
     """A CSV with a label column (here: the committed churn rows, numeric and categorical), through the
     same CLI path as `modelserve train tabular`, exported with its parity check."""
     from service.cli import main
-    from service.preprocess.tabular import TabularSpec
+    from service.kinds.tabular.preprocess import TabularSpec
 
     data = Path(__file__).parent.parent / "data" / "churn-test.csv"
     argv = ["train", "tabular", "--data", str(data), "--label", "churn", "--name", "mine", "--epochs", "3"]

@@ -1,4 +1,4 @@
-"""service/preprocess/audio.py: WAV decoding in every encoding, resampling, the clip rule, and bad input."""
+"""service/kinds/audio/preprocess.py: WAV decoding in every encoding, resampling, the clip rule, and bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.errors import BadRequest, InvalidInput, UnsupportedMediaType
-from service.preprocess.audio import AudioSpec, decode_wav, features, fit_clip, log_mel, resample
+from service.kinds.audio.preprocess import AudioSpec, decode_wav, features, fit_clip, log_mel, resample
 
 SPEC = AudioSpec()
 

@@ -42,6 +42,12 @@ def run_async(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (run_async bounds the wait): a state, not a sleep."""
+    while not condition():
+        await asyncio.sleep(0.001)
+
+
 def test_lone_request_runs_at_once_even_with_a_queue_delay() -> None:
     async def main() -> float:
         calls: list[list[Any]] = []
@@ -92,17 +98,20 @@ def test_64_concurrent_requests_run_in_fewer_runs_and_each_gets_its_own_answer()
 def test_batches_count_rows_not_requests() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
-        b = DynamicBatcher(doubler(calls, delay_s=0.01), max_batch_size=8)
+        gate, slow = gated(calls)
+        b = DynamicBatcher(slow, max_batch_size=8)
         await b.start()
         blocker = asyncio.create_task(b.submit(0, rows=1))
-        await asyncio.sleep(0.002)  # the first run is busy; the rest queue
-        await asyncio.gather(blocker, *(b.submit(i, rows=3) for i in range(1, 6)))
+        await until(lambda: b.in_flight == 1)  # the first run is busy; the rest queue
+        rest = [asyncio.create_task(b.submit(i, rows=3)) for i in range(1, 6)]
+        await until(lambda: b.queue_depth == 5)
+        gate.set()
+        await asyncio.gather(blocker, *rest)
         await b.close()
         return calls
 
-    calls = run_async(main())
-    assert calls[0] == [0]
-    assert all(len(c) * 3 <= 8 for c in calls[1:])  # 3-row requests: at most 2 per 8-row batch
+    # 3-row requests: at most 2 per 8-row batch, in arrival order.
+    assert run_async(main()) == [[0], [1, 2], [3, 4], [5]]
 
 
 def test_request_bigger_than_max_batch_runs_alone() -> None:
@@ -123,9 +132,9 @@ def test_full_queue_answers_overloaded_at_once() -> None:
         b = DynamicBatcher(slow, max_batch_size=1, max_queue_size=2)
         await b.start()
         running = asyncio.create_task(b.submit("running"))
-        await asyncio.sleep(0.01)
+        await until(lambda: b.in_flight == 1)
         queued = [asyncio.create_task(b.submit(i)) for i in range(2)]
-        await asyncio.sleep(0.01)
+        await until(lambda: b.queue_depth == 2)
         with pytest.raises(Overloaded) as err:
             await b.submit("one too many")
         assert err.value.status_code == 503
@@ -145,14 +154,13 @@ def test_request_past_its_timeout_answers_504_and_never_runs() -> None:
         b = DynamicBatcher(slow, max_batch_size=1, timeout_s=0.05)
         await b.start()
         first = asyncio.create_task(b.submit("first"))
-        await asyncio.sleep(0.01)
+        await until(lambda: b.in_flight == 1)
         with pytest.raises(QueueTimeout) as err:
             await b.submit("late")
         assert err.value.status_code == 504
         gate.set()
         assert await first == "first"
-        await asyncio.sleep(0.05)
-        await b.close()
+        await b.close()  # drains: a "late" still queued would run here
         return calls
 
     assert run_async(main()) == [["first"]]  # "late" never ran
@@ -165,10 +173,10 @@ def test_cancelled_caller_is_dropped_before_running() -> None:
         b = DynamicBatcher(slow, max_batch_size=8)
         await b.start()
         first = asyncio.create_task(b.submit("first"))
-        await asyncio.sleep(0.01)
+        await until(lambda: b.in_flight == 1)
         gone = asyncio.create_task(b.submit("client left"))
         stays = asyncio.create_task(b.submit("stays"))
-        await asyncio.sleep(0.01)
+        await until(lambda: b.queue_depth == 2)
         gone.cancel()
         gate.set()
         assert await first == "first"
@@ -192,9 +200,9 @@ def test_a_raising_batch_fails_only_its_own_requests() -> None:
         b = DynamicBatcher(flaky, max_batch_size=2)
         await b.start()
         good_first = asyncio.create_task(b.submit("ok-1"))
-        await asyncio.sleep(0.01)
+        await until(lambda: b.in_flight == 1)
         doomed = [asyncio.create_task(b.submit("boom")), asyncio.create_task(b.submit("with-boom"))]
-        await asyncio.sleep(0.01)
+        await until(lambda: b.queue_depth == 2)
         gate.set()
         assert await good_first == "ok-1"
         for task in doomed:
@@ -222,16 +230,23 @@ def test_per_request_exceptions_fail_only_that_request() -> None:
 
 
 def test_instances_run_batches_concurrently() -> None:
-    async def main() -> float:
-        b = DynamicBatcher(doubler([], delay_s=0.1), max_batch_size=1, instances=4)
-        await b.start()
-        t = time.perf_counter()
-        await asyncio.gather(*(b.submit(i) for i in range(4)))
-        elapsed = time.perf_counter() - t
-        await b.close()
-        return elapsed
+    """Four instances, four runs at once: each run waits at a barrier that only four runs side by side
+    can pass (one after another, the first would wait in vain and fail)."""
 
-    assert run_async(main()) < 0.3  # four 0.1 s runs side by side, not 0.4 s in a row
+    async def main() -> list[Any]:
+        together = threading.Barrier(4, timeout=20)
+
+        def run(payloads: list[Any]) -> list[Any]:
+            together.wait()
+            return [p * 2 for p in payloads]
+
+        b = DynamicBatcher(run, max_batch_size=1, instances=4)
+        await b.start()
+        results = await asyncio.gather(*(b.submit(i) for i in range(4)))
+        await b.close()
+        return results
+
+    assert run_async(main()) == [0, 2, 4, 6]
 
 
 def test_close_drains_queued_requests_then_refuses_new_ones() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.config import Settings
-from service.cpus import cgroup_cpu_limit, plan
+from service.process.cpus import cgroup_cpu_limit, plan
 
 
 def write(path: Path, text: str) -> None:

@@ -16,19 +16,21 @@ import orjson
 import pytest
 from fastapi import APIRouter
 
+from service.auth import ApiKeys
 from service.config import Settings
 from service.dataplane import DataPlane, RequestContext
 from service.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
-from service.middleware import ApiKeys
-from service.protocol import predict, v2
-from service.protocol.http import decompress
+from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.tensors import pack_bytes, unpack_bytes
-from service.protocol.v2_codec import decode_request, encode_response
+from service.protocol.v2_codec import decode_request
+from service.protocol.v2_encode import encode_response
 from service.protocol.v2_grpc import decode_infer_request, encode_infer_response
 from service.stats import merge_stats
-from service.transports.grpc_server import grpc_code
-from service.transports.oip import grpc_service_pb2 as pb
-from service.transports.routes import ROUTES, RouteMatcher, register
+from service.transports.grpc.server import grpc_code
+from service.transports.http import predict, v2
+from service.transports.http.body import decompress
+from service.transports.http.middleware import PathAccess
+from service.transports.http.routes import ROUTES, RouteMatcher, register
 from tests.conftest import EXAMPLES, MODELS
 
 T = TypeVar("T")
@@ -185,11 +187,12 @@ def test_decompression_is_bounded() -> None:
 
 
 def test_api_keys() -> None:
-    keys = ApiKeys(Settings(api_keys=["k1", "k2"], admin_key="adm"))
+    settings = Settings(api_keys=["k1", "k2"], admin_key="adm")
+    keys, access = ApiKeys(settings), PathAccess(settings)
 
     def check(path: str, key: str | None) -> int:
         headers = {} if key is None else {b"authorization": f"Bearer {key}".encode()}
-        error = keys.check(path, headers)
+        error = keys.check(access(path), headers)
         return 200 if error is None else error.status_code
 
     assert check("/v2/health/ready", None) == 200  # health stays open
@@ -199,14 +202,21 @@ def test_api_keys() -> None:
     assert check("/v2/models/digits/infer", "adm") == 200
     assert check("/v2/repository/index", "k1") == 403
     assert check("/v2/repository/index", "adm") == 200
-    assert keys.check("/predict", {b"x-api-key": b"k1"}) is None
+    assert keys.check("inference", {b"x-api-key": b"k1"}) is None
     # The result the transports record in the request context.
-    assert keys.authenticate("/predict", {b"x-api-key": b"k1"}) == ("key", None)
-    assert keys.authenticate("/predict", {b"x-api-key": b"adm"}) == ("admin", None)
-    assert keys.authenticate("/v2/health/live", {}) == ("open", None)
-    assert keys.authenticate("/predict", {})[0] == "denied"
-    assert ApiKeys(Settings()).authenticate("/predict", {}) == ("off", None)
-    assert ApiKeys(Settings(admin_key="adm")).authenticate("/predict", {}) == ("off", None)
+    assert keys.authenticate("inference", {b"x-api-key": b"k1"}) == ("key", None)
+    assert keys.authenticate("inference", {b"x-api-key": b"adm"}) == ("admin", None)
+    assert keys.authenticate("health", {}) == ("open", None)
+    assert keys.authenticate("inference", {})[0] == "denied"
+    assert ApiKeys(Settings()).authenticate("inference", {}) == ("off", None)
+    assert ApiKeys(Settings(admin_key="adm")).authenticate("inference", {}) == ("off", None)
+    assert ApiKeys(Settings(api_keys=["k1"], auth_health=True)).authenticate("health", {})[0] == "denied"
+    assert [access(p) for p in ("/metrics", "/v2/health/live", "/v2/repository/index", "/predict")] == [
+        "open",
+        "health",
+        "admin",
+        "inference",
+    ]
 
 
 def test_route_matcher() -> None:

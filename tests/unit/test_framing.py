@@ -1,4 +1,4 @@
-"""The ink framings (service/preprocess/framing.py) on the hard cases users send: a transparent canvas
+"""The ink framings (service/kinds/image/framing.py) on the hard cases users send: a transparent canvas
 export, dark ink on paper, a digit off in a corner, tiny and huge pictures, photos, blank pictures."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from service.errors import InvalidInput
-from service.preprocess.image import ImageSpec, decode_to_array
+from service.kinds.image.preprocess import ImageSpec, decode_to_array
 
 MNIST = ImageSpec(28, 28, 1, "mnist")
 FILL = ImageSpec(28, 28, 1, "fill")

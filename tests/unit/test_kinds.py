@@ -12,8 +12,8 @@ from service import kinds
 from service.config import Settings
 from service.errors import BadRequest
 from service.kinds import UnknownKind
-from service.model_files import ModelMeta
-from service.repository import ModelRepository
+from service.repository.model_files import ModelMeta
+from service.repository.registry import ModelRepository
 from tests.graphs import copy_shipped
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

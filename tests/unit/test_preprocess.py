@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from service.preprocess.image import ImageSpec, decode, decode_to_array
-from service.preprocess.text import Tokenizer, pad_batch, split_glove, split_words
+from service.kinds.image.preprocess import ImageSpec, decode, decode_to_array
+from service.kinds.text.preprocess import Tokenizer, pad_batch, split_glove, split_words
 
 GREY = ImageSpec(28, 28, 1)
 RGB = ImageSpec(32, 32, 3)

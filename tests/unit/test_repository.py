@@ -10,7 +10,7 @@ import pytest
 
 from service.config import Settings
 from service.errors import NotFound
-from service.repository import ModelRepository
+from service.repository.registry import ModelRepository
 from tests.graphs import affine_model, copy_shipped, write_config
 
 

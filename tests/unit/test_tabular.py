@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.errors import BadRequest, InvalidInput
-from service.preprocess.tabular import Feature, TabularSpec, parse_csv
+from service.kinds.tabular.preprocess import Feature, TabularSpec, parse_csv
 
 SPEC = TabularSpec(
     features=[

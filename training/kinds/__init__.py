@@ -1,48 +1,34 @@
 """The training-side kind registry: `modelserve train <kind>` and export look kinds up here.
 
-Adding a kind: ``training/kinds/<kind>.py`` with a ``TrainingKind`` subclass decorated ``@register``, and
+Adding a kind: ``training/kinds/<kind>/`` (kind.py: a ``TrainingKind`` subclass decorated ``@register``;
+beside it the recipe, data sources and augmentation), and
 its module in ``_BUILTIN`` below. The service side (``service/kinds/``) registers the same name.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from service.kinds import UnknownKind
+from service.registry import Registry
 from training.kinds.base import TOLERANCE, ExportError, GraphInput, T, TrainingKind
 
 __all__ = ["TOLERANCE", "ExportError", "GraphInput", "TrainingKind", "get", "names", "register"]
 
-_KINDS: dict[str, TrainingKind] = {}
 _BUILTIN = ("image", "text", "tabular", "audio")
-_loaded = False
+_KINDS: Registry[TrainingKind] = Registry(
+    "input kind", [f"training.kinds.{name}.kind" for name in _BUILTIN], UnknownKind, plural="trainable kinds"
+)
 
 
 def register(cls: T) -> T:
     """Class decorator: make the kind trainable and exportable under ``cls.name``."""
-    _KINDS[cls.name] = cls()
+    _KINDS.add(cls.name, cls())
     return cls
 
 
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in _BUILTIN:
-            importlib.import_module(f"training.kinds.{module}")
-
-
 def names() -> list[str]:
-    _ensure_loaded()
-    return sorted(_KINDS)
+    return _KINDS.names()
 
 
 def get(name: str) -> TrainingKind:
     """The trainable kind ``name``; UnknownKind names the ones that exist."""
-    _ensure_loaded()
-    try:
-        return _KINDS[name]
-    except KeyError:
-        raise UnknownKind(
-            f"unknown input kind {name!r}; the trainable kinds are: {', '.join(sorted(_KINDS))}"
-        ) from None
+    return _KINDS.get(name)

@@ -3,9 +3,10 @@
 Kind modules import torch inside their methods, not at import: the `modelserve` CLI registers every
 kind's `train` options, and `modelserve serve` must not pay for (or need) torch.
 
-A ``TrainingKind`` subclass in ``training/kinds/<kind>.py``, decorated ``@register``, is all
-``modelserve train <kind>`` and ``training/export.py`` know of a kind. Its datasets live in
-``training/data/``, its network in ``training/nets.py``, its preprocessing in ``service/preprocess/``.
+A ``TrainingKind`` subclass in ``training/kinds/<kind>/kind.py``, decorated ``@register``, is all
+``modelserve train <kind>`` and ``training/export.py`` know of a kind. Beside it in its folder: its recipe,
+data sources and augmentation; its network is in ``training/nets.py``, its preprocessing in
+``service/kinds/<kind>/preprocess.py`` (the one copy serving runs).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from service.model_files import TensorDecl
+from service.repository.model_files import TensorDecl
 
 if TYPE_CHECKING:  # `modelserve --help` and `serve` list the kinds without importing torch
     import onnxruntime as ort

@@ -1,0 +1,348 @@
+"""Connection limits uvicorn's httptools protocol does not have: header and body read timeouts, header
+size and count caps, a connection cap with a JSON 503, uploads still arriving at shutdown read to their end
+(a JSON 503 only for one that has stopped arriving), and a lingering close.
+
+Why a protocol subclass: these happen before (or beside) the ASGI app. A client that never finishes its
+headers never reaches the app; uvicorn's ``limit_concurrency`` answers plain text; and uvicorn closes the
+socket as soon as a ``Connection: close`` answer is written, so a client still sending a large body gets a
+reset instead of the 413 (the kernel resets a socket closed with unread data). What the app needs (the
+body deadline) it gets as an ASGI scope extension, ``BODY_EXTENSION``, read by ``http.read_body``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httptools
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+BODY_EXTENSION = "modelserve.body"
+# After answering a request whose body is still arriving: read and discard this long / this much, then
+# close (nginx's lingering_time and lingering_timeout do the same job).
+LINGER_S = 5.0
+LINGER_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    header_timeout_s: float
+    body_timeout_s: float
+    max_header_bytes: int
+    max_headers: int
+    max_connections: int
+    drain_stalled_body_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> HttpLimits:
+        return cls(
+            s.header_timeout_s,
+            s.body_timeout_s,
+            s.max_header_bytes,
+            s.max_headers,
+            s.max_connections,
+            s.drain_stalled_body_s,
+        )
+
+
+class BodyDeadline:
+    """When the request body must be in: ``timeout_s`` after the headers. Once the server drains, an upload
+    still arriving is an in-flight request and is read on, but within the drain, and only while bytes keep
+    coming: one that sends nothing for ``stalled_s`` is cut short. ``read_body`` awaits each body message
+    through ``receive``. It also tells the handler when the client goes away: the connection cancels the
+    future ``watch``ed here as it closes (no watcher task per request)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, stalled_s: float) -> None:
+        self.loop = loop
+        self.timeout_s = timeout_s
+        self.stalled_s = stalled_s
+        self.when = loop.time() + timeout_s
+        self.last_bytes = loop.time()  # the protocol moves it as body bytes arrive
+        self.complete = False  # the whole body is buffered: no wait left to bound
+        self.drain_s: float | None = None
+        self._drain_end: float | None = None  # set when the server begins to drain
+        self.client_gone = False
+        self._timeout: asyncio.Timeout | None = None
+        self._watched: asyncio.Future[Any] | None = None
+
+    def watch(self, future: asyncio.Future[Any] | None) -> None:
+        """Cancel ``future`` if the connection closes before it is done (None: stop watching)."""
+        self._watched = future
+
+    def connection_lost(self) -> None:
+        self.client_gone = True
+        if self._watched is not None:
+            self._watched.cancel()
+
+    async def receive(self, receive: Any) -> Any:
+        if self.complete:
+            return await receive()
+        # One wait ends when any bytes arrive (uvicorn sets its message event per chunk): the stall bound
+        # needs no re-arming while it waits.
+        async with asyncio.timeout_at(self._until()) as timeout:
+            self._timeout = timeout
+            try:
+                return await receive()
+            finally:
+                self._timeout = None
+
+    def drain(self, within_s: float | None) -> None:
+        """The server is shutting down: the body must still come in within ``within_s`` (None: no bound)."""
+        self.drain_s = within_s
+        self._drain_end = self.loop.time() + within_s if within_s is not None else float("inf")
+        if self._timeout is not None:
+            self._timeout.reschedule(self._until())
+
+    def shutdown_reason(self) -> str | None:
+        """After a timeout: why a draining server stopped waiting; None when it was the body timeout."""
+        if self._drain_end is None or self.loop.time() >= self.when:
+            return None
+        if self.loop.time() >= self._drain_end:
+            return f"the request body did not arrive within the drain timeout ({self.drain_s:g} s)"
+        return f"the request body stopped arriving (nothing for {self.stalled_s:g} s)"
+
+    def _until(self) -> float:
+        if self._drain_end is None:
+            return self.when
+        return min(self.when, self._drain_end, self.last_bytes + self.stalled_s)
+
+
+class _HeaderLimit(Exception):
+    """Raised inside the parser's header callback to stop parsing at once."""
+
+
+class _CycleTransport:
+    """The transport as uvicorn's request cycle sees it: ``close`` lingers while the body still arrives,
+    and an answer's head waits for its body, so both leave in one send (uvicorn writes them apart: two
+    syscalls and two TCP segments per answer, each waking the client). A head with no body after it in
+    the same loop step (HEAD, a streamed answer) is sent on the next one."""
+
+    def __init__(self, protocol: LimitedHttpToolsProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+        self._head: bytes | None = None
+        self.is_closing = self._transport.is_closing
+        self.get_extra_info = self._transport.get_extra_info
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) < _JOIN_BYTES:
+                self._transport.write(head + data)
+            else:
+                self._transport.writelines((head, data))
+        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
+            self._head = data
+            self._protocol.loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        head, self._head = self._head, None
+        if head is not None and not self._transport.is_closing():
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self._flush()
+        self._protocol.close_after_answer()
+
+
+_JOIN_BYTES = 64 * 1024  # smaller bodies are copied behind the head; bigger ones go as a second buffer
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above; ``limits`` come from MODELSERVE_* unless bound
+    by ``http_protocol(settings)``."""
+
+    limits: ClassVar[HttpLimits | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cls = type(self)
+        if cls.limits is None:
+            cls.limits = HttpLimits.from_settings(Settings())
+        self._limits = cls.limits
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_headers = True
+        self._began = False  # bytes of the current request arrived
+        self._header_bytes = 0
+        self._header_count = 0
+        self._lingering = False
+        self._discarded = 0
+        self._body: BodyDeadline | None = None
+
+    # ------------------------------------------------------------------------------ connection
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self._limits.header_timeout_s, self._header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+        if self._body is not None:
+            self._body.connection_lost()
+
+    def eof_received(self) -> None:
+        if self._lingering:  # the client is done sending: the answer was written, close now
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self.transport.close()
+            return
+        if self._in_headers:
+            self._header_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()
+        except httptools.HttpParserError as e:
+            if isinstance(e.__context__, _HeaderLimit):
+                self._refuse(431, str(e.__context__))
+            else:
+                self._refuse(400, "invalid HTTP request")
+            return
+        if self._in_headers and self._header_bytes > self._limits.max_header_bytes:
+            self._refuse(431, f"the request line and headers exceed {self._limits.max_header_bytes} bytes")
+
+    def shutdown(self) -> None:
+        """Server shutdown: an upload still arriving is read on while it keeps arriving, within the drain
+        (uvicorn's graceful timeout); one that has stopped is answered 503, not cancelled at the drain's end."""
+        cycle = self.cycle
+        if self._body is not None and cycle is not None and not cycle.response_started:
+            self._body.drain(self.config.timeout_graceful_shutdown)
+        super().shutdown()
+
+    # ------------------------------------------------------------------------------ parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._began = True
+        self._in_headers = True
+        self._header_bytes = self._header_count = 0
+        if self._timer is None:  # a later request on a kept-alive connection
+            self._arm(self._limits.header_timeout_s, self._header_timeout)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self._limits.max_headers:
+            raise _HeaderLimit(f"more than {self._limits.max_headers} request headers")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._in_headers = False
+        self._began = False
+        over = len(self.connections) > self._limits.max_connections
+        app = self.app
+        if over:
+            log.warning(
+                "%d connections open (limit %d): answering 503",
+                len(self.connections),
+                self._limits.max_connections,
+            )
+            self.app = _too_many_connections
+        else:
+            self._body = BodyDeadline(
+                self.loop, self._limits.body_timeout_s, self._limits.drain_stalled_body_s
+            )
+            self.scope.setdefault("extensions", {})[BODY_EXTENSION] = self._body  # type: ignore[assignment]
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+        if self.cycle is not None:
+            self.cycle.transport = _CycleTransport(self)  # type: ignore[assignment]
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is not None:
+            self._body.last_bytes = self.loop.time()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._body is not None:
+            self._body.complete = True
+        super().on_message_complete()
+
+    # ------------------------------------------------------------------------------ answers and closing
+    def close_after_answer(self) -> None:
+        """Close once the client has sent what it was sending (bounded), so it reads the answer."""
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or self.transport.is_closing():
+            self.transport.close()
+        else:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Half-close (the client reads the answer, then EOF), discard what still arrives, then close."""
+        self._lingering = True
+        self.flow.resume_reading()
+        try:
+            self.transport.write_eof()
+        except (NotImplementedError, OSError, RuntimeError):
+            self.transport.close()
+            return
+        self._arm(LINGER_S, self.transport.close)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer before the app saw the request (headers too big, too slow), then close."""
+        self._disarm()
+        log.warning("%s: %d %s", _peer(self.client), status, message)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # an answer now would interleave with the running one
+            return
+        body = orjson.dumps({"error": message})
+        head = STATUS_LINE[status] + b"content-type: application/json\r\n"
+        head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        self.transport.write(head + body)
+        self._linger()
+
+    def _header_timeout(self) -> None:
+        self._timer = None
+        if self._began:
+            self._refuse(
+                408, f"the request headers did not arrive within {self._limits.header_timeout_s:g} s"
+            )
+        elif not self.transport.is_closing():
+            self.transport.close()  # nothing sent at all: nobody to answer
+
+    def _arm(self, delay_s: float, callback: Any) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(delay_s, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
+    body = orjson.dumps({"error": "too many open connections; retry shortly"})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "client"
+
+
+def http_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for uvicorn's ``http=``, bound to these settings."""
+    return type(
+        "BoundHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"limits": HttpLimits.from_settings(settings)}
+    )
