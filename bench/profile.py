@@ -89,7 +89,7 @@ STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("body read", ("read_body", "_read_raw", "http.py")),
     ("route", ("fastpath.py", "routes.py", "starlette/requests", "transports/grpc_server")),
     ("data plane", ("dataplane.py", "repository.py")),
-    ("send (socket write)", ("RequestResponseCycle.send", "transport.write")),
+    ("send (socket write)", ("RequestResponseCycle.send", "transport.write", "_CycleTransport")),
     ("parse (uvicorn/httptools)", ("uvicorn/", "httptools", "h11", "limits.py")),
     ("grpc", ("grpc/", "grpc_aio", "_server.py", "cygrpc")),
     ("event loop", ("uvloop", "asyncio/", "base_events", "selector")),
