@@ -15,7 +15,7 @@ export MODELSERVE_DATA_DIR := $(abspath $(DATA_DIR))
 DATA_DEBIAN := r-cran-mlbench=2.1-3-1 r-cran-modeldata=1.1.0-1
 DATA_DEBIAN += dataset-fashion-mnist=0.0~git20200523.55506a9-1
 
-.PHONY: serve test test-browser browser-deps test-deps lint models bench image clean help proto data data-commands
+.PHONY: serve test test-browser browser-deps test-deps lint models bench image lock clean help proto data data-commands cluster-test cluster-clean
 
 help:
 	@echo "make serve   - install the service and serve models/ on 0.0.0.0:$(PORT)"
@@ -27,13 +27,18 @@ help:
 	@echo "make models  - retrain and export the shipped models (digits, fashion, sentiment, letters, churn, commands)"
 	@echo "make bench   - run the benchmarks (bench/README.md)"
 	@echo "make image   - build the Docker image with podman or docker"
+	@echo "make cluster-test - two Docker Swarm nodes on this machine, the stack of deploy/swarm under load (root)"
+	@echo "make lock    - refresh requirements.lock (the service's locked, hashed dependencies; UPGRADE=1: newest)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Stamps: reinstall only when pyproject.toml changes.
-$(VENV)/.serve: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+# Stamps: reinstall only when pyproject.toml or the lock changes. The service's dependencies come from
+# requirements.lock (exact versions, hashes checked), the same set the image installs; then the project
+# itself, editable, without resolving anything again.
+$(VENV)/.serve: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
@@ -125,6 +130,26 @@ clean:
 
 image:
 	@bash deploy/image.sh
+
+# requirements.lock: the service's runtime dependencies (pyproject.toml's [project] dependencies, no
+# extras), every version exact, every wheel and sdist of it hashed (so it installs on x86_64 and arm64
+# alike). uv keeps the versions already locked unless UPGRADE=1 (then the newest that pyproject allows).
+LOCK_PLATFORM ?= x86_64-manylinux_2_28
+lock: $(VENV)/.dev
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform $(LOCK_PLATFORM) --custom-compile-command "make lock" \
+	  $(if $(UPGRADE),--upgrade) -o requirements.lock
+
+# A real two-node Docker Swarm on this one machine (a second dockerd in a network namespace): the stack of
+# deploy/swarm behind HAProxy under load through a rolling update, a drain, a killed replica, scaling
+# (docs/scaling.md). Root; installs Debian's docker.io and mmdebstrap when missing.
+# The image layers stay cached in /var/lib/modelserve-cluster (make cluster-clean removes them).
+cluster-test: $(VENV)/.serve
+	PYTHON=$(abspath $(BIN)/python) bash tests/cluster/run.sh
+
+cluster-clean:
+	@[ ! -d /run/mscl ] || bash tests/cluster/nodes.sh down
+	rm -rf /var/lib/modelserve-cluster
 
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } \

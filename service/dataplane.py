@@ -77,7 +77,9 @@ class DataPlane:
             await self.group.start(repository, self._locally_ready)
             skip = self.group.unloaded()
         await repository.load_all(skip=skip)
-        log.info("serving %s from %s", ", ".join(repository.names()) or "no models", self.settings.models_dir)
+        log.info(
+            "serving %s from %s", ", ".join(repository.names()) or "no models", repository.storage.describe()
+        )
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans.
         gc.collect()
         gc.freeze()
