@@ -156,6 +156,7 @@ bench: $(VENV)/.dev
 	  || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.protocols
+	$(BIN)/python -m bench.triton
 
 # The gRPC stubs in service/protocol/oip/ are committed; this remakes them from the vendored .proto files
 # (Triton's grpc_service.proto and model_config.proto, BSD-3, LICENSE beside them). grpcio-tools 1.69

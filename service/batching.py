@@ -209,7 +209,8 @@ class DynamicBatcher:
         self._queued_rows += rows
         self._idle.clear()  # type: ignore[union-attr]
         self._arrived.set()
-        self._observer.on_depth(len(self._queue), self._in_flight)
+        # The depth gauges move when a batch starts and ends (below), not per request: in multiprocess
+        # mode each set is a write to the metrics file, and a queued request always waits on a batch.
         return pending.future
 
     def _lone(self) -> bool:
