@@ -123,8 +123,8 @@ def augment_features(
     x = x.astype(np.float32, copy=True)
     n = len(x)
 
-    def chosen(p: float) -> np.ndarray:
-        return np.flatnonzero(rng.random(n) < p)
+    def chosen(p: float) -> np.ndarray:  # p == 0 draws nothing: `off()` repeats the old draws exactly
+        return np.flatnonzero(rng.random(n) < p) if p > 0 else np.zeros(0, dtype=np.int64)
 
     if len(idx := chosen(aug.warp)):
         x[idx] = warp_bands(x[idx], rng.uniform(*aug.warp_range, size=len(idx)), spec)
