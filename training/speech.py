@@ -67,7 +67,7 @@ def train_audio_model(
 
     seed_everything(cfg.seed)
     spec = spec or AudioSpec()
-    augment = augment or FeatureAugment()
+    augment = augment or FeatureAugment.off()  # what the held-out-engine proxy chose (docs/training.md)
     splits = load_audio(source, spec, cfg.seed)
     if hold_out_engine is not None:
         splits = held_out_engine_splits(splits, hold_out_engine)

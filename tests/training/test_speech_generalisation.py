@@ -117,6 +117,7 @@ def test_gru_with_per_clip_norm_trains_and_exports(tmp_path: Path) -> None:
         bidirectional=False,
         channels=(32, 48),
         hidden_dim=32,
+        augment=FeatureAugment(),
         norm="clip",
     )
     report = json.loads((checkpoint.parent / "report.json").read_text())

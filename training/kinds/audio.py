@@ -48,8 +48,9 @@ class AudioTraining(TrainingKind):
         parser.add_argument(
             "--feature-augment",
             choices=("on", "off"),
-            default="on",
-            help="on: VTLP, tempo, EQ, band-limit and 2+2 SpecAugment masks; off: one mask of each",
+            default="off",
+            help="off: one SpecAugment mask of each kind (the proxy's choice); on: also VTLP, tempo, EQ, "
+            "band-limit and 2+2 masks",
         )
         parser.add_argument(
             "--hold-out-engine",
