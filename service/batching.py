@@ -1,38 +1,99 @@
-"""DynamicBatcher: many requests, few model runs. Knows nothing of HTTP.
+"""DynamicBatcher: many requests, few model runs; BatchPolicy: every batching decision. Knows nothing of HTTP.
 
 Each worker (one per instance) blocks until a request arrives, so an idle model costs nothing and a lone
 request runs at once. While a batch runs, new requests queue; a freed worker takes what is queued, up to
 ``max_batch_size`` rows, optionally waiting ``max_queue_delay_ms`` from the first arrival for more. A
 request still queued at its deadline answers QueueTimeout and never runs; one whose caller went away
 (its future cancelled) is skipped. A run that raises fails only the requests in it.
+
+A batch runs as collate (service/collate.py: join, pad, split, find the culprit) over the Runtime's ``run``
+(``DynamicBatcher.for_runtime``). Time comes from ``clock`` (time.monotonic unless a test passes its own).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Self
 
+from service import collate
 from service.context import RequestContext
 from service.errors import InferenceFailed, Overloaded, QueueTimeout, ServiceError
+from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 RunBatch = Callable[[list[Any]], Sequence[Any]]
+Clock = Callable[[], float]
 
 
-@dataclass(eq=False)
+@dataclass
+class BatchPolicy:
+    """Every batching decision of one model version: how many rows a batch takes, how long it waits for
+    more, how long a request may queue, how many batches run at once, and whether a batch runs on the
+    event loop or in an inference thread (learnt from the runs it has seen)."""
+
+    max_batch_size: int = 64
+    max_queue_delay_ms: float = 0.0
+    max_queue_size: int = 512
+    timeout_s: float = 30.0
+    instances: int = 1
+    inline_run_ms: float = 0.0
+    """Runs known to take at most this long run on the event loop itself (0: never)."""
+    _run_s: dict[int, float] = field(default_factory=dict, init=False, repr=False)
+    """Seconds per run, by batch size class (rows rounded up to a power of two), from real runs."""
+
+    def __post_init__(self) -> None:
+        self.max_queue_delay_s = self.max_queue_delay_ms / 1000.0
+        self.inline_run_s = self.inline_run_ms / 1000.0
+
+    def takes(self, batch_rows: int, rows: int) -> bool:
+        """Whether a batch of ``batch_rows`` rows so far takes a request of ``rows`` more (the first
+        request always: one bigger than the maximum runs alone)."""
+        return not batch_rows or batch_rows + rows <= self.max_batch_size
+
+    def waits_for_more(self, queued_rows: int) -> bool:
+        """Whether to wait (up to the queue delay, from the first arrival) for a fuller batch."""
+        return self.max_queue_delay_s > 0 and queued_rows < self.max_batch_size
+
+    def runs_at_once(self, rows: int) -> bool:
+        """Whether a lone request on an idle batcher runs inside ``enqueue``: no delay to wait for, and
+        its run known to be short."""
+        return not self.max_queue_delay_s and self.inline(rows)
+
+    def inline(self, rows: int) -> bool:
+        """Whether a run of ``rows`` rows is known to be short enough to run on the event loop itself.
+
+        Handing a run to the inference thread costs two thread switches and, while the loop is busy, a
+        wait for the GIL of up to sys.getswitchinterval() (5 ms) each time the thread needs it back: far
+        more than a small model's run. Unknown sizes go to the thread first, which measures them.
+        """
+        known = self._run_s.get(_size_class(rows))
+        return known is not None and known <= self.inline_run_s
+
+    def learn(self, rows: int, seconds: float) -> None:
+        """A run of ``rows`` rows took ``seconds`` (a dict write: atomic under the GIL, so the inference
+        threads call it too)."""
+        key = _size_class(rows)
+        old = self._run_s.get(key)
+        self._run_s[key] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+
+@dataclass(eq=False, slots=True)
 class _Pending:
     payload: Any
     rows: int
     future: asyncio.Future[Any]
     arrival: float
+    deadline: float
     timer: asyncio.TimerHandle | None = (
         None  # cancelled when the request starts: the timeout covers the queue
     )
@@ -51,22 +112,16 @@ class DynamicBatcher:
     def __init__(
         self,
         run_batch: RunBatch,
+        policy: BatchPolicy | None = None,
         *,
         name: str = "model",
-        max_batch_size: int = 64,
-        max_queue_delay_ms: float = 0.0,
-        max_queue_size: int = 512,
-        timeout_s: float = 30.0,
-        instances: int = 1,
         observer: BatchObserver | None = None,
-        inline_run_ms: float = 0.0,
+        clock: Clock = time.monotonic,
     ) -> None:
+        """``run_batch`` runs many requests' payloads and answers one result (or exception) each."""
         self.name = name
-        self.max_batch_size = max_batch_size
-        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
-        self.max_queue_size = max_queue_size
-        self.timeout_s = timeout_s
-        self.instances = instances
+        self.policy = policy or BatchPolicy()
+        self.clock = clock
         self._run_batch = run_batch
         self._observer = observer or BatchObserver()
         self._queue: deque[_Pending] = deque()
@@ -78,10 +133,16 @@ class DynamicBatcher:
         self._arrived: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._closed = False  # set once drained: until then requests already headed here are taken
-        self.inline_run_s = inline_run_ms / 1000.0
-        # Seconds per run, by batch size class (rows rounded up to a power of two): learnt from real runs.
-        self._run_s: dict[int, float] = {}
         self._ran_now = False
+
+    @classmethod
+    def for_runtime(cls, runtime: Runtime, policy: BatchPolicy, **options: Any) -> Self:
+        """The batcher of one model version: collate joins its requests, the runtime runs the joined
+        batch, collate splits the answers (and runs each request alone to find a culprit)."""
+        run = partial(
+            collate.run_batch, runtime.run, pad_values=runtime.pad_values, batchable=runtime.batchable
+        )
+        return cls(run, policy, **options)
 
     @property
     def queue_depth(self) -> int:
@@ -101,12 +162,13 @@ class DynamicBatcher:
             threading.Thread(
                 target=self._inference_thread, args=(loop,), daemon=True, name=f"infer-{self.name}-{i}"
             )
-            for i in range(self.instances)
+            for i in range(self.policy.instances)
         ]
         for thread in self._threads:
             thread.start()
         self._workers = [
-            asyncio.create_task(self._work(), name=f"batcher-{self.name}-{i}") for i in range(self.instances)
+            asyncio.create_task(self._work(), name=f"batcher-{self.name}-{i}")
+            for i in range(self.policy.instances)
         ]
 
     async def submit(self, payload: Any, rows: int = 1, trace: RequestContext | None = None) -> Any:
@@ -122,53 +184,41 @@ class DynamicBatcher:
         deadline: float | None = None,
     ) -> asyncio.Future[Any]:
         """``submit`` without the coroutine: the future of the answer; cancel it to drop the request.
-        ``deadline`` (time.monotonic()) when the request's timeout started before queueing (decoding)."""
+        ``deadline`` (on ``clock``) when the request's timeout started before queueing (decoding)."""
         assert self._arrived is not None, "start() the batcher first"
+        policy = self.policy
         if self._closed:
             raise Overloaded(f"model {self.name} was unloaded; retry to reach its replacement")
-        if len(self._queue) >= self.max_queue_size:
+        if len(self._queue) >= policy.max_queue_size:
             raise Overloaded(f"model {self.name} is overloaded: {len(self._queue)} requests queued")
-        now = time.monotonic()
-        wait_s = self.timeout_s if deadline is None else deadline - now
-        if wait_s <= 0:
+        now = self.clock()
+        if deadline is None:
+            deadline = now + policy.timeout_s
+        if deadline <= now:
             raise QueueTimeout(
-                f"model {self.name}: request reached its {self.timeout_s:g} s deadline before it was queued and was not run"
+                f"model {self.name}: request reached its {policy.timeout_s:g} s deadline before it was queued and was not run"
             )
         loop = asyncio.get_running_loop()
-        if self._lone() and self._inline(rows):
+        if self._lone() and policy.runs_at_once(rows):
             self._ran_now = True  # others arriving in this loop iteration queue and batch together
             loop.call_soon(self._new_iteration)
             return self._run_now(payload, rows, trace, loop.create_future())
-        pending = _Pending(payload, rows, loop.create_future(), now, trace=trace)
-        pending.timer = loop.call_later(wait_s, self._expire, pending)
+        pending = _Pending(payload, rows, loop.create_future(), now, deadline, trace=trace)
+        pending.timer = loop.call_later(deadline - now, self._expire, pending)
         self._queue.append(pending)
         self._queued_rows += rows
         self._idle.clear()  # type: ignore[union-attr]
         self._arrived.set()
-        self._observer.on_depth(len(self._queue), self._in_flight)
+        # The depth gauges move when a batch starts and ends (below), not per request: in multiprocess
+        # mode each set is a write to the metrics file, and a queued request always waits on a batch.
         return pending.future
 
     def _lone(self) -> bool:
         """Nothing queued or running, and no other request ran at once in this loop iteration."""
-        return not (self._queue or self._in_flight or self._ran_now or self.max_queue_delay_s)
+        return not (self._queue or self._in_flight or self._ran_now)
 
     def _new_iteration(self) -> None:
         self._ran_now = False
-
-    def _inline(self, rows: int) -> bool:
-        """Whether a run of ``rows`` rows is known to be short enough to run on the event loop itself.
-
-        Handing a run to the inference thread costs two thread switches and, while the loop is busy, a
-        wait for the GIL of up to sys.getswitchinterval() (5 ms) each time the thread needs it back: far
-        more than a small model's run. Unknown sizes go to the thread first, which measures them.
-        """
-        known = self._run_s.get(_size_class(rows))
-        return known is not None and known <= self.inline_run_s
-
-    def _learn(self, rows: int, seconds: float) -> None:
-        key = _size_class(rows)
-        old = self._run_s.get(key)
-        self._run_s[key] = seconds if old is None else 0.8 * old + 0.2 * seconds
 
     def _run_now(
         self, payload: Any, rows: int, trace: RequestContext | None, future: asyncio.Future[Any]
@@ -177,14 +227,14 @@ class DynamicBatcher:
         self._observer.on_queue_wait(0.0)
         if trace is not None:
             trace.batch_rows = rows
-        start = time.perf_counter()
+        start = self.clock()
         try:
             [result] = self._run_batch([payload])
         except Exception as e:
             log.exception("model %s: batch of 1 request failed", self.name)
             result = e
-        run_s = time.perf_counter() - start
-        self._learn(rows, run_s)
+        run_s = self.clock() - start
+        self.policy.learn(rows, run_s)
         self._observer.on_batch(rows, 1, run_s)
         if isinstance(result, Exception):
             future.set_exception(_as_service_error(result, self.name))
@@ -196,7 +246,7 @@ class DynamicBatcher:
         if not pending.future.done():
             pending.future.set_exception(
                 QueueTimeout(
-                    f"model {self.name}: request waited {self.timeout_s:g} s in the queue and was not run"
+                    f"model {self.name}: request waited {self.policy.timeout_s:g} s in the queue and was not run"
                 )
             )
 
@@ -207,7 +257,7 @@ class DynamicBatcher:
                 self._arrived.clear()
                 await self._arrived.wait()  # an idle model costs nothing
                 continue
-            if self.max_queue_delay_s > 0:
+            if self.policy.waits_for_more(self._queued_rows):
                 await self._wait_for_fuller_batch()
             batch = self._take_batch()
             if batch:
@@ -216,27 +266,31 @@ class DynamicBatcher:
 
     async def _wait_for_fuller_batch(self) -> None:
         assert self._arrived is not None
-        deadline = self._queue[0].arrival + self.max_queue_delay_s
-        while self._queue and self._queued_rows < self.max_batch_size:
-            remaining = deadline - time.monotonic()
+        deadline = self._queue[0].arrival + self.policy.max_queue_delay_s
+        while self._queue and self.policy.waits_for_more(self._queued_rows):
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 return
             self._arrived.clear()
-            try:
+            # Woken by an arrival or the time-out; either way the loop reads the clock again.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                return
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
         rows = 0
+        now = self.clock()
         while self._queue:
             head = self._queue[0]
+            if head.deadline <= now:  # its timer may not have fired yet (a busy loop, or a test's clock)
+                self._expire(head)
             if head.future.done():  # timed out or its caller left: never run
                 self._queue.popleft()
                 self._queued_rows -= head.rows
+                if head.timer is not None:
+                    head.timer.cancel()
                 continue
-            if batch and rows + head.rows > self.max_batch_size:
+            if not self.policy.takes(rows, head.rows):
                 break
             self._queue.popleft()
             self._queued_rows -= head.rows
@@ -248,7 +302,7 @@ class DynamicBatcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
-        now = time.monotonic()
+        now = self.clock()
         rows = sum(p.rows for p in batch)
         for p in batch:
             self._observer.on_queue_wait(now - p.arrival)
@@ -256,13 +310,13 @@ class DynamicBatcher:
                 p.trace.batch_rows = rows
         self._in_flight += len(batch)
         self._observer.on_depth(len(self._queue), self._in_flight)
-        start = time.perf_counter()
-        inline = self._inline(rows)
+        start = self.clock()
+        inline = self.policy.inline(rows)
         try:
             payloads = [p.payload for p in batch]
             if inline:
                 results = self._run_batch(payloads)
-                self._learn(rows, time.perf_counter() - start)
+                self.policy.learn(rows, self.clock() - start)
             else:
                 done: asyncio.Future[Any] = loop.create_future()
                 self._jobs.put((payloads, rows, done))
@@ -283,7 +337,7 @@ class DynamicBatcher:
                 _set_exception(p.future, error)
         finally:
             self._in_flight -= len(batch)
-            self._observer.on_batch(rows, len(batch), time.perf_counter() - start)
+            self._observer.on_batch(rows, len(batch), self.clock() - start)
             self._observer.on_depth(len(self._queue), self._in_flight)
         if inline:  # let the answers go out (and new requests in) before the next run
             await asyncio.sleep(0)
@@ -293,13 +347,13 @@ class DynamicBatcher:
         and a SimpleQueue cost less per batch than run_in_executor's future wrapping."""
         while (job := self._jobs.get()) is not None:
             payloads, rows, done = job
-            start = time.perf_counter()
+            start = self.clock()
             try:
                 result: Any = self._run_batch(payloads)
                 failed = None
             except Exception as e:
                 result, failed = None, e
-            self._learn(rows, time.perf_counter() - start)  # a dict write: atomic under the GIL
+            self.policy.learn(rows, self.clock() - start)
             try:
                 loop.call_soon_threadsafe(_settle, done, result, failed)
             except RuntimeError:  # the loop has closed: nobody waits for this answer

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--grpc-port", type=int, help="Open Inference Protocol over gRPC (0: off)")
-    serve.add_argument("--models", type=Path, help="model repository folder")
+    serve.add_argument("--models", help="model repository: a folder or s3://bucket/prefix")
     serve.add_argument("--workers", help='worker processes: "auto" (one per usable CPU, the default) or N')
     serve.set_defaults(func=_serve)
     pred = sub.add_parser("predict", help="classify image files, WAV clips or texts with a running server")

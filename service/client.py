@@ -13,359 +13,72 @@ ModelServeError carrying its status code, the server's message and the request i
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import os
-import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 
-from service.protocol.tensors import NUMPY_TO_V2, V2_TO_NUMPY, pack_bytes, unpack_bytes
-
-DEFAULT_URL = "http://localhost:8080"
-ImageLike = str | os.PathLike[str] | bytes | Any  # Any: a PIL.Image.Image
-AudioLike = str | os.PathLike[str] | bytes  # a WAV file: its path or its bytes
-
-
-# ------------------------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class Label:
-    label: str
-    index: int
-    score: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    index: int
-    score: float
-    top_k: list[Label] = field(default_factory=list)
-    model: str = ""
-    version: str = ""
-    notes: dict[str, Any] = field(default_factory=dict)
-    """What else the server said about this input (tabular: ``out_of_range``; ?explain=1: ``input``)."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    versions: list[str]
-    latest: str
-    input_kind: str
-    labels: list[str]
-    inputs: list[dict[str, Any]]
-    features: list[dict[str, Any]] = field(default_factory=list)
-    """Tabular models: the features (name, type, min/max or categories, required, default)."""
-
-
-# -------------------------------------------------------------------------------------------- errors
-class ModelServeError(Exception):
-    """An error answer from the server (or no answer at all, status_code 0)."""
-
-    status_code = 0
-
-    def __init__(self, message: str, status_code: int | None = None, request_id: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status_code is not None:
-            self.status_code = status_code
-        self.request_id = request_id
-
-
-class BadRequestError(ModelServeError):
-    status_code = 400
-
-
-class AuthenticationError(ModelServeError):
-    status_code = 401
-
-
-class PermissionDeniedError(ModelServeError):
-    status_code = 403
-
-
-class NotFoundError(ModelServeError):
-    status_code = 404
-
-
-class PayloadTooLargeError(ModelServeError):
-    status_code = 413
-
-
-class UnsupportedMediaTypeError(ModelServeError):
-    status_code = 415
-
-
-class InvalidInputError(ModelServeError):
-    status_code = 422
-
-
-class ServerError(ModelServeError):
-    status_code = 500
-
-
-class OverloadedError(ModelServeError):
-    """503 after every retry: the server stayed overloaded (or not ready)."""
-
-    status_code = 503
-
-
-class QueueTimeoutError(ModelServeError):
-    status_code = 504
-
-
-class ConnectionFailedError(ModelServeError):
-    """No answer: the connection failed on every try."""
-
-
-_ERRORS = {
-    cls.status_code: cls
-    for cls in (
-        BadRequestError,
-        AuthenticationError,
-        PermissionDeniedError,
-        NotFoundError,
-        PayloadTooLargeError,
-        UnsupportedMediaTypeError,
-        InvalidInputError,
-        ServerError,
-        OverloadedError,
-        QueueTimeoutError,
-    )
-}
-
-
-def _raise_for(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    try:
-        message = str(response.json()["error"])
-    except Exception:
-        message = response.text[:500] or response.reason_phrase
-    cls = _ERRORS.get(response.status_code, ServerError if response.status_code >= 500 else ModelServeError)
-    raise cls(message, response.status_code, response.headers.get("x-request-id"))
-
-
-# ------------------------------------------------------------------------------- requests and answers
-@dataclass
-class _Call:
-    method: str
-    path: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def _image_bytes(image: ImageLike) -> tuple[str, bytes]:
-    if isinstance(image, bytes | bytearray):
-        return "image", bytes(image)
-    if isinstance(image, str | os.PathLike):
-        path = Path(image)
-        return path.name, path.read_bytes()
-    if hasattr(image, "save"):  # a PIL image
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        return "image.png", buf.getvalue()
-    raise TypeError(f"an image is a path, bytes or a PIL image, not {type(image).__name__}")
-
-
-def _predict_images_call(model: str, images: Sequence[ImageLike], top_k: int) -> _Call:
-    files = []
-    for i, image in enumerate(images):
-        name, data = _image_bytes(image)
-        files.append((f"file{i}", (name, data, "application/octet-stream")))
-    return _Call("POST", f"/models/{model}/predict", {"files": files, "params": {"top_k": top_k}})
-
-
-def _predict_audio_call(model: str, clips: Sequence[AudioLike], top_k: int) -> _Call:
-    """WAV files (paths or bytes) as multipart files: the server decodes, resamples and checks them."""
-    files = []
-    for i, clip in enumerate(clips):
-        if isinstance(clip, bytes | bytearray):
-            name, data = f"clip{i}.wav", bytes(clip)
-        elif isinstance(clip, str | os.PathLike):
-            path = Path(clip)
-            name, data = path.name, path.read_bytes()
-        else:
-            raise TypeError(f"an audio clip is a WAV file's path or bytes, not {type(clip).__name__}")
-        files.append((f"file{i}", (name, data, "audio/wav")))
-    return _Call("POST", f"/models/{model}/predict", {"files": files, "params": {"top_k": top_k}})
-
-
-def _predict_texts_call(model: str, texts: Sequence[str], top_k: int) -> _Call:
-    return _Call(
-        "POST", f"/models/{model}/predict", {"json": {"texts": list(texts)}, "params": {"top_k": top_k}}
-    )
-
-
-def _predict_rows_call(model: str, rows: Sequence[Any], top_k: int) -> _Call:
-    """Named rows (dicts) as {"rows": ...}; ordered ones (lists of values) as {"instances": ...}."""
-    rows = list(rows)
-    key = "rows" if all(isinstance(r, Mapping) for r in rows) else "instances"
-    doc = {key: [dict(r) if isinstance(r, Mapping) else list(r) for r in rows]}
-    return _Call("POST", f"/models/{model}/predict", {"json": doc, "params": {"top_k": top_k}})
-
-
-def _predict_csv_call(model: str, csv: str | bytes | os.PathLike[str], top_k: int) -> _Call:
-    """A CSV document with a header row: a path, or its text or bytes."""
-    if isinstance(csv, os.PathLike) or (isinstance(csv, str) and "\n" not in csv and Path(csv).is_file()):
-        data = Path(csv).read_bytes()
-    else:
-        data = csv.encode("utf-8") if isinstance(csv, str) else bytes(csv)
-    headers = {"content-type": "text/csv"}
-    return _Call(
-        "POST", f"/models/{model}/predict", {"content": data, "headers": headers, "params": {"top_k": top_k}}
-    )
-
-
-_PREDICTION_KEYS = {"label", "index", "score", "top_k"}
-
-
-def _predictions(response: httpx.Response) -> list[Prediction]:
-    body = response.json()
-    return [
-        Prediction(
-            p["label"],
-            p["index"],
-            p["score"],
-            [Label(**t) for t in p.get("top_k", [])],
-            body["model"],
-            body["version"],
-            {k: v for k, v in p.items() if k not in _PREDICTION_KEYS},
-        )
-        for p in body["predictions"]
-    ]
-
-
-def _infer_call(
-    model: str, inputs: dict[str, Any], outputs: Sequence[str] | None, version: str | None, binary: bool
-) -> _Call:
-    tensors, blobs = [], []
-    for name, value in inputs.items():
-        arr = np.asarray(value)
-        if arr.dtype.kind in "USO":
-            datatype = "BYTES"
-            items = [x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel().tolist()]
-            raw = pack_bytes(items)
-            data: Any = [x.decode("utf-8", "replace") for x in items]
-        else:
-            datatype = NUMPY_TO_V2[arr.dtype]
-            raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-            data = arr.ravel().tolist()
-        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
-        if binary:
-            tensor["parameters"] = {"binary_data_size": len(raw)}
-            blobs.append(raw)
-        else:
-            tensor["data"] = data
-        tensors.append(tensor)
-    doc: dict[str, Any] = {"inputs": tensors}
-    if outputs:
-        doc["outputs"] = [{"name": o, "parameters": {"binary_data": binary}} for o in outputs]
-    elif binary:
-        doc["parameters"] = {"binary_data_output": True}
-    header = orjson.dumps(doc)
-    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
-    if not binary:
-        return _Call("POST", path, {"content": header, "headers": {"content-type": "application/json"}})
-    return _Call(
-        "POST",
-        path,
-        {
-            "content": header + b"".join(blobs),
-            "headers": {
-                "content-type": "application/octet-stream",
-                "inference-header-content-length": str(len(header)),
-            },
-        },
-    )
-
-
-def _tensors(response: httpx.Response) -> dict[str, np.ndarray]:
-    """V2 outputs as arrays, from JSON or the binary extension."""
-    size = response.headers.get("inference-header-content-length")
-    content = response.content
-    header = orjson.loads(content[: int(size)] if size else content)
-    offset = int(size) if size else 0
-    out = {}
-    for t in header["outputs"]:
-        shape = t["shape"]
-        n = (t.get("parameters") or {}).get("binary_data_size")
-        if n is None:
-            data = t["data"]
-            arr = (
-                np.asarray(data, dtype=object)
-                if t["datatype"] == "BYTES"
-                else np.asarray(data, dtype=V2_TO_NUMPY[t["datatype"]])
-            )
-        else:
-            chunk = content[offset : offset + n]
-            offset += n
-            if t["datatype"] == "BYTES":
-                arr = np.asarray(unpack_bytes(chunk), dtype=object)
-            else:
-                arr = np.frombuffer(chunk, dtype=V2_TO_NUMPY[t["datatype"]].newbyteorder("<"))
-        out[t["name"]] = arr.reshape(shape)
-    return out
-
-
-def _models(response: httpx.Response) -> list[ModelInfo]:
-    return [
-        ModelInfo(
-            m["name"],
-            m["versions"],
-            m["latest"],
-            m["input_kind"],
-            m["labels"],
-            m["inputs"],
-            m.get("features", []),
-        )
-        for m in response.json()["models"]
-    ]
-
-
-# ----------------------------------------------------------------------------------------- retries
-@dataclass
-class RetryPolicy:
-    """503 and connection errors are retried up to ``retries`` times; waits grow from ``backoff_s``
-    (doubling, with jitter) up to ``max_backoff_s``; a 503's Retry-After is honoured up to that cap."""
-
-    retries: int = 3
-    backoff_s: float = 0.1
-    max_backoff_s: float = 5.0
-
-    def next_wait(
-        self, attempt: int, response: httpx.Response | None, error: Exception | None, url: str
-    ) -> float | None:
-        """Seconds to wait before the next try, or None when ``response`` is final (raised if an error)."""
-        if error is not None:
-            if attempt >= self.retries:
-                raise ConnectionFailedError(f"no answer from {url}: {error}") from error
-            return self.wait_s(attempt, None)
-        assert response is not None
-        if response.status_code == 503 and attempt < self.retries:
-            return self.wait_s(attempt, response)
-        _raise_for(response)
-        return None
-
-    def wait_s(self, attempt: int, response: httpx.Response | None) -> float:
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after is not None:
-            try:
-                return min(float(retry_after), self.max_backoff_s)
-            except ValueError:
-                pass
-        return min(self.backoff_s * (2**attempt) * (0.5 + random.random()), self.max_backoff_s)
-
-
-def _client_headers(api_key: str | None) -> dict[str, str]:
-    return {"authorization": f"Bearer {api_key}"} if api_key else {}
+from service.client_calls import (
+    DEFAULT_URL,
+    AudioLike,
+    AuthenticationError,
+    BadRequestError,
+    Call,
+    ConnectionFailedError,
+    ImageLike,
+    InvalidInputError,
+    Label,
+    ModelInfo,
+    ModelServeError,
+    NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    Prediction,
+    QueueTimeoutError,
+    RetryPolicy,
+    ServerError,
+    UnsupportedMediaTypeError,
+    client_headers,
+    decode_models,
+    decode_predictions,
+    decode_tensors,
+    infer_call,
+    predict_audio_call,
+    predict_csv_call,
+    predict_images_call,
+    predict_rows_call,
+    predict_texts_call,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncModelServeClient",
+    "AudioLike",
+    "AuthenticationError",
+    "BadRequestError",
+    "Call",
+    "ConnectionFailedError",
+    "ImageLike",
+    "InvalidInputError",
+    "Label",
+    "ModelInfo",
+    "ModelServeClient",
+    "ModelServeError",
+    "NotFoundError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "Prediction",
+    "QueueTimeoutError",
+    "RetryPolicy",
+    "ServerError",
+    "UnsupportedMediaTypeError",
+]
 
 
 class ModelServeClient:
@@ -382,10 +95,10 @@ class ModelServeClient:
         self.retry = retry or RetryPolicy()
         self.retries_done = 0  # 503s and connection errors retried so far
         self._http = httpx.Client(
-            base_url=base_url, timeout=timeout, headers=_client_headers(api_key), **httpx_options
+            base_url=base_url, timeout=timeout, headers=client_headers(api_key), **httpx_options
         )
 
-    def _send(self, call: _Call) -> httpx.Response:
+    def _send(self, call: Call) -> httpx.Response:
         for attempt in itertools.count():
             try:
                 response, error = self._http.request(call.method, call.path, **call.kwargs), None
@@ -403,30 +116,30 @@ class ModelServeClient:
         return self.predict_images(model, [image], top_k)[0]
 
     def predict_images(self, model: str, images: Iterable[ImageLike], top_k: int = 1) -> list[Prediction]:
-        return _predictions(self._send(_predict_images_call(model, list(images), top_k)))
+        return decode_predictions(self._send(predict_images_call(model, list(images), top_k)))
 
     def predict_audio(self, model: str, clip: AudioLike, top_k: int = 1) -> Prediction:
         """One WAV clip (a path or the file's bytes) of 0.2-2 s."""
         return self.predict_audios(model, [clip], top_k)[0]
 
     def predict_audios(self, model: str, clips: Iterable[AudioLike], top_k: int = 1) -> list[Prediction]:
-        return _predictions(self._send(_predict_audio_call(model, list(clips), top_k)))
+        return decode_predictions(self._send(predict_audio_call(model, list(clips), top_k)))
 
     def predict_text(self, model: str, text: str | Sequence[str], top_k: int = 1) -> Any:
         """One text: a Prediction; a list of texts: a list of them."""
         texts = [text] if isinstance(text, str) else list(text)
-        predictions = _predictions(self._send(_predict_texts_call(model, texts, top_k)))
+        predictions = decode_predictions(self._send(predict_texts_call(model, texts, top_k)))
         return predictions[0] if isinstance(text, str) else predictions
 
     def predict_rows(self, model: str, rows: Iterable[Any], top_k: int = 1) -> list[Prediction]:
         """Tabular rows: dicts of named features, or lists of values in the model's feature order."""
-        return _predictions(self._send(_predict_rows_call(model, list(rows), top_k)))
+        return decode_predictions(self._send(predict_rows_call(model, list(rows), top_k)))
 
     def predict_csv(
         self, model: str, csv: str | bytes | os.PathLike[str], top_k: int = 1
     ) -> list[Prediction]:
         """A CSV with a header row (a path, or the document itself): one prediction per data row."""
-        return _predictions(self._send(_predict_csv_call(model, csv, top_k)))
+        return decode_predictions(self._send(predict_csv_call(model, csv, top_k)))
 
     def infer(
         self,
@@ -437,10 +150,10 @@ class ModelServeClient:
         binary: bool = True,
     ) -> dict[str, np.ndarray]:
         """V2 inference with numpy arrays in and out (binary tensor extension by default)."""
-        return _tensors(self._send(_infer_call(model, inputs, outputs, version, binary)))
+        return decode_tensors(self._send(infer_call(model, inputs, outputs, version, binary)))
 
     def models(self) -> list[ModelInfo]:
-        return _models(self._send(_Call("GET", "/models")))
+        return decode_models(self._send(Call("GET", "/models")))
 
     def ready(self) -> bool:
         try:
@@ -472,10 +185,10 @@ class AsyncModelServeClient:
         self.retry = retry or RetryPolicy()
         self.retries_done = 0
         self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=_client_headers(api_key), **httpx_options
+            base_url=base_url, timeout=timeout, headers=client_headers(api_key), **httpx_options
         )
 
-    async def _send(self, call: _Call) -> httpx.Response:
+    async def _send(self, call: Call) -> httpx.Response:
         for attempt in itertools.count():
             try:
                 response, error = await self._http.request(call.method, call.path, **call.kwargs), None
@@ -495,7 +208,7 @@ class AsyncModelServeClient:
     async def predict_images(
         self, model: str, images: Iterable[ImageLike], top_k: int = 1
     ) -> list[Prediction]:
-        return _predictions(await self._send(_predict_images_call(model, list(images), top_k)))
+        return decode_predictions(await self._send(predict_images_call(model, list(images), top_k)))
 
     async def predict_audio(self, model: str, clip: AudioLike, top_k: int = 1) -> Prediction:
         return (await self.predict_audios(model, [clip], top_k))[0]
@@ -503,20 +216,20 @@ class AsyncModelServeClient:
     async def predict_audios(
         self, model: str, clips: Iterable[AudioLike], top_k: int = 1
     ) -> list[Prediction]:
-        return _predictions(await self._send(_predict_audio_call(model, list(clips), top_k)))
+        return decode_predictions(await self._send(predict_audio_call(model, list(clips), top_k)))
 
     async def predict_text(self, model: str, text: str | Sequence[str], top_k: int = 1) -> Any:
         texts = [text] if isinstance(text, str) else list(text)
-        predictions = _predictions(await self._send(_predict_texts_call(model, texts, top_k)))
+        predictions = decode_predictions(await self._send(predict_texts_call(model, texts, top_k)))
         return predictions[0] if isinstance(text, str) else predictions
 
     async def predict_rows(self, model: str, rows: Iterable[Any], top_k: int = 1) -> list[Prediction]:
-        return _predictions(await self._send(_predict_rows_call(model, list(rows), top_k)))
+        return decode_predictions(await self._send(predict_rows_call(model, list(rows), top_k)))
 
     async def predict_csv(
         self, model: str, csv: str | bytes | os.PathLike[str], top_k: int = 1
     ) -> list[Prediction]:
-        return _predictions(await self._send(_predict_csv_call(model, csv, top_k)))
+        return decode_predictions(await self._send(predict_csv_call(model, csv, top_k)))
 
     async def infer(
         self,
@@ -526,10 +239,10 @@ class AsyncModelServeClient:
         version: str | None = None,
         binary: bool = True,
     ) -> dict[str, np.ndarray]:
-        return _tensors(await self._send(_infer_call(model, inputs, outputs, version, binary)))
+        return decode_tensors(await self._send(infer_call(model, inputs, outputs, version, binary)))
 
     async def models(self) -> list[ModelInfo]:
-        return _models(await self._send(_Call("GET", "/models")))
+        return decode_models(await self._send(Call("GET", "/models")))
 
     async def ready(self) -> bool:
         try:

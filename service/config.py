@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,8 +13,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
 
-    models_dir: Path = Path("models")
-    """The model repository: <name>/<version>/model.onnx (+ model.json), <name>/config.json."""
+    models_dir: str = "models"
+    """The model repository: <name>/<version>/model.onnx (+ model.json), <name>/config.json; a folder, or
+    s3://bucket/prefix (same layout; AWS_* credentials, AWS_ENDPOINT_URL; fetched into models_cache_dir)."""
+    models_cache_dir: Path | None = None
+    """Where versions from an s3:// repository are fetched to and loaded from; unset: <tmp>/modelserve-cache."""
     host: str = "0.0.0.0"
     """Interface to listen on."""
     port: int = 8080
@@ -100,6 +104,10 @@ class Settings(BaseSettings):
     drain_stalled_body_s: float = Field(5.0, gt=0)
     """On SIGTERM, an upload still arriving is read to its end (within the drain timeout) and answered; one
     that sends nothing for this long is answered 503 at once."""
+    replica_name: str | None = Field(None, pattern=r"^[\x21-\x7e]{1,128}$")
+    """Sent as the X-Served-By header of every HTTP answer, so that a client behind a load balancer can tell
+    which replica answered (deploy/swarm sets it to the node's hostname and the task's slot); unset: no
+    header. 1-128 printable ASCII characters, no spaces."""
 
     # Security
     api_keys: Annotated[list[str], NoDecode] = []
@@ -116,6 +124,11 @@ class Settings(BaseSettings):
     """Origins allowed by CORS (comma-separated, or *); empty: CORS off."""
     playground: bool = True
     """Serve the web playground at / (public page; its requests still need a key when keys are set)."""
+
+    @field_validator("models_dir", mode="before")
+    @classmethod
+    def _folder_or_uri(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, PathLike) else value
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -1,9 +1,9 @@
 """DataPlane: what every transport (FastAPI routes, the raw-ASGI fast path, gRPC) shares.
 
-It owns the model repository, the settings, the preprocessing pool and readiness, and runs one request
-lifecycle: resolve the model version -> decode and validate (every 4xx here, before anything is queued)
--> the version's batcher -> encode. A transport translates its wire format into a decode and an encode
-step and hands an explicit RequestContext along; nothing passes through the web framework's state.
+It owns the model repository, the settings, the decoding pool and readiness, and serves inference through
+two entry points, ``predict`` (raw inputs: /predict) and ``infer`` (V2 tensors: HTTP and gRPC), each the
+same named steps: resolve -> decode -> admit -> batch -> run -> encode. A transport hands over what it
+read (and its codec) with an explicit RequestContext; nothing passes through the web framework's state.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -22,10 +22,12 @@ from service import __version__
 from service.config import Settings
 from service.context import RequestContext
 from service.decoding import BoundedPool, request_deadline
-from service.errors import InvalidInput, UnsupportedMediaType
-from service.kinds import InputKind, Prepared
+from service.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from service.kinds import FormFile, InputKind, recognise_form
+from service.kinds import recognise as recognise_body
 from service.metrics import Metrics
 from service.protocol import triton
+from service.protocol.predict_codec import encode_predictions
 from service.protocol.v2_codec import V2Request
 from service.protocol.v2_feeds import raw_bytes_input, tensor_feeds
 from service.repository.polling import RepositoryPoller
@@ -38,8 +40,10 @@ if TYPE_CHECKING:
     from service.process.group import WorkerGroup
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-S = TypeVar("S")
+P = TypeVar("P")
+R = TypeVar("R")
+P_contra = TypeVar("P_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
 
 EXTENSIONS = [
     "binary_tensor_data",
@@ -77,7 +81,9 @@ class DataPlane:
             await self.group.start(repository, self._locally_ready)
             skip = self.group.unloaded()
         await repository.load_all(skip=skip)
-        log.info("serving %s from %s", ", ".join(repository.names()) or "no models", self.settings.models_dir)
+        log.info(
+            "serving %s from %s", ", ".join(repository.names()) or "no models", repository.storage.describe()
+        )
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans.
         gc.collect()
         gc.freeze()
@@ -125,10 +131,6 @@ class DataPlane:
         )
         return False, body
 
-    def model(self, name: str, version: str | int | None = None) -> ModelVersion:
-        """The named version (or the latest); NotFound otherwise."""
-        return self.repository.get(name, version)
-
     # ---------------------------------------------------------------------------------- repository
     async def load_model(self, name: str) -> None:
         """Load or reload; with workers every one of them does, and the answer waits for all."""
@@ -148,7 +150,7 @@ class DataPlane:
         return {"name": "modelserve", "version": __version__, "extensions": EXTENSIONS}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        mv = self.model(name, version)
+        mv = self.resolve(name, version)
         return {
             "name": mv.name,
             "versions": [str(v.version) for v in self.repository.versions(name)],
@@ -158,13 +160,13 @@ class DataPlane:
             "parameters": {
                 "input_kind": mv.input_kind,
                 "labels": mv.meta.labels,
-                "max_batch_size": mv.batcher.max_batch_size,
+                "max_batch_size": mv.batcher.policy.max_batch_size,
                 **mv.kind.describe(),
             },
         }
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
-        return triton.model_config(self.model(name, version))
+        return triton.model_config(self.resolve(name, version))
 
     async def model_stats(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
         """Every loaded version of every model, of one model, or one version; with workers, the sum of
@@ -172,11 +174,11 @@ class DataPlane:
         if not name:
             versions = self.repository.all_versions()
         elif version:
-            versions = [self.model(name, version)]
+            versions = [self.resolve(name, version)]
         else:
             versions = self.repository.versions(name)
             if not versions:
-                self.model(name)  # raises NotFound with what is served
+                self.resolve(name)  # raises NotFound with what is served
         if self.group is None:
             return triton.model_stats(versions)
         wanted = {(mv.name, str(mv.version)) for mv in versions}
@@ -188,40 +190,75 @@ class DataPlane:
         }
 
     # ---------------------------------------------------------------------------------- inference
-    async def run(
+    # Two entry points, one path: resolve -> decode -> admit -> batch -> run -> encode. Every 4xx comes
+    # from resolve or decode, before anything is queued; admit answers 503 (full queue) or 504 (past the
+    # deadline); the version's batcher forms the batch and runs it (collate, then the Runtime).
+
+    async def predict(
         self,
-        mv: ModelVersion,
-        prepare: Callable[[ModelVersion], Awaitable[tuple[S, Feeds, int]]],
-        encode: Callable[[ModelVersion, S, Feeds], T],
+        request: PredictRequest,
         ctx: RequestContext,
         wait: Wait | None = None,
         started: float | None = None,
-    ) -> T:
-        """The lifecycle after resolving ``mv``: prepare (decode + validate: every 4xx, before the queue)
-        -> the version's batcher -> encode, under the request's deadline, recording statistics.
-
-        ``prepare`` returns what ``encode`` needs besides the outputs, the feeds and their rows. ``wait``
-        awaits the queued answer (HTTP cancels it when the client leaves); by default it is awaited as it
-        is (gRPC cancels the handler's task). Call it right after resolving ``mv``: the lease below is then
-        taken with no await in between, so a reload retires ``mv`` only after this answer. The deadline
-        counts from ``started`` (time.monotonic(), once the body arrived) or from now."""
-        start, start_monotonic = time.perf_counter(), started if started is not None else time.monotonic()
-        ctx.mv = mv
-        ok, rows, input_s, output_s = False, 0, 0.0, 0.0
-        with mv.lease():
-            # The model's timeout covers decoding too; a gRPC client's deadline may end it sooner.
-            deadline = start_monotonic + mv.batcher.timeout_s
-            if ctx.deadline is not None:
-                deadline = min(deadline, ctx.deadline)
-            request_deadline.set(deadline)  # the decoding pool skips work for a request past it
+    ) -> dict[str, Any]:
+        """/predict: raw inputs (images, texts, audio clips, rows) -> labels and scores. The inputs' kind is
+        recognised once, here, and the model is chosen for it. ``wait`` awaits the queued answer (HTTP
+        cancels it when the client leaves); the deadline counts from ``started`` (time.monotonic(), once
+        the body arrived) or from now."""
+        start = time.perf_counter()
+        kind, items = recognise(request)  # decode: which kind of inputs, and the items
+        ctx.rows = len(items)
+        mv = ctx.mv = self.resolve_for(kind, request.name, request.version)  # resolve
+        with mv.lease():  # taken right where resolved: a reload retires mv only after this answer
+            deadline = self._deadline(mv, ctx, started)
+            ok, rows, input_s, output_s = False, 0, 0.0, 0.0
             try:
-                state, feeds, rows = await prepare(mv)
+                require_kind(mv, kind)  # decode: 415 when the model takes another kind
+                prepared = await mv.kind.prepare(items, self.settings, self.pool)  # decode: preprocessing
+                rows = ctx.rows = prepared.rows
+                input_s = time.perf_counter() - start
+                answer = mv.batcher.enqueue(prepared.feeds, rows=rows, trace=ctx, deadline=deadline)  # admit
+                outputs = await (wait(answer) if wait is not None else answer)  # batch -> run
+                encode_start = time.perf_counter()
+                predictions = encode_predictions(mv, prepared, outputs, request.top_k)  # encode
+                output_s = time.perf_counter() - encode_start
+                ok = True
+            finally:
+                if mv.stats is not None:
+                    mv.stats.on_request(ok, rows, time.perf_counter() - start, input_s, output_s)
+        if request.explain:
+            # Not the bounded decoding pool: the model has run, this answer must not turn into a 503 now.
+            seen = await asyncio.to_thread(mv.kind.explain, items, prepared.feeds)
+            for prediction, extra in zip(predictions, seen or (), strict=False):
+                prediction.update(extra)
+        return {"model": mv.name, "version": str(mv.version), "predictions": predictions}
+
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        payload: P,
+        codec: V2Codec[P, R],
+        ctx: RequestContext,
+        wait: Wait | None = None,
+    ) -> R:
+        """The Open Inference Protocol's infer, whatever the transport: its ``codec`` decodes ``payload``
+        into a V2 request and encodes the answer (HTTP: JSON and binary tensors; gRPC: protobuf)."""
+        start = time.perf_counter()
+        mv = ctx.mv = self.resolve(name, version)  # resolve
+        with mv.lease():  # taken right where resolved: a reload retires mv only after this answer
+            deadline = self._deadline(mv, ctx, None)
+            ok, rows, input_s, output_s = False, 0, 0.0, 0.0
+            try:
+                request = codec.decode(payload)  # decode: the wire format
+                check_outputs(mv, request)
+                feeds, rows = await self.decode_tensors(mv, request, ctx)  # decode: against the graph
                 ctx.rows = rows
                 input_s = time.perf_counter() - start
-                answer = mv.batcher.enqueue(feeds, rows=rows, trace=ctx, deadline=deadline)
-                outputs = await (wait(answer) if wait is not None else answer)
+                answer = mv.batcher.enqueue(feeds, rows=rows, trace=ctx, deadline=deadline)  # admit
+                outputs = await (wait(answer) if wait is not None else answer)  # batch -> run
                 encode_start = time.perf_counter()
-                result = encode(mv, state, outputs)
+                result = codec.encode(mv, request, outputs)  # encode
                 output_s = time.perf_counter() - encode_start
                 ok = True
                 return result
@@ -229,30 +266,48 @@ class DataPlane:
                 if mv.stats is not None:
                     mv.stats.on_request(ok, rows, time.perf_counter() - start, input_s, output_s)
 
-    async def infer_v2(
-        self,
-        name: str,
-        version: str | None,
-        decode: Callable[[], V2Request],
-        encode: Callable[[ModelVersion, V2Request, Feeds], T],
-        ctx: RequestContext,
-        wait: Wait | None = None,
-    ) -> T:
-        """The Open Inference Protocol's infer, whatever the transport's codec (``decode``, ``encode``)."""
+    # ---------------------------------------------------------------------------------- the steps
+    def resolve(self, name: str, version: str | int | None = None) -> ModelVersion:
+        """The named version (or the latest); NotFound (404) otherwise."""
+        return self.repository.get(name, version)
 
-        async def prepare(mv: ModelVersion) -> tuple[V2Request, Feeds, int]:
-            request = decode()
-            check_outputs(mv, request)
-            feeds, rows = await self._v2_feeds(mv, request, ctx)
-            return request, feeds, rows
+    def resolve_for(self, kind: type[InputKind], name: str | None, version: str | None) -> ModelVersion:
+        """The model for /predict inputs of ``kind``: the one named; else the configured default; else
+        the only model, or the only one of this kind (among several, the one whose config.json sets
+        ``default_for_kind``)."""
+        repo = self.repository
+        if version is not None:
+            return repo.get(name or "", version)
+        if name or self.settings.default_model:
+            return repo.get(name or self.settings.default_model or "")
+        names = repo.names()
+        if len(names) == 1:
+            return repo.get(names[0])
+        of_kind = [n for n in names if isinstance(repo.get(n).kind, kind)]
+        if len(of_kind) > 1:  # several take this kind: the one whose config.json says default_for_kind
+            of_kind = [n for n in of_kind if repo.get(n).default_for_kind] or of_kind
+        if len(of_kind) == 1:
+            return repo.get(of_kind[0])
+        raise BadRequest(
+            f"name a model: POST /predict?model=NAME (served: {', '.join(names) or 'none'}), "
+            "or set MODELSERVE_DEFAULT_MODEL"
+        )
 
-        return await self.run(self.model(name, version), prepare, encode, ctx, wait)
+    def _deadline(self, mv: ModelVersion, ctx: RequestContext, started: float | None) -> float:
+        """The model's timeout covers decoding too; a gRPC client's deadline may end it sooner."""
+        deadline = (started if started is not None else time.monotonic()) + mv.batcher.policy.timeout_s
+        if ctx.deadline is not None:
+            deadline = min(deadline, ctx.deadline)
+        request_deadline.set(deadline)  # the decoding pool skips work for a request past it
+        return deadline
 
-    async def _v2_feeds(self, mv: ModelVersion, request: V2Request, ctx: RequestContext) -> tuple[Feeds, int]:
+    async def decode_tensors(
+        self, mv: ModelVersion, request: V2Request, ctx: RequestContext
+    ) -> tuple[Feeds, int]:
         """A lone BYTES input the model's kind takes (encoded images, sentences, ...), or a lone input the
         graph does not have that the kind takes (an audio waveform), goes through the kind's own
         preprocessing; anything else is checked as tensors against the graph's inputs."""
-        settings, pool = self.settings, self.pool
+        settings = self.settings
         raw = raw_bytes_input(request)
         items = None
         if raw is not None:
@@ -267,22 +322,41 @@ class DataPlane:
             mv.kind.check_feeds(feeds)  # the kind's own value checks (tabular: finite, valid categories)
             return feeds, rows
         ctx.rows = len(items)
-        prepared = await mv.kind.prepare(items, settings, pool)
+        prepared = await mv.kind.prepare(items, settings, self.pool)
         return prepared.feeds, prepared.rows
+
+
+@dataclass(slots=True)
+class PredictRequest:
+    """/predict's raw inputs as the transport received them, and what the caller asked for."""
+
+    name: str | None
+    version: str | None
+    media_type: str
+    body: bytes = b""
+    form: list[FormFile | str] | None = None  # a multipart body's files and fields, parsed
+    top_k: int = 1
+    explain: bool = False
+
+
+class V2Codec(Protocol[P_contra, R_co]):
+    """A transport's Open Inference Protocol wire format (service/protocol/v2_encode.py, v2_grpc.py)."""
+
+    def decode(self, payload: P_contra) -> V2Request: ...
+    def encode(self, mv: ModelVersion, request: V2Request, outputs: Feeds) -> R_co: ...
+
+
+def recognise(request: PredictRequest) -> tuple[type[InputKind], list[Any]]:
+    """The kind of the inputs and the items: by the multipart parts, else by the body (service/kinds)."""
+    if request.form is not None:
+        return recognise_form(request.form)
+    return recognise_body(request.media_type, request.body)
 
 
 def require_kind(mv: ModelVersion, kind: type[InputKind]) -> None:
     """415 when the request's inputs are not the kind the model takes."""
     if not isinstance(mv.kind, kind):
         raise UnsupportedMediaType(mv.kind.refusal(mv.name, kind))
-
-
-async def prepare(
-    mv: ModelVersion, kind: type[InputKind], items: Sequence[Any], settings: Settings, pool: Executor
-) -> Prepared:
-    """The model's kind validates and preprocesses the items into feeds (4xx here, before queueing)."""
-    require_kind(mv, kind)
-    return await mv.kind.prepare(items, settings, pool)
 
 
 def check_outputs(mv: ModelVersion, request: V2Request) -> None:

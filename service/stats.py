@@ -55,7 +55,10 @@ class ModelStats(BatchObserver):
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None:
         self.execution_count += 1
-        self.compute_infer.add(run_s * requests, requests)
+        # The time now, the count with the request's answer (on_request): compute_input, compute_infer and
+        # compute_output counts then move together, as perf_analyzer requires of any two snapshots (it
+        # aborts on "compute counts must be the same" when a snapshot falls between a run and its answers).
+        self.compute_infer.ns += int(run_s * requests * 1e9)
         per_size = self._by_batch_size.get(rows)
         if per_size is None:
             per_size = self._by_batch_size[rows] = Duration()
@@ -67,6 +70,7 @@ class ModelStats(BatchObserver):
             self.success.add(total_s)
             self.inference_count += rows
             self.compute_input.add(input_s)
+            self.compute_infer.count += 1
             self.compute_output.add(output_s)
         else:
             self.fail.add(total_s)

@@ -60,7 +60,7 @@ class Server:
 
 @contextmanager
 def run_server(
-    models: Path,
+    models: Path | str,
     tmp_path: Path,
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
@@ -100,12 +100,14 @@ def run_server(
         )
     server = Server(f"http://127.0.0.1:{port}", port, proc, log_path, int(full_env["MODELSERVE_GRPC_PORT"]))
     try:
-        deadline = time.monotonic() + 60
+        # Bounds for a busy machine: starting takes seconds there, and with several workers readiness
+        # asks each of them (up to 2 s), so a probe must wait longer than that for its answer.
+        deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
             try:
-                r = httpx.get(f"{server.url}/v2/health/{'ready' if wait_ready else 'live'}", timeout=1)
+                r = httpx.get(f"{server.url}/v2/health/{'ready' if wait_ready else 'live'}", timeout=10)
                 if r.status_code == 200 or (not wait_ready and r.status_code < 500):
                     break
                 if (
@@ -118,7 +120,7 @@ def run_server(
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready in 60 s:\n{server.log()}")
+                raise RuntimeError(f"server not ready in 180 s:\n{server.log()}")
             time.sleep(0.1)
         yield server
     finally:

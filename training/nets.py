@@ -182,12 +182,18 @@ class AudioCRNNConfig:
     channels: tuple[int, ...] = (64, 128)
     hidden_dim: int = 128
     dropout: float = 0.1
+    rnn: str = "lstm"  # lstm | gru
+    bidirectional: bool = True
+    # "band": each band standardised with the training statistics; "clip": each clip's own mean per band
+    # (over its frames within 50 dB of its peak) taken off first, so a fixed spectral envelope (an engine's,
+    # a microphone's) does not reach the network.
+    norm: str = "band"
     mean: tuple[float, ...] = field(default_factory=lambda: (0.0,))  # per mel band, from training
     std: tuple[float, ...] = field(default_factory=lambda: (1.0,))
 
 
 class AudioCRNN(nn.Module):
-    """Log-mel frames -> 1-D convolutions over time (stride 2 each) -> bidirectional LSTM -> mean+max.
+    """Log-mel frames -> 1-D convolutions over time (stride 2 each) -> LSTM or GRU -> mean+max.
 
     Takes the features of service/kinds/audio/preprocess.py, (B, T, M) dB, and standardises each band inside,
     so the graph is the whole model. The convolutions see the bands as channels and cut 10 ms frames to
@@ -206,16 +212,26 @@ class AudioCRNN(nn.Module):
             c_in = width
         self.conv = nn.Sequential(*layers)
         self.drop = nn.Dropout(cfg.dropout)
-        self.lstm = nn.LSTM(c_in, cfg.hidden_dim, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(4 * cfg.hidden_dim, cfg.num_classes)
+        if cfg.rnn not in ("lstm", "gru") or cfg.norm not in ("band", "clip"):
+            raise ValueError(f"rnn {cfg.rnn!r} (lstm|gru), norm {cfg.norm!r} (band|clip)")
+        rnn = nn.LSTM if cfg.rnn == "lstm" else nn.GRU
+        # Named `lstm` whatever the cell: checkpoints made before the GRU option load unchanged.
+        self.lstm = rnn(c_in, cfg.hidden_dim, batch_first=True, bidirectional=cfg.bidirectional)
+        directions = 2 if cfg.bidirectional else 1
+        self.head = nn.Linear(2 * directions * cfg.hidden_dim, cfg.num_classes)
         self.mean: torch.Tensor
         self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32).view(1, 1, -1))
         self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32).view(1, 1, -1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.cfg.norm == "clip":
+            frame_peak = features.amax(dim=2, keepdim=True)  # (B, T, 1)
+            active = (frame_peak > features.amax(dim=(1, 2), keepdim=True) - 50.0).to(features.dtype)
+            clip_mean = (features * active).sum(dim=1, keepdim=True) / active.sum(dim=1, keepdim=True)
+            features = features - clip_mean  # (B, T, M) minus (B, 1, M)
         x = ((features - self.mean) / self.std).transpose(1, 2)  # (B, M, T)
         x = self.conv(x).transpose(1, 2)  # (B, T/4, C)
-        out, _ = self.lstm(self.drop(x))  # (B, T/4, 2H)
-        pooled = torch.cat([out.mean(dim=1), out.amax(dim=1)], dim=1)  # (B, 4H)
+        out, _ = self.lstm(self.drop(x))  # (B, T/4, D*H)
+        pooled = torch.cat([out.mean(dim=1), out.amax(dim=1)], dim=1)  # (B, 2*D*H)
         return self.head(self.drop(pooled))  # (B, K) logits

@@ -1,4 +1,5 @@
-"""The input-kind registry: names -> InputKind classes, and recognising which kind a request body holds.
+"""The input-kind registry: names -> InputKind classes, and recognising which kind a request body holds
+(``recognise``, ``recognise_form``: the data plane's decode step for /predict).
 
 Adding a kind: a folder ``service/kinds/<kind>/`` whose ``kind.py`` holds an ``InputKind`` subclass
 decorated ``@register`` (beside it the kind's preprocessing and explain), and its name in ``_BUILTIN``
@@ -7,14 +8,18 @@ below (the one line outside the folder). See docs/architecture.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from service.errors import BadRequest
+from service.errors import BadRequest, UnsupportedMediaType
 from service.kinds.base import GENERIC_BINARY, InputKind, K, Prepared, UnknownKind, check_count
+from service.protocol.documents import parse_json
 from service.registry import Registry
 
 __all__ = [
     "GENERIC_BINARY",
+    "FormFile",
     "InputKind",
     "Prepared",
     "UnknownKind",
@@ -25,6 +30,8 @@ __all__ = [
     "kind_for_file",
     "kind_for_json",
     "kind_names",
+    "recognise",
+    "recognise_form",
     "register",
 ]
 
@@ -111,6 +118,56 @@ def kind_for_json(doc: Any) -> tuple[type[InputKind], list[Any]]:
     key = found[0]
     kind = next(k for k in _kinds() if key in k.json_fields)
     return kind, kind.from_json(key, doc[key])
+
+
+def recognise(media_type: str, body: bytes) -> tuple[type[InputKind], list[Any]]:
+    """The kind and items of a non-multipart /predict body: a JSON document names its kind by its field,
+    a raw body by its content type (a generic binary one by its bytes); 415 when no kind takes it."""
+    if media_type == "application/json":
+        return kind_for_json(parse_json(body))
+    kind = kind_for_body(media_type, body)
+    if kind is not None:
+        return kind, kind.from_body(body, media_type)
+    if not media_type:
+        raise UnsupportedMediaType(f"missing Content-Type; send one of: {accepted()}")
+    hint = (
+        " (curl -d sends form encoding: use -F file=@image.png or set -H 'Content-Type')"
+        if media_type == "application/x-www-form-urlencoded"
+        else ""
+    )
+    raise UnsupportedMediaType(f"unsupported Content-Type {media_type!r}{hint}; send one of: {accepted()}")
+
+
+@dataclass(frozen=True, slots=True)
+class FormFile:
+    """One file of a multipart body."""
+
+    data: bytes
+    content_type: str | None
+    filename: str | None
+
+
+def recognise_form(parts: Iterable[FormFile | str]) -> tuple[type[InputKind], list[Any]]:
+    """The kind and items of a multipart body's files (told apart by type, name or bytes) and plain
+    fields (the form-field kind's items: text); one kind per request."""
+    found: dict[type[InputKind], list[Any]] = {}
+    for part in parts:
+        if isinstance(part, FormFile):
+            kind = kind_for_file(part.data, part.content_type, part.filename)
+            if kind is None:
+                raise UnsupportedMediaType(
+                    f"unsupported file type {part.content_type!r} ({part.filename}); send one of: {accepted()}"
+                )
+            found.setdefault(kind, []).extend(kind.from_file(part.data, part.content_type, part.filename))
+        else:
+            kind = form_field_kind()
+            found.setdefault(kind, []).extend(kind.from_field(part))
+    if len(found) > 1:
+        sent = " and ".join(k.plural() for k in found)
+        raise BadRequest(f"send inputs of one kind per request, not {sent}")
+    if not found:
+        raise BadRequest("the multipart body holds no files or fields")
+    return next(iter(found.items()))
 
 
 def accepted() -> str:

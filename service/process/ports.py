@@ -2,7 +2,7 @@
 used port fails at once with "address already in use" instead of sharing it. (HTTP needs no more than the
 supervisor's probe: it binds every worker's socket itself, at once.)
 
-SO_REUSEPORT, which the workers need to share a port (service/supervisor.py; grpc's ``grpc.so_reuseport``),
+SO_REUSEPORT, which the workers need to share a port (service/process/supervisor.py; grpc's ``grpc.so_reuseport``),
 lets any process of the same user join the port, a second modelserve included, and the kernel then
 splits the connections between the two. So before any SO_REUSEPORT socket is bound:
 

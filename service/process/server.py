@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -24,11 +26,30 @@ if TYPE_CHECKING:  # no work at import time: the app is imported after the setti
 log = logging.getLogger(__name__)
 
 
+def _storage_ok(settings: Settings) -> bool:
+    """Fail at once, in words, when the model storage cannot be read (bad credentials, no bucket, no
+    endpoint), before any worker starts: a clear exit, not a restart loop or a hang."""
+    from service.repository.download import is_uri, open_storage
+    from service.repository.storage import StorageError
+
+    if not is_uri(settings.models_dir):
+        return True
+    try:
+        open_storage(settings.models_dir, settings.models_cache_dir).check()
+    except StorageError as e:
+        logs.configure(settings.log_level, settings.log_format)
+        log.error("cannot start: %s", e)
+        return False
+    return True
+
+
 def run(**overrides: Any) -> int:
     """Start serving; ``overrides`` (from CLI flags) win over the environment. The exit code."""
     for key, value in overrides.items():
         os.environ[f"MODELSERVE_{key.upper()}"] = str(value)
     settings = Settings()
+    if not _storage_ok(settings):
+        return 2
     workers = plan(settings.workers, settings.intra_op_threads)
     if workers.workers > 1:
         from service.process.supervisor import Supervisor
@@ -53,4 +74,12 @@ def run(**overrides: Any) -> int:
     finally:
         if grpc_claim is not None:
             grpc_claim.close()
+    if any(t.daemon and t.is_alive() for t in threading.enumerate()):
+        # A batch the drain timeout cut short is still inside onnxruntime on its (daemon) thread: tearing
+        # the interpreter down under it aborts the process (SIGABRT). Leave without the teardown, as a
+        # worker of several does; the drain and the lifespan's shutdown are done.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

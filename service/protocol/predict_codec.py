@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from service.kinds.base import Prepared
     from service.repository.versions import ModelVersion
     from service.runtime import Feeds
 
@@ -30,4 +31,14 @@ def top_k(mv: ModelVersion, scores: np.ndarray, k: int) -> list[dict[str, Any]]:
     for row, idx in ranked(scores, k):
         best = [{"label": labels[i] if i < len(labels) else str(i), "index": i, "score": row[i]} for i in idx]
         predictions.append({**best[0], "top_k": best})
+    return predictions
+
+
+def encode_predictions(mv: ModelVersion, prepared: Prepared, outputs: Feeds, k: int) -> list[dict[str, Any]]:
+    """/predict's answer per input: the k best labels, with the kind's notes for each row (tabular:
+    values outside the training range)."""
+    predictions = top_k(mv, scores_of(mv, outputs), k)
+    if prepared.notes is not None:
+        for prediction, note in zip(predictions, prepared.notes, strict=True):
+            prediction.update(note)
     return predictions

@@ -43,16 +43,16 @@ def _tensor(spec: TensorSpec, batched: bool) -> dict[str, Any]:
 
 def model_config(mv: ModelVersion) -> dict[str, Any]:
     """``GET /v2/models/<m>[/versions/<v>]/config``: what the server does with this version."""
-    batcher = mv.batcher
+    policy = mv.batcher.policy
     batched = mv.model.batchable
     config: dict[str, Any] = {
         "name": mv.name,
         "platform": mv.model.platform,
         "backend": mv.model.backend,
-        "max_batch_size": batcher.max_batch_size if batched else 0,
+        "max_batch_size": policy.max_batch_size if batched else 0,
         "input": [_tensor(t, batched) for t in mv.inputs],
         "output": [_tensor(t, batched) for t in mv.outputs],
-        "instance_group": [{"name": mv.name, "kind": "KIND_CPU", "count": batcher.instances}],
+        "instance_group": [{"name": mv.name, "kind": "KIND_CPU", "count": policy.instances}],
         "parameters": {
             "input_kind": {"string_value": mv.input_kind},
             "labels": {"string_value": ",".join(mv.meta.labels)},
@@ -60,11 +60,11 @@ def model_config(mv: ModelVersion) -> dict[str, Any]:
     }
     if batched:
         config["dynamic_batching"] = {
-            "max_queue_delay_microseconds": round(batcher.max_queue_delay_s * 1e6),
+            "max_queue_delay_microseconds": round(policy.max_queue_delay_s * 1e6),
             "default_queue_policy": {
                 "timeout_action": "REJECT",
-                "default_timeout_microseconds": round(batcher.timeout_s * 1e6),
-                "max_queue_size": batcher.max_queue_size,
+                "default_timeout_microseconds": round(policy.timeout_s * 1e6),
+                "max_queue_size": policy.max_queue_size,
             },
         }
     return config

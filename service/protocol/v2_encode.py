@@ -12,7 +12,7 @@ import orjson
 from service.errors import InvalidInput
 from service.protocol.predict_codec import ranked
 from service.protocol.tensors import NUMPY_TO_V2, pack_bytes
-from service.protocol.v2_codec import RESERVED, RequestedOutput, V2Request
+from service.protocol.v2_codec import RESERVED, RequestedOutput, V2Request, decode_request
 
 if TYPE_CHECKING:
     from service.repository.versions import ModelVersion
@@ -108,3 +108,16 @@ def classify(mv: ModelVersion, scores: np.ndarray, k: int) -> list[list[str]]:
     for row, idx in ranked(scores.reshape(scores.shape[0], -1), k):
         rows.append([f"{row[i]:f}:{i}:{labels[i]}" if i < len(labels) else f"{row[i]:f}:{i}" for i in idx])
     return rows
+
+
+class HttpCodec:
+    """V2 over HTTP for the data plane: (body, Inference-Header-Content-Length) in, (body, headers) out."""
+
+    @staticmethod
+    def decode(payload: tuple[bytes, str | None]) -> V2Request:
+        return decode_request(*payload)
+
+    encode = staticmethod(encode_response)
+
+
+HTTP = HttpCodec()

@@ -131,3 +131,13 @@ def encode_infer_response(mv: ModelVersion, request: V2Request, outputs: Feeds) 
     for key, value in response_parameters(request).items():
         set_parameter(response.parameters[key], value)
     return response
+
+
+class GrpcCodec:
+    """V2 over gRPC for the data plane: a ModelInferRequest in, a ModelInferResponse out."""
+
+    decode = staticmethod(decode_infer_request)
+    encode = staticmethod(encode_infer_response)
+
+
+GRPC = GrpcCodec()

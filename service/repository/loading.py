@@ -9,8 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service import collate
-from service.batching import DynamicBatcher
+from service.batching import BatchPolicy, DynamicBatcher
 from service.config import Settings
 from service.errors import LoadError
 from service.kinds import get_kind
@@ -50,16 +49,16 @@ def load_version(
 
     model_metrics = metrics.for_model(name, version) if metrics is not None else None
     stats = ModelStats(name, version)
-    batcher = DynamicBatcher(
-        lambda payloads: collate.run_batch(model.run, payloads, model.pad_values, model.batchable),
-        name=f"{name}:{version}",
+    policy = BatchPolicy(
         max_batch_size=knob("max_batch_size") if model.batchable else 1,
         max_queue_delay_ms=knob("max_queue_delay_ms"),
         max_queue_size=knob("max_queue_size"),
         timeout_s=knob("timeout_s"),
         instances=knob("instances"),
-        observer=FanOut(stats, model_metrics),
         inline_run_ms=settings.inline_run_ms,
+    )
+    batcher = DynamicBatcher.for_runtime(
+        model, policy, name=f"{name}:{version}", observer=FanOut(stats, model_metrics)
     )
     load_s = time.perf_counter() - start
     if model_metrics is not None:

@@ -18,11 +18,12 @@ from pydantic import ValidationError
 
 from service.config import Settings
 from service.context import current_request_id
-from service.errors import BadRequest, LoadError, NotFound
+from service.errors import BadRequest, LoadError, NotFound, Overloaded
 from service.metrics import Metrics
+from service.repository.download import open_storage
 from service.repository.loading import load_version, public_reason
 from service.repository.model_files import read_config
-from service.repository.storage import LocalFolder, check_name
+from service.repository.storage import StorageError, check_name
 from service.repository.versions import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,11 @@ class ModelRepository:
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.root = settings.models_dir
-        self.storage = LocalFolder(self.root)
+        # A folder is loaded in place; s3:// is fetched into a local cache folder (storage.py, s3.py).
+        self.storage = open_storage(
+            settings.models_dir, settings.models_cache_dir, settle_s=settings.repository_poll_s or 2.0
+        )
+        self.root = self.storage.root
         self._entries: dict[str, _Entry] = {}
         self._metrics = metrics
         self._lock = asyncio.Lock()
@@ -126,9 +130,10 @@ class ModelRepository:
 
     async def load_all(self, skip: set[str] | frozenset[str] = frozenset()) -> None:
         """Load every model on disk but those in ``skip`` (unloaded by request on the other workers)."""
+        await asyncio.to_thread(self.storage.sync, True)  # StorageError: the server cannot start
         names = self.scan()
         if not names:
-            log.warning("model repository %s holds no models", self.root)
+            log.warning("model repository %s holds no models", self.storage.describe())
         self._unloaded |= skip
         for name in names:
             if name not in self._unloaded:  # also unloaded while this loop ran
@@ -138,7 +143,12 @@ class ModelRepository:
     async def load_or_fail(self, name: str) -> None:
         """``load`` for the repository API: NotFound for no such folder, BadRequest when the load failed
         (what served before still serves)."""
-        if check_name(name) not in self.scan():
+        check_name(name)
+        try:
+            await asyncio.to_thread(self.storage.sync)
+        except StorageError as e:
+            raise Overloaded(str(e), retry_after_s=5) from None
+        if name not in self.scan():
             raise NotFound(f"no model folder {name!r} in the repository")
         await self.load(name)
         entry = self._entries.get(name)
@@ -227,7 +237,7 @@ class ModelRepository:
         timeout), then its batcher stops, in the background."""
 
         async def retire() -> None:
-            bound = mv.batcher.timeout_s + self.settings.drain_timeout_s
+            bound = mv.batcher.policy.timeout_s + self.settings.drain_timeout_s
             if not await mv.wait_unused(bound):
                 log.warning(
                     "model %s:%d retired with %d requests still holding it", mv.name, mv.version, mv.users

@@ -1,5 +1,10 @@
-"""Where model folders live. Today a local folder; another backend (an object store fetched into a local
-cache) implements the same few calls, and the registry and the poller never see the difference.
+"""Where model folders live; the server always loads from a local folder (KServe's storage habit).
+
+``MODELSERVE_MODELS_DIR`` is a local folder (``LocalFolder``: loaded in place) or ``s3://bucket/prefix``
+(``S3Storage`` in s3.py: complete versions fetched into a local cache folder, which it then serves as a
+``LocalFolder``). Both have the same layout, ``<model>/config.json`` and ``<model>/<version>/...``, and the
+same few calls (``Storage``), so the registry and the poller never see the difference.
+``download(uri, out_dir)`` (download.py) is the one entry point that dispatches on the scheme.
 
 A model name is what a folder may be called and a client may ask for: no dots first (.., hidden folders),
 no separators, no ~, so a name can never reach outside the repository.
@@ -9,10 +14,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Protocol
 
 from service.errors import BadRequest
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+class StorageError(RuntimeError):
+    """The model storage failed; the message is safe to answer and log (no bucket, key or credential)."""
 
 
 def check_name(name: str) -> str:
@@ -38,8 +48,38 @@ def fingerprint(root: Path) -> tuple[object, ...]:
     return tuple(sorted(found))
 
 
+class Storage(Protocol):
+    """What the registry and the poller use: a local folder to load from, kept up to date by ``sync``."""
+
+    root: Path
+    """The local folder the repository scans and loads from."""
+    atomic: bool
+    """The folder changes whole versions at once (a fetch into a cache): no need to wait for it to settle."""
+
+    def scan(self) -> list[str]: ...
+    def model_dir(self, name: str) -> Path: ...
+    def version_numbers(self, name: str) -> list[int]: ...
+    def fingerprint(self, name: str) -> tuple[object, ...]: ...
+
+    def describe(self) -> str:
+        """What to log: no bucket, key or credential."""
+        ...
+
+    def check(self) -> None:
+        """Raise StorageError at once when the storage cannot be read (startup)."""
+        ...
+
+    def sync(self, settle: bool = False) -> None:
+        """Blocking: bring ``root`` up to date (a no-op for a local folder); ``settle``: wait once for
+        versions whose completeness needs a second listing (startup). Raises StorageError, changing nothing."""
+        ...
+
+
 class LocalFolder:
-    """A model repository on the local file system: models/<name>/[config.json, <version>/...]."""
+    """A model repository on the local file system: models/<name>/[config.json, <version>/...]. Loaded in
+    place: the poller waits for copies into it to settle (polling.py)."""
+
+    atomic = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -60,3 +100,12 @@ class LocalFolder:
     def fingerprint(self, name: str) -> tuple[object, ...]:
         """Blocking (run it in a thread): see ``fingerprint``."""
         return fingerprint(self.model_dir(name))
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def check(self) -> None:
+        pass
+
+    def sync(self, settle: bool = False) -> None:
+        pass

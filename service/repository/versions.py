@@ -80,6 +80,6 @@ class ModelVersion:
             "labels": self.meta.labels,
             "inputs": [t.as_dict() for t in self.inputs],
             "outputs": [t.as_dict() for t in self.outputs],
-            "max_batch_size": self.batcher.max_batch_size,
+            "max_batch_size": self.batcher.policy.max_batch_size,
             **self.kind.describe(),
         }

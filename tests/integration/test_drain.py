@@ -4,6 +4,7 @@ for its 100 Continue (the app is reading its body) and for the listener to be go
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
 import json
@@ -12,11 +13,14 @@ import socket
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.conftest import MODELS, Server, run_server
+from tests.graphs import slow_model, write_config
+from tests.integration.test_operations import in_the_batcher
 
 
 def noise_png(seed: int) -> bytes:
@@ -108,4 +112,34 @@ def test_uploads_still_arriving_at_sigterm_are_answered_and_a_stalled_one_gets_5
     assert body["error"] == (
         "the server is shutting down and the request body stopped arriving (nothing for 10 s)"
     )
+    assert "Exception in ASGI application" not in srv.log()
+
+
+def test_requests_still_running_when_the_drain_timeout_ends_get_a_json_503(tmp_path: Path) -> None:
+    """uvicorn cancels what still runs at the drain's end: a JSON 503 to retry, not a plain-text 500."""
+    repo = tmp_path / "models"
+    slow_model(repo / "slow" / "1", matmuls=48)  # about 0.3 s a run on a quiet machine: 12 outlast 1 s
+    write_config(repo / "slow", max_batch_size=1)
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+    env = {"MODELSERVE_DRAIN_TIMEOUT_S": "1", "MODELSERVE_TIMEOUT_S": "280"}
+    with run_server(repo, tmp_path, env=env) as srv:
+
+        async def main() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=120) as ac:
+                tasks = [asyncio.create_task(ac.post("/v2/models/slow/infer", json=body)) for _ in range(12)]
+                while in_the_batcher(srv.url, "slow")[1] < 12:  # all taken in, counted
+                    await asyncio.sleep(0.02)
+                srv.process.send_signal(signal.SIGTERM)
+                return await asyncio.gather(*tasks)
+
+        responses = asyncio.run(main())
+        assert srv.process.wait(timeout=120) == 0
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 503} and 503 in statuses, statuses
+    for r in responses:
+        if r.status_code == 503:
+            assert r.json() == {
+                "error": "the server is shutting down and the request did not finish within the drain timeout"
+            }
+            assert r.headers["retry-after"] == "1" and r.headers["connection"] == "close"
     assert "Exception in ASGI application" not in srv.log()

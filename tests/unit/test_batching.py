@@ -1,4 +1,5 @@
-"""DynamicBatcher on plain functions: batching, routing of answers, limits, failures."""
+"""DynamicBatcher on plain functions: batching, routing of answers, limits, failures. Time is a clock the
+test moves (``FakeClock``): no assertion depends on how fast the machine is."""
 
 from __future__ import annotations
 
@@ -10,8 +11,33 @@ from typing import Any
 
 import pytest
 
-from service.batching import BatchObserver, DynamicBatcher
+from service.batching import BatchObserver, BatchPolicy, DynamicBatcher
 from service.errors import InferenceFailed, Overloaded, QueueTimeout
+
+
+class FakeClock:
+    """A clock that moves only when told: ``advance`` (thread-safe: a float under the GIL)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def batcher(
+    run: Callable[[list[Any]], list[Any]], clock: FakeClock | None = None, **policy: Any
+) -> DynamicBatcher:
+    return DynamicBatcher(run, BatchPolicy(**policy), clock=clock or FakeClock())
+
+
+async def settle() -> None:
+    """Let every ready callback and task run (the batcher's workers wake within a few iterations)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
 
 
 def doubler(calls: list[list[Any]], delay_s: float = 0.0):
@@ -42,47 +68,54 @@ def run_async(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until ``condition`` holds (run_async bounds the wait): a state, not a sleep."""
-    while not condition():
-        await asyncio.sleep(0.001)
-
-
-def test_lone_request_runs_at_once_even_with_a_queue_delay() -> None:
-    async def main() -> float:
+def test_lone_request_runs_at_once_without_waiting_for_time_to_pass() -> None:
+    async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
-        b = DynamicBatcher(doubler(calls), max_queue_delay_ms=0)
+        b = batcher(doubler(calls), FakeClock(), max_queue_delay_ms=0)  # a clock that never moves
         await b.start()
-        t = time.perf_counter()
         assert await b.submit(21) == 42
-        elapsed = time.perf_counter() - t
         await b.close()
-        return elapsed
+        return calls
 
-    assert run_async(main()) < 0.05
+    assert run_async(main()) == [[21]]
 
 
 def test_queue_delay_waits_from_first_arrival_but_not_longer() -> None:
-    async def main() -> tuple[float, list[list[Any]]]:
+    async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
-        b = DynamicBatcher(doubler(calls), max_queue_delay_ms=50, max_batch_size=8)
+        clock = FakeClock()
+        b = batcher(doubler(calls), clock, max_queue_delay_ms=50, max_batch_size=8)
         await b.start()
-        t = time.perf_counter()
-        results = await asyncio.gather(b.submit(1), b.submit(2))
-        elapsed = time.perf_counter() - t
+        first = asyncio.create_task(b.submit(1))
+        await settle()
+        clock.advance(0.03)
+        second = asyncio.create_task(b.submit(2))
+        await asyncio.sleep(0.1)  # real time passes; the batcher's clock says 30 ms: it keeps waiting
+        assert not first.done() and calls == []
+        clock.advance(0.02)  # 50 ms after the first arrival (20 ms after the second): the batch goes
+        assert await asyncio.gather(first, second) == [2, 4]
         await b.close()
-        assert results == [2, 4]
-        return elapsed, calls
+        return calls
 
-    elapsed, calls = run_async(main())
-    assert calls == [[1, 2]]  # waited and took both in one run
-    assert 0.04 < elapsed < 0.5
+    assert run_async(main()) == [[1, 2]]  # waited and took both in one run
+
+
+def test_a_full_batch_does_not_wait_for_the_delay() -> None:
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        b = batcher(doubler(calls), FakeClock(), max_queue_delay_ms=50, max_batch_size=4)
+        await b.start()
+        assert await asyncio.gather(*(b.submit(i) for i in range(4))) == [0, 2, 4, 6]
+        await b.close()
+        return calls
+
+    assert run_async(main()) == [[0, 1, 2, 3]]  # the clock never moved: only the size let it go
 
 
 def test_64_concurrent_requests_run_in_fewer_runs_and_each_gets_its_own_answer() -> None:
     async def main() -> tuple[list[int], list[list[Any]]]:
         calls: list[list[Any]] = []
-        b = DynamicBatcher(doubler(calls, delay_s=0.005), max_batch_size=16)
+        b = batcher(doubler(calls, delay_s=0.005), max_batch_size=16)
         await b.start()
         results = await asyncio.gather(*(b.submit(i) for i in range(64)))
         await b.close()
@@ -98,26 +131,28 @@ def test_64_concurrent_requests_run_in_fewer_runs_and_each_gets_its_own_answer()
 def test_batches_count_rows_not_requests() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
-        gate, slow = gated(calls)
-        b = DynamicBatcher(slow, max_batch_size=8)
+        gate, run = gated(calls)
+        b = batcher(run, max_batch_size=8)
         await b.start()
         blocker = asyncio.create_task(b.submit(0, rows=1))
-        await until(lambda: b.in_flight == 1)  # the first run is busy; the rest queue
+        while not calls:  # the first run is busy; the rest queue
+            await asyncio.sleep(0.001)
         rest = [asyncio.create_task(b.submit(i, rows=3)) for i in range(1, 6)]
-        await until(lambda: b.queue_depth == 5)
+        await settle()
         gate.set()
         await asyncio.gather(blocker, *rest)
         await b.close()
         return calls
 
-    # 3-row requests: at most 2 per 8-row batch, in arrival order.
-    assert run_async(main()) == [[0], [1, 2], [3, 4], [5]]
+    calls = run_async(main())
+    assert calls[0] == [0]
+    assert calls[1:] == [[1, 2], [3, 4], [5]]  # 3-row requests: two per 8-row batch
 
 
 def test_request_bigger_than_max_batch_runs_alone() -> None:
     async def main() -> tuple[Any, list[list[Any]]]:
         calls: list[list[Any]] = []
-        b = DynamicBatcher(doubler(calls), max_batch_size=4)
+        b = batcher(doubler(calls), max_batch_size=4)
         await b.start()
         result = await b.submit(5, rows=10)
         await b.close()
@@ -129,12 +164,12 @@ def test_request_bigger_than_max_batch_runs_alone() -> None:
 def test_full_queue_answers_overloaded_at_once() -> None:
     async def main() -> None:
         gate, slow = gated([])
-        b = DynamicBatcher(slow, max_batch_size=1, max_queue_size=2)
+        b = batcher(slow, max_batch_size=1, max_queue_size=2)
         await b.start()
         running = asyncio.create_task(b.submit("running"))
-        await until(lambda: b.in_flight == 1)
+        await asyncio.sleep(0.01)
         queued = [asyncio.create_task(b.submit(i)) for i in range(2)]
-        await until(lambda: b.queue_depth == 2)
+        await asyncio.sleep(0.01)
         with pytest.raises(Overloaded) as err:
             await b.submit("one too many")
         assert err.value.status_code == 503
@@ -151,32 +186,45 @@ def test_request_past_its_timeout_answers_504_and_never_runs() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
         gate, slow = gated(calls)
-        b = DynamicBatcher(slow, max_batch_size=1, timeout_s=0.05)
+        clock = FakeClock()
+        b = batcher(slow, clock, max_batch_size=1, timeout_s=30)
         await b.start()
         first = asyncio.create_task(b.submit("first"))
-        await until(lambda: b.in_flight == 1)
-        with pytest.raises(QueueTimeout) as err:
-            await b.submit("late")
-        assert err.value.status_code == 504
+        while not calls:  # "first" runs (held by the gate)
+            await asyncio.sleep(0.001)
+        late = asyncio.create_task(b.submit("late"))
+        on_time = asyncio.create_task(b.submit("on time"))
+        await settle()
+        clock.advance(29)
+        on_time_too = asyncio.create_task(b.submit("queued later"))  # its 30 s start now
+        await settle()
+        clock.advance(1.5)  # "late" and "on time" have waited 30.5 s; "queued later" 1.5 s
         gate.set()
         assert await first == "first"
-        await b.close()  # drains: a "late" still queued would run here
+        for task in (late, on_time):
+            with pytest.raises(QueueTimeout) as err:
+                await task
+            assert err.value.status_code == 504
+        assert await on_time_too == "queued later"
+        with pytest.raises(QueueTimeout):  # a deadline already past when it reaches the queue
+            await b.enqueue("too late", deadline=clock() - 1)
+        await b.close()
         return calls
 
-    assert run_async(main()) == [["first"]]  # "late" never ran
+    assert run_async(main()) == [["first"], ["queued later"]]  # the timed-out ones never ran
 
 
 def test_cancelled_caller_is_dropped_before_running() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
         gate, slow = gated(calls)
-        b = DynamicBatcher(slow, max_batch_size=8)
+        b = batcher(slow, max_batch_size=8)
         await b.start()
         first = asyncio.create_task(b.submit("first"))
-        await until(lambda: b.in_flight == 1)
+        await asyncio.sleep(0.01)
         gone = asyncio.create_task(b.submit("client left"))
         stays = asyncio.create_task(b.submit("stays"))
-        await until(lambda: b.queue_depth == 2)
+        await asyncio.sleep(0.01)
         gone.cancel()
         gate.set()
         assert await first == "first"
@@ -197,12 +245,12 @@ def test_a_raising_batch_fails_only_its_own_requests() -> None:
             gate.wait(5)
             return payloads
 
-        b = DynamicBatcher(flaky, max_batch_size=2)
+        b = batcher(flaky, max_batch_size=2)
         await b.start()
         good_first = asyncio.create_task(b.submit("ok-1"))
-        await until(lambda: b.in_flight == 1)
+        await asyncio.sleep(0.01)
         doomed = [asyncio.create_task(b.submit("boom")), asyncio.create_task(b.submit("with-boom"))]
-        await until(lambda: b.queue_depth == 2)
+        await asyncio.sleep(0.01)
         gate.set()
         assert await good_first == "ok-1"
         for task in doomed:
@@ -219,7 +267,7 @@ def test_per_request_exceptions_fail_only_that_request() -> None:
         def picky(payloads: list[Any]) -> list[Any]:
             return [ValueError("bad row") if p < 0 else p for p in payloads]
 
-        b = DynamicBatcher(picky)
+        b = batcher(picky)
         await b.start()
         good, bad = await asyncio.gather(b.submit(1), b.submit(-1), return_exceptions=True)
         assert good == 1
@@ -230,28 +278,26 @@ def test_per_request_exceptions_fail_only_that_request() -> None:
 
 
 def test_instances_run_batches_concurrently() -> None:
-    """Four instances, four runs at once: each run waits at a barrier that only four runs side by side
-    can pass (one after another, the first would wait in vain and fail)."""
+    """Four instances: four runs meet at a barrier, which only four side-by-side runs can pass."""
+    barrier = threading.Barrier(4, timeout=20)
+
+    def run(payloads: list[Any]) -> list[Any]:
+        barrier.wait()  # BrokenBarrierError (the requests fail) if the runs came one after another
+        return payloads
 
     async def main() -> list[Any]:
-        together = threading.Barrier(4, timeout=20)
-
-        def run(payloads: list[Any]) -> list[Any]:
-            together.wait()
-            return [p * 2 for p in payloads]
-
-        b = DynamicBatcher(run, max_batch_size=1, instances=4)
+        b = batcher(run, max_batch_size=1, instances=4)
         await b.start()
-        results = await asyncio.gather(*(b.submit(i) for i in range(4)))
+        answers = await asyncio.gather(*(b.submit(i) for i in range(4)))
         await b.close()
-        return results
+        return answers
 
-    assert run_async(main()) == [0, 2, 4, 6]
+    assert run_async(main()) == [0, 1, 2, 3]
 
 
 def test_close_drains_queued_requests_then_refuses_new_ones() -> None:
     async def main() -> None:
-        b = DynamicBatcher(doubler([], delay_s=0.02), max_batch_size=2)
+        b = batcher(doubler([], delay_s=0.02), max_batch_size=2)
         await b.start()
         tasks = [asyncio.create_task(b.submit(i)) for i in range(6)]
         await asyncio.sleep(0)
@@ -273,7 +319,7 @@ def test_observer_counts_runs_and_rows() -> None:
 
     async def main() -> None:
         seen = Recorder()
-        b = DynamicBatcher(doubler([]), observer=seen)
+        b = DynamicBatcher(doubler([]), observer=seen, clock=FakeClock())
         await b.start()
         await b.submit(1, rows=3)
         await b.submit(2, rows=2)
@@ -291,18 +337,19 @@ def test_observer_counts_runs_and_rows() -> None:
 
 def test_short_runs_move_onto_the_event_loop_once_measured() -> None:
     """A size class runs in the inference thread until one run of it was measured short; then on the loop
-    (a lone request on an idle batcher is answered inside enqueue); a slow size class stays threaded."""
+    (a lone request on an idle batcher is answered inside enqueue); a slow size class stays threaded.
+    Each run moves the batcher's clock by its duration: 1 ms for a small batch, 20 ms for a big one."""
+    clock = FakeClock()
 
     async def main() -> None:
         threads: list[str] = []
 
         def run(payloads: list[Any]) -> list[Any]:
             threads.append(threading.current_thread().name)
-            if len(payloads) > 4:
-                time.sleep(0.02)  # big batches are slow
+            clock.advance(0.02 if len(payloads) > 4 else 0.001)
             return [p * 2 for p in payloads]
 
-        b = DynamicBatcher(run, inline_run_ms=5.0)
+        b = batcher(run, clock, inline_run_ms=5.0)
         await b.start()
         assert await b.submit(1) == 2  # unknown: measured in the inference thread
         assert threads[-1].startswith("infer-")
@@ -322,12 +369,26 @@ def test_short_runs_move_onto_the_event_loop_once_measured() -> None:
     run_async(main())
 
 
+def test_the_policy_decides_size_delay_and_where_a_run_goes() -> None:
+    policy = BatchPolicy(max_batch_size=8, max_queue_delay_ms=2, inline_run_ms=5)
+    assert policy.takes(0, 20)  # the first request always, even bigger than the maximum
+    assert policy.takes(5, 3) and not policy.takes(6, 3)
+    assert policy.waits_for_more(7) and not policy.waits_for_more(8)
+    assert not BatchPolicy(max_queue_delay_ms=0).waits_for_more(1)
+    assert not policy.inline(4)  # never measured: the thread measures it first
+    policy.learn(4, 0.001)
+    assert policy.inline(3) and policy.inline(4) and not policy.inline(5)  # 3-4 rows: one size class
+    assert not policy.runs_at_once(4)  # a queue delay: even a lone request waits for company
+    policy.learn(16, 0.05)
+    assert not policy.inline(16)
+
+
 def test_inline_run_that_raises_fails_only_its_request() -> None:
     async def main() -> None:
         def run(payloads: list[Any]) -> list[Any]:
             return [ValueError("bad row") if p < 0 else p for p in payloads]
 
-        b = DynamicBatcher(run, inline_run_ms=50.0)
+        b = batcher(run, inline_run_ms=50.0)
         await b.start()
         assert await b.submit(1) == 1
         with pytest.raises(InferenceFailed, match=r"failed on this batch \(ValueError\)"):

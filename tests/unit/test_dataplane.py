@@ -18,13 +18,12 @@ from fastapi import APIRouter
 
 from service.auth import ApiKeys
 from service.config import Settings
-from service.dataplane import DataPlane, RequestContext
+from service.dataplane import DataPlane, PredictRequest, RequestContext
 from service.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.tensors import pack_bytes, unpack_bytes
-from service.protocol.v2_codec import decode_request
-from service.protocol.v2_encode import encode_response
-from service.protocol.v2_grpc import decode_infer_request, encode_infer_response
+from service.protocol.v2_encode import HTTP
+from service.protocol.v2_grpc import GRPC, decode_infer_request
 from service.stats import merge_stats
 from service.transports.grpc.server import grpc_code
 from service.transports.http import predict, v2
@@ -73,16 +72,8 @@ def test_http_and_grpc_codecs_share_one_lifecycle() -> None:
 
     async def body(plane: DataPlane) -> tuple[Any, ...]:
         ctx = RequestContext("r1")
-        json_answer = await plane.infer_v2(
-            "digits", None, lambda: decode_request(orjson.dumps(doc), None), encode_response, ctx
-        )
-        grpc_answer = await plane.infer_v2(
-            "digits",
-            "1",
-            lambda: decode_infer_request(grpc_request),
-            encode_infer_response,
-            RequestContext("r2"),
-        )
+        json_answer = await plane.infer("digits", None, (orjson.dumps(doc), None), HTTP, ctx)
+        grpc_answer = await plane.infer("digits", "1", grpc_request, GRPC, RequestContext("r2"))
         stats = await plane.model_stats("digits")
         return json_answer, grpc_answer, ctx, stats
 
@@ -97,6 +88,25 @@ def test_http_and_grpc_codecs_share_one_lifecycle() -> None:
     assert labels[::2] == [b"3", b"8"] and list(grpc_answer.outputs[0].shape) == [2, 2]
     [stat] = stats["model_stats"]
     assert stat["inference_count"] == 4 and stat["inference_stats"]["success"]["count"] == 2
+
+
+def test_predict_recognises_the_kind_once_and_picks_the_model_for_it() -> None:
+    """Raw inputs: with several models served and none named, the only model of the inputs' kind serves
+    them; a model of another kind, named, answers 415 before anything is queued."""
+
+    async def body(plane: DataPlane) -> tuple[Any, ...]:
+        ctx = RequestContext("p1")
+        text = await plane.predict(PredictRequest(None, None, "text/plain", b"a wonderful film"), ctx)
+        form = PredictRequest("sentiment", None, "multipart/form-data", form=["dull", "great fun"], top_k=2)
+        many = await plane.predict(form, RequestContext("p2"))
+        with pytest.raises(UnsupportedMediaType, match="digits"):
+            await plane.predict(PredictRequest("digits", None, "text/plain", b"seven"), RequestContext("p3"))
+        return text, ctx, many
+
+    text, ctx, many = with_plane(body)
+    assert text["model"] == "sentiment" and text["predictions"][0]["label"] == "positive"
+    assert ctx.mv.name == "sentiment" and ctx.rows == 1
+    assert [len(p["top_k"]) for p in many["predictions"]] == [2, 2]
 
 
 def test_errors_come_before_the_queue() -> None:
@@ -114,9 +124,7 @@ def test_errors_come_before_the_queue() -> None:
 
     async def body(plane: DataPlane) -> dict[str, Any]:
         async def infer(name: str, raw: bytes) -> Any:
-            return await plane.infer_v2(
-                name, None, lambda: decode_request(raw, None), encode_response, RequestContext("x")
-            )
+            return await plane.infer(name, None, (raw, None), HTTP, RequestContext("x"))
 
         with pytest.raises(InvalidInput, match="no output 'nope'"):
             await infer("digits", request(outputs=[{"name": "nope"}]))

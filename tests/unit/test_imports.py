@@ -18,7 +18,7 @@ PACKAGES = ("service", "training", "bench")
 
 # Top to bottom. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("entry points", ("service.cli", "service.__main__", "service.client")),
+    ("entry points", ("service.cli", "service.__main__", "service.client", "service.client_calls")),
     ("training and bench", ("training", "bench")),
     ("process", ("service.process",)),
     ("app", ("service.app", "service.playground")),

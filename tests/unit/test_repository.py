@@ -81,11 +81,11 @@ def test_fixed_shape_model_is_not_batched(tmp_path: Path) -> None:
     affine_model(tmp_path / "fixed" / "1", batch=2)
     mv = load(tmp_path).get("fixed")
     assert not mv.model.batchable
-    assert mv.batcher.max_batch_size == 1
+    assert mv.batcher.policy.max_batch_size == 1
 
 
 def test_config_knobs_override_settings(tmp_path: Path) -> None:
     affine_model(tmp_path / "m" / "1")
     write_config(tmp_path / "m", max_batch_size=5, instances=2, timeout_s=3)
-    b = load(tmp_path, max_batch_size=64).get("m").batcher
+    b = load(tmp_path, max_batch_size=64).get("m").batcher.policy
     assert (b.max_batch_size, b.instances, b.timeout_s) == (5, 2, 3)

@@ -30,7 +30,7 @@ from service.dataplane import DataPlane
 from service.errors import BadRequest, ServiceError
 from service.metrics import Metrics
 from service.protocol.oip import grpc_service_pb2 as pb
-from service.protocol.v2_grpc import decode_infer_request, encode_infer_response
+from service.protocol.v2_grpc import GRPC
 
 log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
@@ -196,7 +196,7 @@ class GrpcTransport:
 
     async def _model_ready(self, request: pb.ModelReadyRequest, call: _Call) -> pb.ModelReadyResponse:
         try:
-            self.plane.model(request.name, request.version or None)
+            self.plane.resolve(request.name, request.version or None)
         except ServiceError:
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
@@ -218,12 +218,8 @@ class GrpcTransport:
         return json_format.ParseDict(stats, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
 
     async def _infer(self, request: pb.ModelInferRequest, call: _Call) -> pb.ModelInferResponse:
-        return await self.plane.infer_v2(
-            request.model_name,
-            request.model_version or None,
-            lambda: decode_infer_request(request),
-            encode_infer_response,
-            call.ctx,
+        return await self.plane.infer(
+            request.model_name, request.model_version or None, request, GRPC, call.ctx
         )
 
     async def _index(self, request: pb.RepositoryIndexRequest, call: _Call) -> pb.RepositoryIndexResponse:

@@ -118,15 +118,6 @@ async def _read_raw(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-def parse_json(body: bytes) -> Any:
-    if not body:
-        raise BadRequest("the request body is empty")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(f"the body is not valid JSON (line {e.lineno}, column {e.colno})") from None
-
-
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
@@ -162,9 +153,22 @@ async def _until_disconnect(receive: Receive) -> None:
 async def await_unless_disconnected(request: Request, answer: asyncio.Future[T]) -> T:
     """Await a queued request's ``answer`` but cancel it if the client goes away: a dropped request is
     never run. Call only after the body was read, when the next ASGI message can only be a disconnect.
-    One watcher task and a callback (not a task per side and asyncio.wait): this is on the hot path."""
+    Under modelserve's own HTTP protocol the connection cancels the answer as it closes; elsewhere one
+    watcher task waits for the disconnect message."""
     if answer.done():  # run at once on an idle batcher: nothing to watch
         return answer.result()
+    connection: BodyDeadline | None = request.scope.get("extensions", {}).get(BODY_EXTENSION)
+    if connection is not None:  # our protocol cancels the answer when the connection closes
+        connection.watch(answer)
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            if connection.client_gone:
+                raise ClientGone("the client closed the connection") from None
+            raise
+        finally:
+            connection.watch(None)
+    # Another server (tests' in-process client): watch for the disconnect message instead.
     watcher = asyncio.ensure_future(_until_disconnect(request.receive))
     watcher.add_done_callback(lambda _: answer.cancel())
     try:

@@ -35,5 +35,5 @@ async def ready(request: Request) -> Response:
     summary="One version is loaded and ready",
 )
 async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
-    mv = request.app.state.dataplane.model(name, version)
+    mv = request.app.state.dataplane.resolve(name, version)
     return json_response({"name": mv.name, "version": str(mv.version), "ready": True})

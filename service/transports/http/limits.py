@@ -55,7 +55,8 @@ class BodyDeadline:
     """When the request body must be in: ``timeout_s`` after the headers. Once the server drains, an upload
     still arriving is an in-flight request and is read on, but within the drain, and only while bytes keep
     coming: one that sends nothing for ``stalled_s`` is cut short. ``read_body`` awaits each body message
-    through ``receive``."""
+    through ``receive``. It also tells the handler when the client goes away: the connection cancels the
+    future ``watch``ed here as it closes (no watcher task per request)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, stalled_s: float) -> None:
         self.loop = loop
@@ -66,7 +67,18 @@ class BodyDeadline:
         self.complete = False  # the whole body is buffered: no wait left to bound
         self.drain_s: float | None = None
         self._drain_end: float | None = None  # set when the server begins to drain
+        self.client_gone = False
         self._timeout: asyncio.Timeout | None = None
+        self._watched: asyncio.Future[Any] | None = None
+
+    def watch(self, future: asyncio.Future[Any] | None) -> None:
+        """Cancel ``future`` if the connection closes before it is done (None: stop watching)."""
+        self._watched = future
+
+    def connection_lost(self) -> None:
+        self.client_gone = True
+        if self._watched is not None:
+            self._watched.cancel()
 
     async def receive(self, receive: Any) -> Any:
         if self.complete:
@@ -106,17 +118,43 @@ class _HeaderLimit(Exception):
 
 
 class _CycleTransport:
-    """The transport as uvicorn's request cycle sees it: ``close`` lingers while the body still arrives."""
+    """The transport as uvicorn's request cycle sees it: ``close`` lingers while the body still arrives,
+    and an answer's head waits for its body, so both leave in one send (uvicorn writes them apart: two
+    syscalls and two TCP segments per answer, each waking the client). A head with no body after it in
+    the same loop step (HEAD, a streamed answer) is sent on the next one."""
 
     def __init__(self, protocol: LimitedHttpToolsProtocol) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
-        self.write = self._transport.write
+        self._head: bytes | None = None
         self.is_closing = self._transport.is_closing
         self.get_extra_info = self._transport.get_extra_info
 
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) < _JOIN_BYTES:
+                self._transport.write(head + data)
+            else:
+                self._transport.writelines((head, data))
+        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
+            self._head = data
+            self._protocol.loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        head, self._head = self._head, None
+        if head is not None and not self._transport.is_closing():
+            self._transport.write(head)
+
     def close(self) -> None:
+        self._flush()
         self._protocol.close_after_answer()
+
+
+_JOIN_BYTES = 64 * 1024  # smaller bodies are copied behind the head; bigger ones go as a second buffer
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -148,6 +186,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if self._body is not None:
+            self._body.connection_lost()
 
     def eof_received(self) -> None:
         if self._lingering:  # the client is done sending: the answer was written, close now

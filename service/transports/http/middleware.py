@@ -6,6 +6,7 @@ metrics and the log line. Pure ASGI (not BaseHTTPMiddleware), because it wraps t
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,10 +15,15 @@ from service.access_log import AccessLog, valid_request_id
 from service.auth import Access, ApiKeys
 from service.config import Settings
 from service.context import RequestContext, current_request
+from service.errors import Overloaded
 from service.metrics import Metrics
 from service.transports.http.body import error_response
 
 _INFERENCE_PREFIXES = ("/predict", "/models/", "/v2/models/")
+_DRAIN_OVER = Overloaded(
+    "the server is shutting down and the request did not finish within the drain timeout"
+)
+_DRAIN_OVER.headers["Connection"] = "close"
 
 
 class PathAccess:
@@ -50,6 +56,8 @@ class RequestMiddleware:
         self.keys = ApiKeys(settings)
         self.access = PathAccess(settings)
         self.log = AccessLog(settings, metrics)
+        name = settings.replica_name
+        self.served_by = (b"x-served-by", name.encode()) if name else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,14 +69,17 @@ class RequestMiddleware:
         ctx = RequestContext(request_id)
         # The handler's one channel to this context (its own task, or a copy of its context: no reset).
         current_request.set(ctx)
-        rid_header = (b"x-request-id", request_id.encode())
+        added = [(b"x-request-id", request_id.encode())]
+        if self.served_by is not None:
+            added.append(self.served_by)
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                status, started = message["status"], True
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         try:
@@ -79,6 +90,13 @@ class RequestMiddleware:
                 await error_response(error)(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the drain timeout ends (nothing else cancels
+            # a request's task): answer them as a refusal to retry, not with uvicorn's plain-text 500 and a
+            # traceback. The task ends here, answered.
+            if started:
+                raise
+            await error_response(_DRAIN_OVER)(scope, receive, send_with_id)
         finally:
             path = scope["path"]
             # Counted without a model only when it was an inference call (an unknown model, a bad URL).

@@ -6,7 +6,6 @@ curl -H 'Content-Type: application/json' -d '{"text": "not bad at all"}' localho
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
@@ -16,21 +15,16 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
-from service import kinds
 from service.context import request_context
-from service.dataplane import DataPlane, prepare
-from service.errors import BadRequest, UnsupportedMediaType
-from service.kinds import InputKind, Prepared
-from service.protocol.predict_codec import scores_of
-from service.protocol.predict_codec import top_k as best_labels
+from service.dataplane import DataPlane, PredictRequest
+from service.errors import BadRequest
+from service.kinds import FormFile
 from service.repository.registry import ModelRepository
 from service.repository.versions import ModelVersion
-from service.runtime import Feeds
 from service.transports.http.body import (
     await_unless_disconnected,
     json_response,
     media_type,
-    parse_json,
     read_body,
 )
 
@@ -46,28 +40,8 @@ Explain = Annotated[
 _DECODED_PREFIXES = ("image/", "audio/", "multipart/form-data", "application/octet-stream")
 
 
-async def _raw_inputs(request: Request, body: bytes) -> tuple[type[InputKind], list[Any]]:
-    """The input kind a body holds (by content type, JSON field, file type), and its items."""
-    media = media_type(request)
-    if media == "multipart/form-data":
-        return await _multipart(request, body)
-    if media == "application/json":
-        return kinds.kind_for_json(parse_json(body))
-    kind = kinds.kind_for_body(media, body)
-    if kind is not None:
-        return kind, kind.from_body(body, media)
-    if not media:
-        raise UnsupportedMediaType(f"missing Content-Type; send one of: {kinds.accepted()}")
-    hint = (
-        " (curl -d sends form encoding: use -F file=@image.png or set -H 'Content-Type')"
-        if media == "application/x-www-form-urlencoded"
-        else ""
-    )
-    raise UnsupportedMediaType(f"unsupported Content-Type {media!r}{hint}; send one of: {kinds.accepted()}")
-
-
-async def _multipart(request: Request, body: bytes) -> tuple[type[InputKind], list[Any]]:
-    """Files are told apart by type, name or bytes; plain fields are the form-field kind's (text)."""
+async def _form(request: Request, body: bytes) -> list[FormFile | str]:
+    """A multipart body's files and plain fields, in order (the data plane tells their kind)."""
 
     async def stream() -> AsyncGenerator[bytes, None]:
         yield body
@@ -78,99 +52,39 @@ async def _multipart(request: Request, body: bytes) -> tuple[type[InputKind], li
         ).parse()
     except MultiPartException as e:
         raise BadRequest(f"malformed multipart body: {e.message}") from None
-    found: dict[type[InputKind], list[Any]] = {}
+    parts: list[FormFile | str] = []
     try:
         for _, value in form.multi_items():
             if isinstance(value, UploadFile):
-                data = await value.read()
-                kind = kinds.kind_for_file(data, value.content_type, value.filename)
-                if kind is None:
-                    raise UnsupportedMediaType(
-                        f"unsupported file type {value.content_type!r} ({value.filename}); send one of: "
-                        f"{kinds.accepted()}"
-                    )
-                found.setdefault(kind, []).extend(kind.from_file(data, value.content_type, value.filename))
+                parts.append(FormFile(await value.read(), value.content_type, value.filename))
             else:
-                kind = kinds.form_field_kind()
-                found.setdefault(kind, []).extend(kind.from_field(value))
+                parts.append(value)
     finally:
         await form.close()
-    if len(found) > 1:
-        sent = " and ".join(k.plural() for k in found)
-        raise BadRequest(f"send inputs of one kind per request, not {sent}")
-    if not found:
-        raise BadRequest("the multipart body holds no files or fields")
-    return next(iter(found.items()))
-
-
-def _pick_model(
-    repo: ModelRepository, name: str | None, kind: type[InputKind], default: str | None
-) -> ModelVersion:
-    """An explicit name; else the configured default; else the only model, or the only one of this kind
-    (among several, the one whose config.json sets ``default_for_kind``)."""
-    if name:
-        return repo.get(name)
-    if default:
-        return repo.get(default)
-    names = repo.names()
-    if len(names) == 1:
-        return repo.get(names[0])
-    of_kind = [n for n in names if isinstance(repo.get(n).kind, kind)]
-    if len(of_kind) > 1:  # several take this kind: the one whose config.json says default_for_kind
-        of_kind = [n for n in of_kind if repo.get(n).default_for_kind] or of_kind
-    if len(of_kind) == 1:
-        return repo.get(of_kind[0])
-    raise BadRequest(
-        f"name a model: POST /predict?model=NAME (served: {', '.join(names) or 'none'}), "
-        "or set MODELSERVE_DEFAULT_MODEL"
-    )
+    return parts
 
 
 async def predict_any(
     request: Request, name: str | None, version: str | None, top_k: int, explain: bool = False
 ) -> Response:
-    """The one handler behind every /predict route (also called by service/transports/http/fastpath.py): the body's kind
-    and items, the model, then the data plane's lifecycle."""
+    """The one handler behind every /predict route (also called by fastpath.py): read the body, hand it
+    to the data plane (which recognises the inputs' kind and picks the model), answer its predictions."""
     plane: DataPlane = request.app.state.dataplane
-    settings = plane.settings
-    if media_type(request).startswith(_DECODED_PREFIXES):  # a full pool: refuse before reading the upload
+    media = media_type(request)
+    if media.startswith(_DECODED_PREFIXES):  # a full pool: refuse before reading the upload
         plane.pool.refuse_if_full()
-    body = await read_body(request, settings.max_body_bytes)
-    start = time.monotonic()  # the timeout covers decoding and the queue, not the client's upload
-    kind, items = await _raw_inputs(request, body)
-    ctx = request_context()
-    ctx.rows = len(items)
-
-    async def prepare_items(mv: ModelVersion) -> tuple[Prepared, Feeds, int]:
-        prepared = await prepare(mv, kind, items, settings, plane.pool)
-        return prepared, prepared.feeds, prepared.rows
-
-    def encode(mv: ModelVersion, prepared: Prepared, outputs: Feeds) -> tuple[list[dict[str, Any]], Feeds]:
-        predictions = best_labels(mv, scores_of(mv, outputs), top_k)
-        if prepared.notes is not None:
-            for prediction, note in zip(predictions, prepared.notes, strict=True):
-                prediction.update(note)
-        return predictions, prepared.feeds  # the feeds for explain
-
-    mv = (
-        _pick_model(plane.repository, name, kind, settings.default_model)
-        if version is None
-        else plane.model(name or "", version)
+    body = await read_body(request, plane.settings.max_body_bytes)
+    started = time.monotonic()  # the timeout covers decoding and the queue, not the client's upload
+    inputs = PredictRequest(name, version, media, body, top_k=top_k, explain=explain)
+    if media == "multipart/form-data":
+        inputs.form = await _form(request, body)
+    answer = await plane.predict(
+        inputs,
+        request_context(),
+        wait=lambda queued: await_unless_disconnected(request, queued),
+        started=started,
     )
-    predictions, feeds = await plane.run(
-        mv,
-        prepare_items,
-        encode,
-        ctx,
-        wait=lambda answer: await_unless_disconnected(request, answer),
-        started=start,
-    )
-    if explain:
-        # Not the bounded decoding pool: the model has run, this answer must not turn into a 503 now.
-        seen = await asyncio.to_thread(mv.kind.explain, items, feeds)
-        for prediction, extra in zip(predictions, seen or (), strict=False):
-            prediction.update(extra)
-    return json_response({"model": mv.name, "version": str(mv.version), "predictions": predictions})
+    return json_response(answer)
 
 
 # The FastAPI endpoints of the predict routes, registered from service/transports/http/routes.py (one table

@@ -15,11 +15,10 @@ from starlette.responses import Response
 from service.context import request_context
 from service.dataplane import DataPlane
 from service.errors import BadRequest
-from service.protocol.v2_codec import V2Request, decode_request, parameters
-from service.protocol.v2_encode import encode_response
-from service.repository.versions import ModelVersion
-from service.runtime import Feeds
-from service.transports.http.body import await_unless_disconnected, json_response, parse_json, read_body
+from service.protocol.documents import parse_json
+from service.protocol.v2_codec import parameters
+from service.protocol.v2_encode import HTTP
+from service.transports.http.body import await_unless_disconnected, json_response, read_body
 
 
 def _plane(request: Request) -> DataPlane:
@@ -54,20 +53,15 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     plane = _plane(request)
     body = await read_body(request, plane.settings.max_body_bytes)
     header_length = request.headers.get("inference-header-content-length")
-    ctx = request_context()
-
-    def encode(mv: ModelVersion, req: V2Request, outputs: Feeds) -> Response:
-        content, headers = encode_response(mv, req, outputs)
-        return Response(content, headers=headers)
-
-    return await plane.infer_v2(
+    content, headers = await plane.infer(
         name,
         version,
-        lambda: decode_request(body, header_length),
-        encode,
-        ctx,
+        (body, header_length),
+        HTTP,
+        request_context(),
         wait=lambda answer: await_unless_disconnected(request, answer),
     )
+    return Response(content, headers=headers)
 
 
 def _optional_object(body: bytes) -> dict[str, Any]:

@@ -26,21 +26,62 @@ if TYPE_CHECKING:
 @register
 class AudioTraining(TrainingKind):
     name = "audio"
-    summary = "train a conv + LSTM on spoken words (WAV clips)"
+    summary = "train a conv + LSTM/GRU on spoken words (WAV clips)"
     data_help = (
         "'commands' (synthesised by `make data`), or a folder of WAV files: <class>/*.wav, "
         "or {train,validation,test}/<class>/*.wav"
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--hidden", type=int, default=128, help="LSTM hidden size (each direction)")
+        parser.add_argument("--hidden", type=int, default=128, help="RNN hidden size (each direction)")
         parser.add_argument("--mels", type=int, default=40, help="mel bands (40-64)")
+        parser.add_argument("--rnn", choices=("lstm", "gru"), default="lstm", help="the recurrent cell")
+        parser.add_argument("--unidirectional", action="store_true", help="one RNN direction, not two")
+        parser.add_argument("--conv", default="64,128", help="1-D conv widths (stride 2 each)")
+        parser.add_argument("--dropout", type=float, default=0.1)
+        parser.add_argument(
+            "--norm",
+            choices=("band", "clip"),
+            default="band",
+            help="clip: take off each clip's mean per band",
+        )
+        parser.add_argument(
+            "--feature-augment",
+            choices=("on", "off"),
+            default="off",
+            help="off: one SpecAugment mask of each kind (the proxy's choice); on: also VTLP, tempo, EQ, "
+            "band-limit and 2+2 masks",
+        )
+        parser.add_argument(
+            "--hold-out-engine",
+            choices=("espeak-ng", "flite"),
+            help="the unseen-engine proxy: train on the other engine, validate and test on this one",
+        )
+        parser.add_argument(
+            "--train-fraction", type=float, default=1.0, help="train on this part of the clips"
+        )
 
     def train(self, args: argparse.Namespace, cfg: TrainConfig) -> Path:
+        from training.kinds.audio.feature_augment import FeatureAugment
         from training.kinds.audio.recipe import train_audio_model
 
         spec = AudioSpec(n_mels=args.mels)
-        return train_audio_model(args.data, args.name, args.runs, cfg, spec=spec, hidden_dim=args.hidden)
+        return train_audio_model(
+            args.data,
+            args.name,
+            args.runs,
+            cfg,
+            spec=spec,
+            augment=FeatureAugment() if args.feature_augment == "on" else FeatureAugment.off(),
+            hold_out_engine=args.hold_out_engine,
+            train_fraction=args.train_fraction,
+            hidden_dim=args.hidden,
+            rnn=args.rnn,
+            bidirectional=not args.unidirectional,
+            channels=tuple(int(w) for w in args.conv.split(",")),
+            dropout=args.dropout,
+            norm=args.norm,
+        )
 
     def build_net(self, net_config: dict[str, Any]) -> nn.Module:
         from training.nets import AudioCRNN, AudioCRNNConfig

@@ -1,6 +1,7 @@
-"""The audio recipe: log-mel features -> conv + LSTM -> checkpoint, with SpecAugment while training.
+"""The audio recipe: log-mel features -> conv + RNN -> checkpoint, augmented in feature space while training.
 
 modelserve train audio --data commands --name commands        # the generated set (make data)
+modelserve train audio --data commands --name proxy --hold-out-engine flite   # the unseen-engine proxy
 modelserve train audio --data my_words/ --name my_words       # one sub-folder of WAVs per class
 """
 
@@ -17,6 +18,8 @@ import torch
 
 from service.kinds.audio.preprocess import AudioSpec
 from training.kinds.audio.data import AudioData, load_audio
+from training.kinds.audio.feature_augment import FeatureAugment, augment_features
+from training.kinds.audio.proxy import held_out_engine_splits, subsample
 from training.nets import AudioCRNN, AudioCRNNConfig
 from training.train import (
     Batch,
@@ -31,29 +34,25 @@ from training.train import (
 log = logging.getLogger(__name__)
 
 
-def _masked(x: np.ndarray, rng: np.random.Generator, fill: np.ndarray) -> np.ndarray:
-    """SpecAugment: a time mask (<= 12 frames) and a band mask (<= 5 bands), set to the band mean."""
-    n, t, m = x.shape
-    width, start = (np.asarray(rng.integers(0, hi, size=n)) for hi in (13, t))
-    frames = np.arange(t)[None, :]
-    mask = (frames >= start[:, None]) & (frames < (start + width)[:, None])  # (N, T)
-    x = np.where(mask[:, :, None], fill[None, None, :], x)
-    width, start = (np.asarray(rng.integers(0, hi, size=n)) for hi in (6, m))
-    bands = np.arange(m)[None, :]
-    mask = (bands >= start[:, None]) & (bands < (start + width)[:, None])  # (N, M)
-    return np.where(mask[:, None, :], fill[None, None, :], x)
-
-
 def _batches(
-    data: AudioData, batch_size: int, rng: np.random.Generator | None, fill: np.ndarray | None = None
+    data: AudioData,
+    batch_size: int,
+    rng: np.random.Generator | None,
+    augment: tuple[AudioSpec, np.ndarray, FeatureAugment] | None = None,
 ) -> Iterator[Batch]:
     order = rng.permutation(len(data.labels)) if rng is not None else np.arange(len(data.labels))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         x = data.features[idx]
-        if rng is not None and fill is not None:
-            x = _masked(x, rng, fill)
+        if rng is not None and augment is not None:
+            x = augment_features(x, rng, *augment)
         yield torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(data.labels[idx])
+
+
+def clip_centred(x: np.ndarray) -> np.ndarray:
+    """What AudioCRNN's ``norm="clip"`` feeds its band standardisation (numpy, for the statistics)."""
+    active = x.max(axis=2, keepdims=True) > x.max(axis=(1, 2), keepdims=True) - 50.0  # (N, T, 1)
+    return x - (x * active).sum(axis=1, keepdims=True) / active.sum(axis=1, keepdims=True)
 
 
 def train_audio_model(
@@ -62,15 +61,31 @@ def train_audio_model(
     runs_dir: Path,
     cfg: TrainConfig,
     spec: AudioSpec | None = None,
+    augment: FeatureAugment | None = None,
+    hold_out_engine: str | None = None,
+    train_fraction: float = 1.0,
     **net_options: Any,
 ) -> Path:
-    """Train a conv + LSTM on ``source`` and write runs/<name>/{checkpoint.pt, report.json, confusion.png}."""
+    """Train a conv + RNN on ``source`` and write runs/<name>/{checkpoint.pt, report.json, confusion.png}.
+
+    ``hold_out_engine`` (a generated set only): train on the other engine alone and validate and test on
+    this one (training/kinds/audio/proxy.py), the proxy for voices never heard that settings are chosen on.
+    ``train_fraction`` < 1 trains on a seeded part of the training clips (quick comparisons)."""
 
     seed_everything(cfg.seed)
     spec = spec or AudioSpec()
+    augment = augment or FeatureAugment.off()  # what the held-out-engine proxy chose (docs/training.md)
     splits = load_audio(source, spec, cfg.seed)
-    mean = splits.train.features.mean(axis=(0, 1))
-    std = splits.train.features.std(axis=(0, 1)) + 1e-3
+    if hold_out_engine is not None:
+        splits = held_out_engine_splits(splits, hold_out_engine)
+    if train_fraction < 1.0:
+        splits.train = subsample(splits.train, train_fraction, cfg.seed)
+    stats_of = (
+        clip_centred(splits.train.features) if net_options.get("norm") == "clip" else splits.train.features
+    )
+    mean = stats_of.mean(axis=(0, 1))
+    std = stats_of.std(axis=(0, 1)) + 1e-3
+    del stats_of
     net_cfg = AudioCRNNConfig(
         n_mels=spec.n_mels,
         num_classes=len(splits.classes),
@@ -79,11 +94,13 @@ def train_audio_model(
         **net_options,
     )
     model = AudioCRNN(net_cfg)
+    # Masks are set to the band's mean level (of the features as stored: the masks act before the net).
+    fill = splits.train.features.mean(axis=(0, 1)).astype(np.float32)
     rng = np.random.default_rng(cfg.seed)
     log.info("%s: %s clips to train on, %d classes", name, len(splits.train.labels), len(splits.classes))
     history = fit(
         model,
-        lambda _e: _batches(splits.train, cfg.batch_size, rng, mean.astype(np.float32)),
+        lambda _e: _batches(splits.train, cfg.batch_size, rng, (spec, fill, augment)),
         lambda: _batches(splits.validation, 256, None),
         cfg,
     )
@@ -102,4 +119,9 @@ def train_audio_model(
         {"audio": spec.to_preprocessing()},
         samples=splits.test.features[:7],
         vocab=None,
+        notes={
+            "feature_augment": asdict(augment),
+            **({"held_out_engine": hold_out_engine} if hold_out_engine else {}),
+            **({"train_fraction": train_fraction} if train_fraction < 1.0 else {}),
+        },
     )

@@ -1,0 +1,160 @@
+"""grpcio's floor here: an empty unary ModelInfer handler (the request parsed, a fixed answer) on grpc.aio
+with uvloop, as modelserve runs it, beside modelserve's own gRPC, under the same load.
+
+    python -m bench.grpc_floor [--seconds 5] [--concurrency 1,16,64]
+
+Load: N grpc.aio stubs in one Python process (closed loop, one channel), the bench's cnn request (FP32
+[1, 1, 28, 28] as raw_input_contents). Per point: requests/s, p50, and the server's CPU per request
+(process tree). Whatever modelserve spends beyond the floor is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.harness import Server
+from bench.protocols import closed_loop
+from bench.triton import build_repository
+
+SERVICE = "inference.GRPCInferenceService"
+
+
+def serve(port: int) -> None:
+    """The empty handler: ModelInfer answers a fixed ModelInferResponse; health for readiness."""
+    import grpc
+    import uvloop
+    from service.transports.oip import grpc_service_pb2 as pb
+
+    answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
+    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
+    answer.raw_output_contents.append(np.zeros(10, np.float32).tobytes())
+
+    async def infer(request: Any, context: Any) -> Any:
+        return answer
+
+    async def ready(request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=True)
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        handlers = {
+            "ModelInfer": grpc.unary_unary_rpc_method_handler(
+                infer, pb.ModelInferRequest.FromString, pb.ModelInferResponse.SerializeToString
+            ),
+            "ServerReady": grpc.unary_unary_rpc_method_handler(
+                ready, pb.ServerReadyRequest.FromString, pb.ServerReadyResponse.SerializeToString
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    uvloop.run(main())
+
+
+class FloorServer(Server):
+    def __init__(self) -> None:
+        super().__init__("grpc-floor", [sys.executable, "-m", "bench.grpc_floor", "--serve", "{port}"])
+        self.grpc_port = self.port
+
+    def _wait_ready(self) -> float:
+        import grpc
+        from service.transports.oip import grpc_service_pb2 as pb
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+                    ready = channel.unary_unary(
+                        f"/{SERVICE}/ServerReady",
+                        request_serializer=pb.ServerReadyRequest.SerializeToString,
+                        response_deserializer=pb.ServerReadyResponse.FromString,
+                    )
+                    if ready(pb.ServerReadyRequest(), timeout=1).ready:
+                        return time.perf_counter() - self.started
+            except grpc.RpcError:
+                time.sleep(0.1)
+        raise RuntimeError("the floor server did not start")
+
+
+def load(target: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    import grpc
+    from service.transports.oip import grpc_service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="cnn")
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 28, 28])
+    request.raw_input_contents.append(np.zeros(784, np.float32).tobytes())
+
+    async def main() -> dict[str, Any]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            infer = channel.unary_unary(
+                f"/{SERVICE}/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            await closed_loop(lambda: infer(request), concurrency, 1.0)  # warm-up
+            return await closed_loop(lambda: infer(request), concurrency, seconds)
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", default="1,16,64")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    repo = Path(tempfile.mkdtemp(prefix="bench-grpc-floor-")) / "repository"
+    build_repository(repo)
+    servers = [
+        FloorServer(),
+        Server(
+            "modelserve",
+            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"],
+            {"MODELSERVE_MODELS_DIR": str(repo), "MODELSERVE_WORKERS": "1"},
+        ),
+    ]
+    rows = []
+    try:
+        for c in (int(x) for x in args.concurrency.split(",")):
+            for server in servers:
+                cpu0 = server.cpu_s()
+                r = load(f"127.0.0.1:{server.grpc_port}", c, args.seconds)
+                cpu = server.cpu_s() - cpu0  # warm-up second included on both sides of the division
+                served = r["rps"] * (args.seconds + 1.0)
+                rows.append(
+                    {
+                        "server": server.name,
+                        "concurrency": c,
+                        **r,
+                        "cpu_us_per_request": round(1e6 * cpu / served, 1) if served else None,
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+    print("\n| server (one process) | c | req/s | p50 ms | server CPU µs/request |\n|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['server']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']} | {r['cpu_us_per_request']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
