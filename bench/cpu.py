@@ -32,6 +32,30 @@ def counts(server: Server) -> tuple[int, int]:
     return sum(int(m["inference_count"]) for m in stats), sum(int(m["execution_count"]) for m in stats)
 
 
+def batch_sizes(server: Server) -> dict[str, float]:
+    """Cumulative batch runs by rows (the ``le`` buckets of modelserve_batch_size), every model."""
+    out: dict[str, float] = {}
+    for line in httpx.get(server.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("modelserve_batch_size_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def histogram(before: dict[str, float], after: dict[str, float]) -> str:
+    """Share of runs per rows bucket between two readings, e.g. ``1:40% 2:20% ...``."""
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    if not total:
+        return ""
+    parts, below = [], 0.0
+    for le in sorted(after, key=lambda k: float(k)):
+        n = after[le] - before.get(le, 0.0) - below
+        below += n
+        if n:
+            parts.append(f"{le.removesuffix('.0')}:{100 * n / total:.0f}%")
+    return " ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,14 +96,17 @@ def main() -> None:
                 )
             )
         results: dict[tuple[int, str], list[dict[str, float]]] = {}
+        hists: dict[tuple[int, str], list[str]] = {}
         for _ in range(args.rounds):
             for model, folder in folders.items():
                 for i, server in enumerate(servers):
                     wrk(server, folder, args.c, 1)  # warm-up
+                    hist0 = batch_sizes(server)
                     cpu0, (rows0, runs0), t0 = server.cpu_s(), counts(server), time.perf_counter()
                     r = wrk(server, folder, args.c, args.seconds)
                     cpu, elapsed = server.cpu_s() - cpu0, time.perf_counter() - t0
                     rows1, runs1 = counts(server)
+                    hists.setdefault((i, model), []).append(histogram(hist0, batch_sizes(server)))
                     answered = r["requests"] - r["status_errors"]
                     results.setdefault((i, model), []).append(
                         {
@@ -88,12 +115,14 @@ def main() -> None:
                             "cores": cpu / elapsed,
                             "rows_per_batch": (rows1 - rows0) / max(runs1 - runs0, 1),
                             "errors": r["status_errors"] + r["socket_errors"],
+                            "p50_ms": r["p50_us"] / 1000,
                         }
                     )
                     print(
                         variants[i][0],
                         model,
                         {k: round(v, 1) for k, v in results[i, model][-1].items()},
+                        hists[i, model][-1],
                         flush=True,
                     )
     finally:
@@ -103,9 +132,9 @@ def main() -> None:
     # machine's drift; its median over rounds is the figure to quote.
     print(
         f"\n| workload | variant | CPU µs/request (median of {args.rounds}) | paired ratio to the first "
-        "(median) | per round | req/s | rows/batch |"
+        "(median) | per round | req/s | p50 ms | rows/batch | runs by rows (last round; bucket upper bound) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model in folders:
         base = results[0, model]
         for i, (label, _, _) in enumerate(variants):
@@ -116,7 +145,8 @@ def main() -> None:
             print(
                 f"| {model} c={args.c} | {label} | {med:.0f} | {ratio:.2f} | "
                 f"{each} | {statistics.median(p['rps'] for p in pts):.0f} | "
-                f"{statistics.median(p['rows_per_batch'] for p in pts):.1f} |"
+                f"{statistics.median(p['p50_ms'] for p in pts):.2f} | "
+                f"{statistics.median(p['rows_per_batch'] for p in pts):.1f} | {hists[i, model][-1]} |"
             )
 
 

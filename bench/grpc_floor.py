@@ -28,11 +28,46 @@ from bench.triton import build_repository
 SERVICE = "inference.GRPCInferenceService"
 
 
-def serve(port: int) -> None:
+LEAN_OPTIONS = [("grpc.enable_channelz", 0), ("grpc.optimization_target", "throughput")]
+"""Server options that skip per-call bookkeeping (channelz) and ask grpc-core to favour throughput."""
+
+
+def serve_sync(port: int) -> None:
+    """The same empty handler on grpc's thread-pool server (no asyncio)."""
+    from concurrent import futures
+
+    import grpc
+
+    from service.protocol.oip import grpc_service_pb2 as pb
+
+    answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
+    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
+    answer.raw_output_contents.append(np.zeros(10, np.float32).tobytes())
+    handlers = {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: answer,
+            pb.ModelInferRequest.FromString,
+            pb.ModelInferResponse.SerializeToString,
+        ),
+        "ServerReady": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: pb.ServerReadyResponse(ready=True),
+            pb.ServerReadyRequest.FromString,
+            pb.ServerReadyResponse.SerializeToString,
+        ),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def serve(port: int, options: list[tuple[str, Any]] | None = None) -> None:
     """The empty handler: ModelInfer answers a fixed ModelInferResponse; health for readiness."""
     import grpc
     import uvloop
-    from service.transports.oip import grpc_service_pb2 as pb
+
+    from service.protocol.oip import grpc_service_pb2 as pb
 
     answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
     answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
@@ -45,7 +80,7 @@ def serve(port: int) -> None:
         return pb.ServerReadyResponse(ready=True)
 
     async def main() -> None:
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=options)
         handlers = {
             "ModelInfer": grpc.unary_unary_rpc_method_handler(
                 infer, pb.ModelInferRequest.FromString, pb.ModelInferResponse.SerializeToString
@@ -63,13 +98,17 @@ def serve(port: int) -> None:
 
 
 class FloorServer(Server):
-    def __init__(self) -> None:
-        super().__init__("grpc-floor", [sys.executable, "-m", "bench.grpc_floor", "--serve", "{port}"])
+    def __init__(self, mode: str = "aio") -> None:
+        super().__init__(
+            f"grpc-floor-{mode}",
+            [sys.executable, "-m", "bench.grpc_floor", "--serve", "{port}", "--mode", mode],
+        )
         self.grpc_port = self.port
 
     def _wait_ready(self) -> float:
         import grpc
-        from service.transports.oip import grpc_service_pb2 as pb
+
+        from service.protocol.oip import grpc_service_pb2 as pb
 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -89,7 +128,8 @@ class FloorServer(Server):
 
 def load(target: str, concurrency: int, seconds: float) -> dict[str, Any]:
     import grpc
-    from service.transports.oip import grpc_service_pb2 as pb
+
+    from service.protocol.oip import grpc_service_pb2 as pb
 
     request = pb.ModelInferRequest(model_name="cnn")
     request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 28, 28])
@@ -113,16 +153,23 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="aio", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--floors", default="aio", help="floors to run: aio, aio-lean (LEAN_OPTIONS), sync (thread pool)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,16,64")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        if args.mode == "sync":
+            serve_sync(args.serve)
+        else:
+            serve(args.serve, LEAN_OPTIONS if args.mode == "aio-lean" else None)
         return
     repo = Path(tempfile.mkdtemp(prefix="bench-grpc-floor-")) / "repository"
     build_repository(repo)
     servers = [
-        FloorServer(),
+        *(FloorServer(mode) for mode in args.floors.split(",")),
         Server(
             "modelserve",
             [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"],

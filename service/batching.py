@@ -2,7 +2,10 @@
 
 Each worker (one per instance) blocks until a request arrives, so an idle model costs nothing and a lone
 request runs at once. While a batch runs, new requests queue; a freed worker takes what is queued, up to
-``max_batch_size`` rows, optionally waiting ``max_queue_delay_ms`` from the first arrival for more. A
+``max_batch_size`` rows, optionally waiting ``max_queue_delay_ms`` from the first arrival for more. With
+no queue delay, a crowd gathers: when the last batch answered several callers and ended under
+``gather_ms`` ago, the first of them back waits (at most that long) for the others, so closed-loop
+callers keep forming one batch instead of splitting into runs of one; a lone caller never waits. A
 request still queued at its deadline answers QueueTimeout and never runs; one whose caller went away
 (its future cancelled) is skipped. A run that raises fails only the requests in it.
 
@@ -48,12 +51,33 @@ class BatchPolicy:
     instances: int = 1
     inline_run_ms: float = 0.0
     """Runs known to take at most this long run on the event loop itself (0: never)."""
+    gather_ms: float = 1.0
+    """With no queue delay: how long the first of a crowd waits for the rest of it (0: never). The crowd
+    is the requests the last batch answered, when it ended within this window: closed-loop callers come
+    back together, so holding the first for the others turns many runs of one into one run of many."""
     _run_s: dict[int, float] = field(default_factory=dict, init=False, repr=False)
     """Seconds per run, by batch size class (rows rounded up to a power of two), from real runs."""
 
     def __post_init__(self) -> None:
         self.max_queue_delay_s = self.max_queue_delay_ms / 1000.0
         self.inline_run_s = self.inline_run_ms / 1000.0
+        self.gather_s = self.gather_ms / 1000.0
+
+    def gathers(self, crowd: int, queued: int, queued_rows: int) -> bool:
+        """Whether to hold ``queued`` requests for the rest of a ``crowd`` known to be coming back (the
+        requests the last batch answered, see ``crowd``): never with a queue delay (that is the wait
+        then), never for a lone caller (a crowd of one), never past a full batch."""
+        return (
+            not self.max_queue_delay_s
+            and self.gather_s > 0
+            and queued < crowd
+            and queued_rows < self.max_batch_size
+        )
+
+    def crowd(self, answered: int, ended: float, now: float) -> int:
+        """The callers expected back: those the last batch answered, if it ended within the gathering
+        window (0 otherwise: an idle model has no crowd, and a lone request runs at once)."""
+        return answered if now - ended <= self.gather_s else 0
 
     def takes(self, batch_rows: int, rows: int) -> bool:
         """Whether a batch of ``batch_rows`` rows so far takes a request of ``rows`` more (the first
@@ -64,10 +88,10 @@ class BatchPolicy:
         """Whether to wait (up to the queue delay, from the first arrival) for a fuller batch."""
         return self.max_queue_delay_s > 0 and queued_rows < self.max_batch_size
 
-    def runs_at_once(self, rows: int) -> bool:
-        """Whether a lone request on an idle batcher runs inside ``enqueue``: no delay to wait for, and
-        its run known to be short."""
-        return not self.max_queue_delay_s and self.inline(rows)
+    def runs_at_once(self, rows: int, crowd: int = 0) -> bool:
+        """Whether a lone request on an idle batcher runs inside ``enqueue``: no delay to wait for, no
+        crowd of callers coming back to wait for, and its run known to be short."""
+        return not self.max_queue_delay_s and not self.gathers(crowd, 1, rows) and self.inline(rows)
 
     def inline(self, rows: int) -> bool:
         """Whether a run of ``rows`` rows is known to be short enough to run on the event loop itself.
@@ -134,6 +158,8 @@ class DynamicBatcher:
         self._idle: asyncio.Event | None = None
         self._closed = False  # set once drained: until then requests already headed here are taken
         self._ran_now = False
+        self._answered = 0  # requests the last batch answered, and when it ended: the crowd coming back
+        self._ended = float("-inf")
 
     @classmethod
     def for_runtime(cls, runtime: Runtime, policy: BatchPolicy, **options: Any) -> Self:
@@ -199,7 +225,7 @@ class DynamicBatcher:
                 f"model {self.name}: request reached its {policy.timeout_s:g} s deadline before it was queued and was not run"
             )
         loop = asyncio.get_running_loop()
-        if self._lone() and policy.runs_at_once(rows):
+        if self._lone() and policy.runs_at_once(rows, policy.crowd(self._answered, self._ended, now)):
             self._ran_now = True  # others arriving in this loop iteration queue and batch together
             loop.call_soon(self._new_iteration)
             return self._run_now(payload, rows, trace, loop.create_future())
@@ -233,8 +259,10 @@ class DynamicBatcher:
         except Exception as e:
             log.exception("model %s: batch of 1 request failed", self.name)
             result = e
-        run_s = self.clock() - start
+        end = self.clock()
+        run_s = end - start
         self.policy.learn(rows, run_s)
+        self._answered, self._ended = 1, end
         self._observer.on_batch(rows, 1, run_s)
         if isinstance(result, Exception):
             future.set_exception(_as_service_error(result, self.name))
@@ -259,6 +287,8 @@ class DynamicBatcher:
                 continue
             if self.policy.waits_for_more(self._queued_rows):
                 await self._wait_for_fuller_batch()
+            else:
+                await self._gather()
             batch = self._take_batch()
             if batch:
                 await self._run(batch)
@@ -275,6 +305,28 @@ class DynamicBatcher:
             # Woken by an arrival or the time-out; either way the loop reads the clock again.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    async def _gather(self) -> None:
+        """With no queue delay: hold the queue (at most ``gather_ms`` from the last batch's end) while
+        fewer requests are queued than the last batch answered, i.e. while its callers are coming back."""
+        assert self._arrived is not None
+        policy = self.policy
+        deadline = self._ended + policy.gather_s
+        while self._queue and policy.gathers(
+            policy.crowd(self._answered, self._ended, self.clock()), len(self._queue), self._queued_rows
+        ):
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            # A timer, not wait_for (a task per wait); its firing ends the wait whatever the clock says.
+            loop = asyncio.get_running_loop()
+            fires = loop.time() + remaining
+            timer = loop.call_at(fires, self._arrived.set)
+            await self._arrived.wait()
+            timer.cancel()
+            if loop.time() >= fires:
+                return
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -337,7 +389,9 @@ class DynamicBatcher:
                 _set_exception(p.future, error)
         finally:
             self._in_flight -= len(batch)
-            self._observer.on_batch(rows, len(batch), self.clock() - start)
+            end = self.clock()
+            self._answered, self._ended = len(batch), end
+            self._observer.on_batch(rows, len(batch), end - start)
             self._observer.on_depth(len(self._queue), self._in_flight)
         if inline:  # let the answers go out (and new requests in) before the next run
             await asyncio.sleep(0)

@@ -397,3 +397,69 @@ def test_inline_run_that_raises_fails_only_its_request() -> None:
         await b.close()
 
     run_async(main())
+
+
+def test_the_policy_gathers_a_crowd_only_with_no_delay_and_more_than_one_caller() -> None:
+    policy = BatchPolicy(max_batch_size=8, gather_ms=1.0, inline_run_ms=5)
+    assert policy.crowd(5, ended=10.0, now=10.0005) == 5  # the last batch's callers, coming back
+    assert policy.crowd(5, ended=10.0, now=10.002) == 0  # too long ago: no crowd
+    assert policy.gathers(crowd=5, queued=1, queued_rows=1)
+    assert not policy.gathers(crowd=5, queued=5, queued_rows=5)  # all back
+    assert not policy.gathers(crowd=5, queued=2, queued_rows=8)  # a full batch goes
+    assert not policy.gathers(crowd=1, queued=1, queued_rows=1)  # a lone caller never waits
+    assert not BatchPolicy(max_queue_delay_ms=2, gather_ms=1.0).gathers(5, 1, 1)  # the delay decides
+    assert not BatchPolicy(gather_ms=0).gathers(5, 1, 1)
+    policy.learn(1, 0.0001)
+    assert policy.runs_at_once(1, crowd=1) and policy.runs_at_once(1, crowd=0)
+    assert not policy.runs_at_once(1, crowd=3)  # queued instead, to wait for the other two
+
+
+def test_the_first_of_a_crowd_waits_for_the_rest_and_a_lone_caller_never_does() -> None:
+    """With no queue delay, after a batch of two (on a clock that never moves, so the crowd stays
+    recent) the next arrival is held until the other caller is back: one run of two, not two of one.
+    One caller at a time (a crowd of one) runs at once every time."""
+
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        b = batcher(doubler(calls), FakeClock(), inline_run_ms=5, gather_ms=60_000)
+        b.policy.learn(1, 0.0001)
+        b.policy.learn(2, 0.0001)
+        await b.start()
+        assert await asyncio.gather(b.submit(1), b.submit(2), b.submit(3)) == [2, 4, 6]
+        assert calls == [[1], [2, 3]]  # the first ran at once, the other two together
+        first = asyncio.create_task(b.submit(4))
+        await settle()
+        assert not first.done() and len(calls) == 2  # held: the last batch's two callers come back
+        second = asyncio.create_task(b.submit(5))
+        assert await asyncio.gather(first, second) == [8, 10]
+        assert calls[-1] == [4, 5]
+        await b.close()
+
+        lone: list[list[Any]] = []
+        b = batcher(doubler(lone), FakeClock(), inline_run_ms=5, gather_ms=60_000)
+        b.policy.learn(1, 0.0001)
+        await b.start()
+        for i in range(3):  # closed loop, one caller: answered inside enqueue, every time
+            future = b.enqueue(i)
+            assert future.done() and future.result() == 2 * i
+            await settle()  # the caller's next request comes in a later loop iteration
+        await b.close()
+        return lone
+
+    assert run_async(main()) == [[0], [1], [2]]
+
+
+def test_a_crowd_that_does_not_come_back_is_waited_for_at_most_the_gathering_window() -> None:
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        b = batcher(doubler(calls), FakeClock(), inline_run_ms=5, gather_ms=1.0)
+        b.policy.learn(1, 0.0001)
+        b.policy.learn(2, 0.0001)
+        await b.start()
+        await asyncio.gather(b.submit(1), b.submit(2), b.submit(3))
+        # The clock never moves, so only the window's own timer (1 ms, real time) ends the hold.
+        assert await b.submit(4) == 8
+        await b.close()
+        return calls
+
+    assert run_async(main())[-1] == [4]
