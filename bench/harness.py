@@ -25,6 +25,7 @@ import orjson
 from bench.limits import digit_pixels, sentences
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -237,3 +238,10 @@ def wrk(server: Server, folder: Path, concurrency: int, seconds: float) -> dict[
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     result["wrk_cpu"] = round(used / (time.perf_counter() - t0), 2)  # cores the load generator used
     return result
+
+
+def platform_line() -> str:
+    """The interpreter and machine a result was measured with."""
+    import platform
+
+    return f"Python {platform.python_version()}, {platform.machine()}"

@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Server, ours, variants, write_variants, wrk
+from bench.harness import RESULTS, ROOT, Server, ours, platform_line, variants, write_variants, wrk
 from bench.limits import measure
 
-RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 8, 32, 64, 128)
 
 
@@ -322,12 +321,6 @@ def run_scaling(seconds: float, tmp: Path, date: str) -> None:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     stem.with_suffix(".md").write_text(f"# Scaling {date}\n\n" + scaling.markdown(rows, conditions))
     print(scaling.markdown(rows, conditions))
-
-
-def platform_line() -> str:
-    import platform
-
-    return f"Python {platform.python_version()}, {platform.machine()}"
 
 
 if __name__ == "__main__":

@@ -27,9 +27,8 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.harness import ROOT, Server, write_variants, wrk
+from bench.harness import RESULTS, ROOT, Server, platform_line, write_variants, wrk
 from bench.limits import sentences
-from bench.run import RESULTS, platform_line
 
 MODEL, VERSION = "sentiment", "2"
 CONCURRENCY = (1, 16, 64)

@@ -38,9 +38,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bench.harness import ROOT, Server, free_port, write_variants, wrk
+from bench.harness import RESULTS, ROOT, Server, free_port, platform_line, write_variants, wrk
 from bench.limits import digit_pixels
-from bench.run import RESULTS, platform_line
 from service.process.cpus import plan
 
 PYTRITON = "nvidia-pytriton==0.7.0"
