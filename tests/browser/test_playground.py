@@ -136,7 +136,8 @@ def test_type_a_review(page: WebDriver, server: Server, screenshot: Shot) -> Non
     area.send_keys("I loved this film")
     assert top_label(page, before) == "positive"
     tokens = [t.text for t in page.find_elements(By.CSS_SELECTOR, "#seen .token")]
-    assert tokens == ["i", "loved", "this", "film"]
+    # The transformer's WordPiece tokens, its special tokens included, as the model saw them.
+    assert tokens == ["[CLS]", "i", "loved", "this", "film", "[SEP]"]
     screenshot(page, "positive")
     curl = json.loads(run_snippet(page, "curl", Path.cwd()))
     assert curl["predictions"][0]["label"] == "positive"
