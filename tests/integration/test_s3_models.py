@@ -28,7 +28,13 @@ BUCKET = "modelserve-zq7-bucket"
 PREFIX = "team-x9k/repo"
 # A store and a server or more per test, ~100 s for the module: out of the inner loop (make test runs it).
 pytestmark = pytest.mark.slow
-SHIPPED = sorted(p.name for p in MODELS.iterdir() if (p / "1" / "model.onnx").is_file())
+# Every shipped model and its version (sentiment ships version 2, the others version 1).
+SHIPPED_VERSIONS = {
+    m.name: next(v.name for v in sorted(m.iterdir()) if (v / "model.onnx").is_file())
+    for m in MODELS.iterdir()
+    if any(v.is_dir() and (v / "model.onnx").is_file() for v in m.iterdir())
+}
+SHIPPED = sorted(SHIPPED_VERSIONS)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,10 @@ def _assert_no_secrets(s3: SeaweedS3, text: str, where: str) -> None:
 
 
 def _upload_version(s3: SeaweedS3, prefix: str, model: str, version: int, marker: bool = True) -> None:
-    upload_folder(s3.client(), BUCKET, MODELS / model / "1", f"{prefix}/{model}/{version}")
+    """The shipped version of ``model`` uploaded as ``version``."""
+    upload_folder(
+        s3.client(), BUCKET, MODELS / model / SHIPPED_VERSIONS[model], f"{prefix}/{model}/{version}"
+    )
     if marker:
         s3.client().put_object(Bucket=BUCKET, Key=f"{prefix}/{model}/{version}/{MARKER}", Body=b"")
 
@@ -99,7 +108,7 @@ def test_every_shipped_model_serves_from_a_bucket(s3: SeaweedS3, tmp_path: Path)
             s3.client().upload_file(
                 str(MODELS / model / "config.json"), BUCKET, f"{prefix}/{model}/config.json"
             )
-        _upload_version(s3, prefix, model, 1)
+        _upload_version(s3, prefix, model, int(SHIPPED_VERSIONS[model]))
     env = _env(s3, tmp_path, MODELSERVE_WORKERS="2")
     with run_server(f"s3://{BUCKET}/{prefix}", tmp_path, env=env) as srv:
         answers: list[str] = []
@@ -110,7 +119,7 @@ def test_every_shipped_model_serves_from_a_bucket(s3: SeaweedS3, tmp_path: Path)
             fashion = ms.predict_image("fashion", EXAMPLES / "fashion" / "ankle-boot.png")
             assert "boot" in fashion.label.lower(), fashion
             text = ms.predict_text("sentiment", "a wonderful, moving film")
-            assert text.label in ("positive", "negative") and text.version == "1"
+            assert text.label == "positive" and text.version == SHIPPED_VERSIONS["sentiment"]
             assert len(ms.predict_csv("churn", EXAMPLES / "churn" / "customers.csv")) > 0
             assert len(ms.predict_csv("letters", EXAMPLES / "letters" / "rows.csv")) > 0
         for path in ("/v2/health/ready", "/v2", "/v2/models/digits", "/v2/models/sentiment/config"):
@@ -122,8 +131,9 @@ def test_every_shipped_model_serves_from_a_bucket(s3: SeaweedS3, tmp_path: Path)
             _assert_no_secrets(s3, answer, "an answer")
         _assert_no_secrets(s3, srv.log(), "the info-level log")
     for model in SHIPPED:
-        cached = next(p for p in (tmp_path / "cache").iterdir() if p.is_dir()) / model / "1"
-        for shipped in (MODELS / model / "1").iterdir():
+        version = SHIPPED_VERSIONS[model]
+        cached = next(p for p in (tmp_path / "cache").iterdir() if p.is_dir()) / model / version
+        for shipped in (MODELS / model / version).iterdir():
             digest = hashlib.sha256((cached / shipped.name).read_bytes()).hexdigest()
             assert digest == hashlib.sha256(shipped.read_bytes()).hexdigest(), shipped
 
