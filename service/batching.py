@@ -235,8 +235,10 @@ class DynamicBatcher:
         self._queued_rows += rows
         self._idle.clear()  # type: ignore[union-attr]
         self._arrived.set()
-        # The depth gauges move when a batch starts and ends (below), not per request: in multiprocess
-        # mode each set is a write to the metrics file, and a queued request always waits on a batch.
+        if self._in_flight:
+            # It waits behind a running batch: the gauge shows it now (a long run would hide it until the
+            # run ends, and an autoscaler reads this gauge). On an idle batcher the batch's start shows it.
+            self._observer.on_depth(len(self._queue), self._in_flight)
         return pending.future
 
     def _lone(self) -> bool:
