@@ -26,21 +26,26 @@ COPY service ./service
 # library, 34 MB: the Python module links its own copy and never loads it), botocore's API models for the
 # 400-odd AWS services other than S3 and the credential ones (STS, SSO), numpy's f2py, C headers and SIMD
 # test module, and
-# extension modules stripped of debug symbols (uvloop ships 14 MB of them); the auditwheel-patched
+# huggingface-hub and what only it needs (tokenizers requires it for from_pretrained, which the service never
+# calls: it reads the model's own tokenizer.json; 18 MB with hf-xet), Pillow's AVIF codec (5 MB; AVIF is
+# not a format the image kind takes), and
+# extension modules stripped of debug symbols (uvloop ships 14 MB of them, tokenizers 3); the auditwheel-patched
 # libraries in *.libs/ must stay as they are.
 RUN /opt/venv/bin/pip install --no-compile --no-deps . \
+ && /opt/venv/bin/pip uninstall -y -q huggingface-hub hf-xet fsspec pyyaml tqdm filelock httpx2 httpcore2 truststore \
  && /opt/venv/bin/pip uninstall -y setuptools pip \
  && SITE=$(echo /opt/venv/lib/python3*/site-packages) \
  && rm -rf "$SITE"/onnxruntime/transformers "$SITE"/onnxruntime/tools "$SITE"/onnxruntime/quantization \
            "$SITE"/onnxruntime/capi/libonnxruntime.so.* \
            "$SITE"/numpy/f2py "$SITE"/numpy/_core/include "$SITE"/numpy/_core/lib "$SITE"/numpy/random/lib \
-           "$SITE"/numpy/_core/_simd.* \
+           "$SITE"/numpy/_core/_simd.* "$SITE"/PIL/_avif.* "$SITE"/pillow.libs/libavif-* \
  && find "$SITE"/botocore/data -mindepth 1 -maxdepth 1 -type d \
       -not -name s3 -not -name sts -not -name sso -not -name sso-oidc -exec rm -rf {} + \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && find /opt/venv -path '*/site-packages/*/tests' -prune -exec rm -rf {} + \
  && if apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends binutils >/dev/null 2>&1; then \
-      find /opt/venv -name '*.cpython-*.so' -not -path '*.libs/*' -type f -exec strip --strip-unneeded {} + ; fi
+      find /opt/venv \( -name '*.cpython-*.so' -o -name '*.abi3.so' \) -not -path '*.libs/*' -type f \
+        -exec strip --strip-unneeded {} + ; fi
 # The models, readable by any uid whatever modes the build context had.
 COPY models /models
 RUN chmod -R a+rX,go-w /models
