@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from service.errors import InvalidInput
+from service.kinds.text.preprocess import check_text
 
 
 @dataclass
@@ -102,11 +102,4 @@ class SubwordTokenizer:
 
 def check_texts(items: Sequence[object], max_chars: int) -> list[str]:
     """Texts a client sent: refuses non-strings, empty and over-long texts (InvalidInput, 422)."""
-    for text in items:
-        if not isinstance(text, str):
-            raise InvalidInput(f"text must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise InvalidInput("text is empty")
-        if len(text) > max_chars:
-            raise InvalidInput(f"text has {len(text)} characters; the limit is {max_chars}")
-    return list(items)  # type: ignore[arg-type]
+    return [check_text(text, max_chars) for text in items]

@@ -160,13 +160,7 @@ class Tokenizer:
 
     def encode_checked(self, text: object, max_chars: int) -> np.ndarray:
         """``encode`` for text a client sent: refuses non-strings, empty and over-long texts."""
-        if not isinstance(text, str):
-            raise InvalidInput(f"text must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise InvalidInput("text is empty")
-        if len(text) > max_chars:
-            raise InvalidInput(f"text has {len(text)} characters; the limit is {max_chars}")
-        return self.encode(text)
+        return self.encode(check_text(text, max_chars))
 
     def save_vocab(self, path: Path) -> None:
         path.write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
@@ -208,3 +202,14 @@ def pad_batch(sequences: list[np.ndarray], pad_id: int) -> np.ndarray:
     for row, seq in zip(out, sequences, strict=True):
         row[: len(seq)] = seq
     return out
+
+
+def check_text(text: object, max_chars: int) -> str:
+    """A text a client sent, for any text kind: refuses non-strings, empty and over-long texts (422)."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise InvalidInput("text is empty")
+    if len(text) > max_chars:
+        raise InvalidInput(f"text has {len(text)} characters; the limit is {max_chars}")
+    return text
