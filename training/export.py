@@ -136,7 +136,6 @@ def export(
     net.eval()
     model_dir = models_dir / name
     version = version or next_version(model_dir)
-    k = len(ckpt["classes"])
     graph_input = kind.graph_input(ckpt)
     input_name = graph_input.decl.name
     dynamic = {input_name: graph_input.dynamic_axes, "logits": {0: "batch"}, "probabilities": {0: "batch"}}
@@ -165,27 +164,43 @@ def export(
             quantized = quantize_int8(ckpt, onnx_path, int8_path)
             int8_path.replace(onnx_path)
             log.info("%s v%d: int8 %s", name, version, quantized)
-        meta = ModelMeta(
-            name=name,
-            version=version,
-            input_kind=ckpt["kind"],
-            inputs=[graph_input.decl],
-            outputs=[
-                TensorDecl(name="logits", datatype="FP32", shape=[-1, k]),
-                TensorDecl(name="probabilities", datatype="FP32", shape=[-1, k]),
-            ],
-            scores_output="probabilities",
-            labels=ckpt["classes"],
-            preprocessing=ckpt["preprocessing"],
-            export=ExportInfo(
-                opset=OPSET, parity_max_abs_diff=max_diff, torch=torch.__version__, quantization=quantized
-            ),
-            training=ckpt["report"],
+        classifier_meta(ckpt, name, version, ckpt["kind"], [graph_input.decl], max_diff, quantized).write(
+            staging
         )
-        meta.write(staging)
         for filename, content in kind.extra_files(ckpt).items():
             (staging / filename).write_text(content, encoding="utf-8")
         return install_version(staging, model_dir, version)
+
+
+def classifier_meta(
+    ckpt: dict[str, Any],
+    name: str,
+    version: int,
+    input_kind: str,
+    inputs: list[TensorDecl],
+    max_diff: float,
+    quantized: dict[str, Any] | None,
+) -> ModelMeta:
+    """model.json of an exported classifier: its inputs, logits and probabilities (k classes), the labels,
+    preprocessing and training report from the checkpoint, and how it was exported."""
+    k = len(ckpt["classes"])
+    return ModelMeta(
+        name=name,
+        version=version,
+        input_kind=input_kind,
+        inputs=inputs,
+        outputs=[
+            TensorDecl(name="logits", datatype="FP32", shape=[-1, k]),
+            TensorDecl(name="probabilities", datatype="FP32", shape=[-1, k]),
+        ],
+        scores_output="probabilities",
+        labels=ckpt["classes"],
+        preprocessing=ckpt["preprocessing"],
+        export=ExportInfo(
+            opset=OPSET, parity_max_abs_diff=max_diff, torch=torch.__version__, quantization=quantized
+        ),
+        training=ckpt["report"],
+    )
 
 
 def install_version(staging: Path, model_dir: Path, version: int) -> Path:

@@ -175,6 +175,21 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
+def report_head(splits: Splits[Any], cfg: TrainConfig, notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The opening of every training report: the data, its notes, the split sizes, when, the seed."""
+    return {
+        "data": splits.source,
+        **(notes or {}),
+        "sizes": {
+            "train": len(splits.train.labels),
+            "validation": len(splits.validation.labels),
+            "test": len(splits.test.labels),
+        },
+        "trained_at": now_iso(),
+        "seed": cfg.seed,
+    }
+
+
 def save_checkpoint(
     source: str,
     out_dir: Path,
@@ -193,15 +208,7 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     report = {
-        "data": splits.source,
-        **(notes or {}),
-        "sizes": {
-            "train": len(splits.train.labels),
-            "validation": len(splits.validation.labels),
-            "test": len(splits.test.labels),
-        },
-        "trained_at": now_iso(),
-        "seed": cfg.seed,
+        **report_head(splits, cfg, notes),
         **history,
         "test": test_report,
         **(extra or {}),

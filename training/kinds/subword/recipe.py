@@ -41,7 +41,7 @@ from torch import nn
 from service.kinds.subword.preprocess import SubwordTokenizer
 from training.datasets import Splits, TextData
 from training.kinds.text.data import load_texts
-from training.train import TrainConfig, classification_report, now_iso, seed_everything, write_report
+from training.train import TrainConfig, classification_report, report_head, seed_everything, write_report
 
 log = logging.getLogger(__name__)
 
@@ -246,15 +246,7 @@ def train_transformer(
     test_scores = _scores(model, tok, splits.test)
     test = classification_report(splits.test.labels, test_scores.argmax(1), splits.classes, test_scores)
     report = {
-        "data": splits.source,
-        **notes,
-        "sizes": {
-            "train": len(splits.train.labels),
-            "validation": len(splits.validation.labels),
-            "test": len(splits.test.labels),
-        },
-        "trained_at": now_iso(),
-        "seed": cfg.seed,
+        **report_head(splits, cfg, notes),
         "optimiser": f"AdamW lr {cfg.lr}, weight decay 0.01, batch {cfg.batch_size}, linear warm-up {warmup:.0%} then linear decay",
         "max_length": max_length,
         "train_seconds": round(time.monotonic() - start),
@@ -409,15 +401,14 @@ def export_transformer(
     MAX_INT8_DROP_POINTS of fp32's, else fp32."""
     import onnx
 
-    from service.repository.model_files import ExportInfo, ModelMeta, TensorDecl
-    from training.export import install_version, next_version
+    from service.repository.model_files import TensorDecl
+    from training.export import classifier_meta, install_version, next_version
     from training.kinds import ExportError
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     net = load_classifier(ckpt)
     version = version or next_version(models_dir / name)
     tok = checkpoint_tokenizer(ckpt)
-    k = len(ckpt["classes"])
     dummy = tok.encode(list(ckpt["samples"][:2]))
     axes = {0: "batch", 1: "sequence"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -464,25 +455,10 @@ def export_transformer(
             for path in paths.values():
                 if path != onnx_path:  # the shipped one was moved there already
                     path.unlink(missing_ok=True)
-        ModelMeta(
-            name=name,
-            version=version,
-            input_kind=KIND,
-            inputs=[
-                TensorDecl(name=n, datatype="INT64", shape=[-1, -1]) for n in ("input_ids", "attention_mask")
-            ],
-            outputs=[
-                TensorDecl(name="logits", datatype="FP32", shape=[-1, k]),
-                TensorDecl(name="probabilities", datatype="FP32", shape=[-1, k]),
-            ],
-            scores_output="probabilities",
-            labels=ckpt["classes"],
-            preprocessing=ckpt["preprocessing"],
-            export=ExportInfo(
-                opset=OPSET, parity_max_abs_diff=max_diff, torch=torch.__version__, quantization=quantized
-            ),
-            training=ckpt["report"],
-        ).write(staging)
+        inputs = [
+            TensorDecl(name=n, datatype="INT64", shape=[-1, -1]) for n in ("input_ids", "attention_mask")
+        ]
+        classifier_meta(ckpt, name, version, KIND, inputs, max_diff, quantized).write(staging)
         tok.save(staging / "tokenizer.json")
         if not (staging / "model.onnx").is_file():
             raise ExportError("no graph was written")
