@@ -112,10 +112,19 @@ def write_variants(folder: Path, items: list[tuple[str, dict[str, str], bytes]])
 
 
 # -------------------------------------------------------------------------------------------- servers
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port, never one handed out before in this run (the kernel may repeat a closed one)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
+    raise RuntimeError("no fresh loopback port in 100 tries")
 
 
 class Server:

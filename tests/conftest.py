@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness import free_port  # never the same port twice in one run (HTTP and gRPC ports collided)
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 EXAMPLES = ROOT / "examples"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def require_programs(*programs: str) -> None:
