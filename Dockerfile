@@ -26,6 +26,9 @@ COPY service ./service
 # library, 34 MB: the Python module links its own copy and never loads it), botocore's API models for the
 # 400-odd AWS services other than S3 and the credential ones (STS, SSO), numpy's f2py, C headers and SIMD
 # test module, and
+# numpy's random, polynomial and distutils packages (4 MB; imported only on first use, and neither the
+# service nor numpy's own functions use them: numpy.ma stays, np.median calls it), Pillow's font renderer (_imagingft with FreeType, HarfBuzz and Brotli: 3 MB;
+# image-prune.sh drops the libraries once nothing links them),
 # huggingface-hub and what only it needs (tokenizers requires it for from_pretrained, which the service never
 # calls: it reads the model's own tokenizer.json; 18 MB with hf-xet), Pillow's AVIF codec (5 MB; AVIF is
 # not a format the image kind takes), and
@@ -39,6 +42,7 @@ RUN /opt/venv/bin/pip install --no-compile --no-deps . \
            "$SITE"/onnxruntime/capi/libonnxruntime.so.* \
            "$SITE"/numpy/f2py "$SITE"/numpy/_core/include "$SITE"/numpy/_core/lib "$SITE"/numpy/random/lib \
            "$SITE"/numpy/_core/_simd.* "$SITE"/PIL/_avif.* "$SITE"/pillow.libs/libavif-* \
+           "$SITE"/PIL/_imagingft.* "$SITE"/numpy/random "$SITE"/numpy/polynomial "$SITE"/numpy/distutils \
  && find "$SITE"/botocore/data -mindepth 1 -maxdepth 1 -type d \
       -not -name s3 -not -name sts -not -name sso -not -name sso-oidc -exec rm -rf {} + \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
@@ -91,6 +95,10 @@ RUN rm -rf /usr/share/perl /usr/share/perl5 /usr/lib/*-linux-gnu/perl /usr/lib/*
     done
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /models /models
+# Then only the programs a person looks around with and the libraries something left links (the script
+# says how it decides and fails the build if anything kept misses a library).
+COPY deploy/image-prune.sh /tmp/image-prune.sh
+RUN sh /tmp/image-prune.sh && rm /tmp/image-prune.sh
 
 # -------------------------------------------------------------------------------------------- runtime
 # One layer holding only what is left: files deleted in a layer above the base would still be shipped.
