@@ -106,10 +106,10 @@ models: $(VENV)/.dev $(VENV)/.data data-commands
 	  --copies 1 --batch-size 128 --widths 32,64,128 --pool flatten --no-progress
 	OMP_NUM_THREADS=1 $(BIN)/modelserve train text --data rotten_tomatoes --name sentiment-lstm --version 1 --glove-top 25000 \
 	  --tuned-dim 8 --bidirectional --hidden 64 --augment 10000 --epochs 5 --no-progress
-	# The transformer: all-MiniLM-L6-v2 fine-tuned on the same snippets, one epoch (~1 h on a busy core),
-	# validated every half epoch; int8-stored weights if they hold validation accuracy (docs/training.md).
+	# The transformer: all-MiniLM-L6-v2 fine-tuned on the same snippets, two epochs (~14 min on a quiet
+	# core), validated every half epoch; int8-stored weights if they hold validation accuracy (docs/training.md).
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nice -n 5 $(BIN)/modelserve train subword --data rotten_tomatoes --name sentiment \
-	  --version 2 --epochs 1 --batch-size 32 --lr 3e-5 --max-length 128 --pooling mean --weights auto --no-progress
+	  --version 2 --epochs 2 --batch-size 32 --lr 3e-5 --max-length 128 --pooling mean --weights auto --no-progress
 		$(BIN)/python -m training.kinds.text.sources tests/data/rotten_tomatoes_test.csv
 	$(BIN)/modelserve train tabular --data letters --name letters --version 1 --epochs 40 --patience 8 \
 	  --batch-size 128 --hidden 512,256 --dropout 0.1 --no-progress
@@ -176,6 +176,7 @@ bench: $(VENV)/.dev
 	  || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.protocols
+	$(BIN)/python -m bench.text_pipeline
 	$(BIN)/python -m bench.triton
 
 # The gRPC stubs in service/protocol/oip/ are committed; this remakes them from the vendored .proto files

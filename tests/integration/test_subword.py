@@ -19,7 +19,7 @@ FIRST_DAY = {
     "Terrible app, crashes every time I open it": "negative",
     "Works exactly as described, would buy again.": "positive",
 }
-# What the shipped one-epoch model answers today (docs/training.md): the second sentence is read wrong.
+# What the shipped model (two epochs) answers today (docs/training.md): the second sentence is read wrong.
 WRONG_TODAY = {"Works exactly as described, would buy again."}
 MIXED = [
     "Unbelievably underwhelming.",
@@ -67,7 +67,7 @@ def test_first_day_sentences_go_to_the_transformer_and_read_right(client: httpx.
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 19: the one-epoch model reads it negative (0.61); see docs/training.md"
+    strict=True, reason="issue 19: the shipped two-epoch model reads it negative (0.60); see docs/training.md"
 )
 def test_the_second_first_day_sentence_reads_positive(client: httpx.Client) -> None:
     r = client.post("/predict", json={"text": "Works exactly as described, would buy again."})
