@@ -128,10 +128,10 @@ SPEECH_TRAIN = OMP_NUM_THREADS=1 nice -n 10 $(BIN)/modelserve train audio --data
 SPEECH_OLD = --feature-augment off
 SPEECH_NEW = --rnn gru --conv 64,96 --hidden 96 --dropout 0.3 --feature-augment on
 speech-proxy: $(VENV)/.dev data-commands
-	$(SPEECH_TRAIN) --name to-flite-old --hold-out-engine flite --train-fraction 0.2 --epochs 6 $(SPEECH_OLD)
-	$(SPEECH_TRAIN) --name to-flite-new --hold-out-engine flite --train-fraction 0.2 --epochs 6 $(SPEECH_NEW)
-	$(SPEECH_TRAIN) --name to-espeak-old --hold-out-engine espeak-ng --epochs 10 $(SPEECH_OLD)
-	$(SPEECH_TRAIN) --name to-espeak-new --hold-out-engine espeak-ng --epochs 10 $(SPEECH_NEW)
+	$(SPEECH_TRAIN) --name to-flite-old --hold-out-engine flite --train-fraction 0.2 --epochs 16 $(SPEECH_OLD)
+	$(SPEECH_TRAIN) --name to-flite-new --hold-out-engine flite --train-fraction 0.2 --epochs 16 $(SPEECH_NEW)
+	$(SPEECH_TRAIN) --name to-espeak-old --hold-out-engine espeak-ng --epochs 24 $(SPEECH_OLD)
+	$(SPEECH_TRAIN) --name to-espeak-new --hold-out-engine espeak-ng --epochs 24 $(SPEECH_NEW)
 
 # The speech commands set: espeak-ng and flite (Debian) speak the words, augmented; cached in data/commands
 # (a no-op when its manifest matches). COMMANDS_ARGS=--small builds a CI-sized set in seconds.
