@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+
+from training.kinds.audio.commands import LABELS
+
+COMMANDS_CLIPS = Path(__file__).parents[1] / "data" / "commands"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -17,3 +22,17 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def words_split(tmp_path: Path) -> Path:
+    """The explicit-split folder layout of an audio data set, from the committed held-out clips: two clips
+    per label to train, the rest to validate and test (symlinks)."""
+    data = tmp_path / "words"
+    for label in LABELS:
+        clips = sorted((COMMANDS_CLIPS / label).glob("*.wav"))
+        for split, chosen in (("train", clips[:2]), ("validation", clips[2:]), ("test", clips[2:])):
+            (data / split / label).mkdir(parents=True)
+            for clip in chosen:
+                (data / split / label / clip.name).symlink_to(clip)
+    return data
