@@ -29,6 +29,8 @@ sees at serving exactly what it saw in training; a kind module wraps it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -166,6 +168,16 @@ def check_count(n: int, what: str, settings: Settings) -> None:
         raise BadRequest(f"the request holds no {what}")
     if n > settings.max_items_per_request:
         raise PayloadTooLarge(f"the request holds {n} {what}; the limit is {settings.max_items_per_request}")
+
+
+def decode_base64(item: Any, i: int, what: str) -> bytes:
+    """Item ``i`` of a JSON request for a binary kind ("image", "audio"): a base64 string, or a data URL."""
+    if not isinstance(item, str):
+        raise BadRequest(f"{what} {i} must be a base64 string")
+    try:
+        return base64.b64decode(item.split(",", 1)[-1] if item.startswith("data:") else item, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{what} {i} is not valid base64") from None
 
 
 def single_input(model: OnnxModel, kind: str) -> TensorSpec:

@@ -23,22 +23,13 @@ from service.errors import BadRequest, InvalidInput, LoadError, ServiceError
 from service.kinds import register
 from service.kinds.audio.explain import spectrogram_rows
 from service.kinds.audio.preprocess import AUDIO_TYPES, AudioSpec, features, waveform_features
-from service.kinds.base import InputKind, Prepared, check_count, single_input
+from service.kinds.base import InputKind, Prepared, check_count, decode_base64, single_input
 from service.runtime import Feeds, OnnxModel
 
 if TYPE_CHECKING:
     from service.repository.model_files import ModelMeta
 
 WAVEFORM = "waveform"  # the V2 input name of raw samples (the graph's own input is the features)
-
-
-def _b64(item: Any, i: int) -> bytes:
-    if not isinstance(item, str):
-        raise BadRequest(f"audio {i} must be a base64 string")
-    try:
-        return base64.b64decode(item.split(",", 1)[-1] if item.startswith("data:") else item, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest(f"audio {i} is not valid base64") from None
 
 
 @register
@@ -66,7 +57,7 @@ class AudioKind(InputKind):
 
     @classmethod
     def from_json(cls, key: str, value: Any) -> list[Any]:
-        return [_b64(item, i) for i, item in enumerate(super().from_json(key, value))]
+        return [decode_base64(item, i, "audio") for i, item in enumerate(super().from_json(key, value))]
 
     @classmethod
     def load(cls, meta: ModelMeta, model_dir: Path, model: OnnxModel) -> Self:

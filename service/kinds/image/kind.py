@@ -19,7 +19,7 @@ import numpy as np
 from service.config import Settings
 from service.errors import BadRequest, InvalidInput, LoadError, PayloadTooLarge, UnsupportedMediaType
 from service.kinds import register
-from service.kinds.base import InputKind, Prepared, check_count, single_input
+from service.kinds.base import InputKind, Prepared, check_count, decode_base64, single_input
 from service.kinds.image.explain import png_data_url
 from service.kinds.image.preprocess import IMAGE_TYPES, ImageSpec, decode_to_array
 from service.runtime import Feeds, OnnxModel
@@ -34,15 +34,6 @@ class ImageInput:
 
     data: bytes
     content_type: str | None = None
-
-
-def _b64(item: Any, i: int) -> bytes:
-    if not isinstance(item, str):
-        raise BadRequest(f"image {i} must be a base64 string")
-    try:
-        return base64.b64decode(item.split(",", 1)[-1] if item.startswith("data:") else item, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest(f"image {i} is not valid base64") from None
 
 
 @register
@@ -73,7 +64,7 @@ class ImageKind(InputKind):
     @classmethod
     def from_json(cls, key: str, value: Any) -> list[Any]:
         items = super().from_json(key, value)
-        return [ImageInput(_b64(item, i)) for i, item in enumerate(items)]
+        return [ImageInput(decode_base64(item, i, "image")) for i, item in enumerate(items)]
 
     @classmethod
     def load(cls, meta: ModelMeta, model_dir: Path, model: OnnxModel) -> Self:
