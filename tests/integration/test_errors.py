@@ -54,6 +54,13 @@ def test_error_table(client: httpx.Client, digit_png: Callable[[int], bytes]) ->
         ("/predict?model=digits", {"json": {"pictures": []}}, 400, "exactly one of"),
         ("/predict?model=digits", {"json": {"images": "abc"}}, 400, "must be a list"),
         ("/predict?model=digits", {"json": {"image": "###"}}, 400, "base64"),
+        ("/predict?model=digits", {"json": {"images": [7]}}, 400, "image 0 must be a base64 string"),
+        (
+            "/predict?model=commands",
+            {"json": {"audios": ["UklG", "###"]}},
+            400,
+            "audio 1 is not valid base64",
+        ),
         ("/predict?model=digits", {"json": {"images": []}}, 400, "no images"),
         ("/predict?model=nope", {"json": {"text": "hi"}}, 404, "unknown model 'nope'"),
         (
