@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     """TCP port to listen on."""
     grpc_port: int = Field(8081, ge=0, le=65535)
     """TCP port of the Open Inference Protocol over gRPC (same process and batchers as HTTP); 0 turns it off."""
+    grpc_engine: Literal["native", "grpcio"] = "native"
+    """What serves gRPC: "native", HTTP/2 on the event loop (service/transports/grpc/http2.py, a third of the
+    CPU per call), or "grpcio", grpc.aio (the library's own server, the fallback)."""
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     """Worker processes: "auto" is one per usable CPU (cgroup quota and CPU affinity aware); 1 serves from
     one process (for Kubernetes pods that scale by replicas). Each worker loads every model."""

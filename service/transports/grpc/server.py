@@ -1,7 +1,8 @@
 """The Open Inference Protocol over gRPC (``inference.GRPCInferenceService``), with Triton's repository,
 model-configuration and statistics extensions and ModelStreamInfer: a thin adapter over the DataPlane,
-served by grpc.aio on its own port in the same process and event loop as HTTP, so one batch mixes HTTP
-and gRPC requests.
+served on its own port in the same process and event loop as HTTP, so one batch mixes HTTP and gRPC
+requests. The wire is ours by default (transports/grpc/http2.py: HTTP/2 framed by hand, a third of
+grpc.aio's CPU per call); ``MODELSERVE_GRPC_ENGINE=grpcio`` serves the same handlers with grpc.aio.
 
 Messages come from the vendored Triton .proto (service/protocol/oip, ``make proto``). The handler table
 is written here rather than generated, so one method can answer a message both Triton's and KServe's
@@ -31,6 +32,7 @@ from service.errors import BadRequest, ServiceError
 from service.metrics import Metrics
 from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.v2_grpc import GRPC
+from service.transports.grpc.http2 import Http2Server, Method
 
 log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
@@ -94,33 +96,44 @@ class GrpcTransport:
         self.metrics = metrics
         self.keys = ApiKeys(settings)
         self.log = AccessLog(settings, metrics)
-        self.server: grpc.aio.Server | None = None
+        self.server: grpc.aio.Server | Http2Server | None = None
         self.port = 0
 
     # ---------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         s = self.settings
-        options = [
-            # The same limit as HTTP bodies; grpc checks it on the decompressed message too.
-            ("grpc.max_receive_message_length", s.max_body_bytes),
-            ("grpc.max_send_message_length", -1),
-            # Several workers share the port (the kernel spreads connections); one process alone must
-            # fail loudly when the port is taken, not share it with a stranger.
-            ("grpc.so_reuseport", 1 if self.plane.group is not None else 0),
-        ]
-        self.server = grpc.aio.server(options=options)
-        self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, self._handlers()),)
-        )
-        self.port = self.server.add_insecure_port(f"{_host(s.host)}:{s.grpc_port}")
-        await self.server.start()
-        log.info("gRPC (Open Inference Protocol) on %s:%d", s.host, self.port)
+        # Several workers share the port (the kernel spreads connections); one process alone must fail
+        # loudly when the port is taken, not share it with a stranger.
+        shared = self.plane.group is not None
+        if s.grpc_engine == "native":
+            methods = {
+                f"/{SERVICE}/{name}": Method(streaming, deserialize, _serialize, handler)
+                for name, (streaming, deserialize, handler) in self._methods().items()
+            }
+            self.server = Http2Server(methods, s.max_body_bytes, s.max_header_bytes)
+            self.port = await self.server.start(s.host, s.grpc_port, reuse_port=shared)
+        else:
+            options = [
+                # The same limit as HTTP bodies; grpc checks it on the decompressed message too.
+                ("grpc.max_receive_message_length", s.max_body_bytes),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 1 if shared else 0),
+            ]
+            server = grpc.aio.server(options=options)
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(SERVICE, self._grpcio_handlers()),)
+            )
+            self.port = server.add_insecure_port(f"{_host(s.host)}:{s.grpc_port}")
+            await server.start()
+            self.server = server
+        log.info("gRPC (Open Inference Protocol, %s) on %s:%d", s.grpc_engine, s.host, self.port)
 
     async def stop(self, grace_s: float) -> None:
         if self.server is not None:
             await self.server.stop(grace_s)
 
-    def _handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+    def _methods(self) -> dict[str, tuple[bool, Callable[[bytes], Any], Callable[..., Any]]]:
+        """name -> (streaming, request parser, handler(request or requests, context))."""
         unary: dict[str, tuple[Any, Access, Callable[[Any, _Call], Awaitable[Any]]]] = {
             "ServerLive": (pb.ServerLiveRequest, "health", self._live),
             "ServerReady": (pb.ServerReadyRequest, "health", self._ready),
@@ -134,20 +147,19 @@ class GrpcTransport:
             "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, "admin", self._load),
             "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, "admin", self._unload),
         }
-        handlers = {
-            name: grpc.unary_unary_rpc_method_handler(
-                self._unary(name, access, fn),
-                request_deserializer=message.FromString,
-                response_serializer=_serialize,
-            )
+        methods: dict[str, tuple[bool, Callable[[bytes], Any], Callable[..., Any]]] = {
+            name: (False, message.FromString, self._unary(name, access, fn))
             for name, (message, access, fn) in unary.items()
         }
-        handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
-            self._stream_infer,
-            request_deserializer=pb.ModelInferRequest.FromString,
-            response_serializer=_serialize,
-        )
-        return handlers
+        methods["ModelStreamInfer"] = (True, pb.ModelInferRequest.FromString, self._stream_infer)
+        return methods
+
+    def _grpcio_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        make = {False: grpc.unary_unary_rpc_method_handler, True: grpc.stream_stream_rpc_method_handler}
+        return {
+            name: make[streaming](handler, request_deserializer=deserialize, response_serializer=_serialize)
+            for name, (streaming, deserialize, handler) in self._methods().items()
+        }
 
     # ---------------------------------------------------------------------------------- plumbing
     def _unary(
