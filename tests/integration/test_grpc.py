@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.conftest import Server, run_server
 from tests.graphs import affine_model, copy_shipped, slow_model, write_config
-from tests.integration.test_operations import metric
+from tests.integration.test_operations import in_the_batcher, metric
 from tests.integration.test_v2 import pixels
 
 DIGITS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
@@ -405,6 +406,38 @@ def test_kserve_grpc_client(tmp_path: Path) -> None:
     assert out["error"][0] == "NOT_FOUND" or "unknown model" in out["error"][1], out["error"]
     assert out["unloaded"] == ["digits", True] and out["ready_after_unload"] is False
     assert out["loaded"] == ["digits", True]
+
+
+@pytest.mark.parametrize("engine", ["native", "grpcio"])
+def test_sigterm_answers_grpc_calls_in_flight_and_exits_0(tmp_path: Path, engine: str) -> None:
+    """Calls multiplexed on one connection and still queued at SIGTERM are answered; then the server exits 0
+    (the native server sends GOAWAY and waits for its calls, as grpc.aio's stop does)."""
+    repo = tmp_path / "models"
+    slow_model(repo / "slow" / "1", matmuls=16)  # ~0.1 s a run on a quiet machine, one row at a time
+    write_config(repo / "slow", max_batch_size=1, timeout_s=280)
+    env = {"MODELSERVE_GRPC_ENGINE": engine, "MODELSERVE_DRAIN_TIMEOUT_S": "120"}
+    with run_server(repo, tmp_path, env=env) as srv:
+
+        async def main() -> list[Any]:
+            async with grpc.aio.insecure_channel(srv.grpc_url) as channel:
+                stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+                calls = []
+                for i in range(6):
+                    req = service_pb2.ModelInferRequest(model_name="slow", id=f"r{i}")
+                    req.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+                    req.raw_input_contents.append(np.full((1, 4), i, np.float32).tobytes())
+                    calls.append(asyncio.ensure_future(stub.ModelInfer(req, timeout=120)))
+                for _ in range(3000):  # all six taken in (bounded: 60 s)
+                    if in_the_batcher(srv.url, "slow")[1] >= 6:
+                        break
+                    await asyncio.sleep(0.02)
+                srv.process.send_signal(signal.SIGTERM)
+                return await asyncio.gather(*calls)
+
+        answers = asyncio.run(main())
+        assert srv.process.wait(timeout=120) == 0
+    assert sorted(a.id for a in answers) == [f"r{i}" for i in range(6)]
+    assert "Traceback" not in srv.log()
 
 
 @pytest.mark.slow
