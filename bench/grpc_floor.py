@@ -1,5 +1,6 @@
-"""grpcio's floor here: an empty unary ModelInfer handler (the request parsed, a fixed answer) on grpc.aio
-with uvloop, as modelserve runs it, beside modelserve's own gRPC, under the same load.
+"""gRPC's floor here: an empty unary ModelInfer handler (the request parsed, a fixed answer) on grpc.aio
+with uvloop, on grpc's thread-pool server, or on modelserve's own HTTP/2 server (``native``, what
+modelserve runs by default), beside modelserve's own gRPC, under the same load.
 
     python -m bench.grpc_floor [--seconds 5] [--concurrency 1,16,64]
 
@@ -60,6 +61,40 @@ def serve_sync(port: int) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
+
+
+def serve_native(port: int) -> None:
+    """The same empty handler on modelserve's own HTTP/2 server (service/transports/grpc/http2.py)."""
+    import uvloop
+
+    from service.protocol.oip import grpc_service_pb2 as pb
+    from service.transports.grpc.http2 import Http2Server, Method
+
+    answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
+    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
+    answer.raw_output_contents.append(np.zeros(10, np.float32).tobytes())
+
+    async def infer(request: Any, context: Any) -> Any:
+        return answer
+
+    async def ready(request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=True)
+
+    async def main() -> None:
+        serialize = pb.ModelInferResponse.SerializeToString
+        server = Http2Server(
+            {
+                f"/{SERVICE}/ModelInfer": Method(False, pb.ModelInferRequest.FromString, serialize, infer),
+                f"/{SERVICE}/ServerReady": Method(
+                    False, pb.ServerReadyRequest.FromString, pb.ServerReadyResponse.SerializeToString, ready
+                ),
+            },
+            max_message=32 << 20,
+        )
+        await server.start("127.0.0.1", port, reuse_port=False)
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
 
 
 def serve(port: int, options: list[tuple[str, Any]] | None = None) -> None:
@@ -155,7 +190,9 @@ def main() -> None:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="aio", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--floors", default="aio", help="floors to run: aio, aio-lean (LEAN_OPTIONS), sync (thread pool)"
+        "--floors",
+        default="aio,native",
+        help="floors to run: aio, aio-lean (LEAN_OPTIONS), sync (thread pool), native (modelserve's HTTP/2)",
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,16,64")
@@ -163,6 +200,8 @@ def main() -> None:
     if args.serve:
         if args.mode == "sync":
             serve_sync(args.serve)
+        elif args.mode == "native":
+            serve_native(args.serve)
         else:
             serve(args.serve, LEAN_OPTIONS if args.mode == "aio-lean" else None)
         return

@@ -98,10 +98,10 @@ def percent_encode(text: str) -> bytes:
 
 
 def parse_timeout(value: str) -> float | None:
-    """grpc-timeout ("100m", "5S", ...) in seconds; None when malformed (then no deadline, as grpc does)."""
+    """grpc-timeout ("100m", "5S", ...: 1-8 ASCII digits and a unit) in seconds; None when malformed."""
     unit = _TIMEOUT_UNITS.get(value[-1:])
     digits = value[:-1]
-    if unit is None or not digits.isdigit() or len(digits) > 8:
+    if unit is None or not (digits.isascii() and digits.isdigit()) or len(digits) > 8:
         return None
     return int(digits) * unit
 
@@ -230,6 +230,7 @@ class Connection(asyncio.Protocol):
         self.going_away = False
         self.closed = False
         self.out: list[bytes] = []
+        self.flush_soon = False
 
     # ---------------------------------------------------------------------------------- connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -278,13 +279,24 @@ class Connection(asyncio.Protocol):
         except _ConnectionError as e:
             self._go_away(e.code, str(e))
             return
+        except Exception:  # our bug, not the peer's: end this connection cleanly, not the process's others
+            log.exception("gRPC connection: unexpected error reading frames")
+            self._go_away(INTERNAL_ERROR, "internal error")
+            return
         del buf[:pos]
         self._flush()
 
     def _flush(self) -> None:
+        self.flush_soon = False
         if self.out and not self.closed and self.transport is not None:
             self.transport.write(b"".join(self.out))
         self.out.clear()
+
+    def _flush_later(self) -> None:
+        """Answers finished in one loop step (a batch's) leave in one write: one syscall, not one each."""
+        if not self.flush_soon:
+            self.flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -318,6 +330,8 @@ class Connection(asyncio.Protocol):
                 raise _ConnectionError(PROTOCOL_ERROR, "HEADERS on stream 0")
             start, end = 0, len(payload)
             if flags & PADDED:
+                if not payload:
+                    raise _ConnectionError(PROTOCOL_ERROR, "PADDED without a pad length")
                 start, end = 1, end - payload[0]
             if flags & PRIORITY_FLAG:
                 start += 5
@@ -385,6 +399,14 @@ class Connection(asyncio.Protocol):
         if len(payload) != 4:
             raise _ConnectionError(FRAME_SIZE_ERROR, "WINDOW_UPDATE payload is not 4 bytes")
         increment = _U32.unpack(payload)[0] & 0x7FFFFFFF
+        if not increment:
+            if stream_id == 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            self.out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(PROTOCOL_ERROR)))
+            stream = self.streams.pop(stream_id, None)
+            if stream is not None and stream.task is not None:
+                stream.task.cancel()
+            return
         if stream_id == 0:
             self.window += increment
             if self.window > MAX_WINDOW:
@@ -403,8 +425,9 @@ class Connection(asyncio.Protocol):
         known = self.indexed.get(block)
         if known is not None:
             return known
-        try:
-            headers = [(str(k), str(v)) for k, v in self.decoder.decode(block)]
+        try:  # raw: a value that is not UTF-8 is the call's problem (metadata is ASCII), not the connection's
+            decoded = self.decoder.decode(block, raw=True)
+            headers = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in decoded]
         except hpack.HPACKError as e:
             raise _ConnectionError(COMPRESSION_ERROR, f"header block: {e}") from None
         if all(b & 0x80 for b in block) and 0xFF not in block:
@@ -432,7 +455,7 @@ class Connection(asyncio.Protocol):
         path = method = content_type = timeout = encoding = None
         metadata: list[tuple[str, Any]] = []
         for name, value in headers:
-            if name[0] == ":":
+            if name[:1] == ":":
                 if name == ":path":
                     path = value
                 elif name == ":method":
@@ -463,6 +486,9 @@ class Connection(asyncio.Protocol):
             self._refuse(stream, UNIMPLEMENTED, f"Compression algorithm {encoding!r} is not supported")
             return
         seconds = parse_timeout(timeout) if timeout else None
+        if timeout and seconds is None:
+            self._refuse(stream, INTERNAL, f"Error parsing 'grpc-timeout' ({timeout!r})")
+            return
         stream.method = entry
         stream.context = Context(metadata, None if seconds is None else time.monotonic() + seconds)
         stream.encoding = encoding
@@ -555,6 +581,9 @@ class Connection(asyncio.Protocol):
                 f"Received message larger than max (more than {limit} decompressed)",
             )
             return b""
+        if not inflater.eof or inflater.unused_data:  # cut short (no checksum seen) or bytes after its end
+            self._refuse(stream, INTERNAL, f"Decompression failed: not one whole {stream.encoding} stream")
+            return b""
         return out
 
     def _end(self, stream: _Stream) -> None:
@@ -609,7 +638,7 @@ class Connection(asyncio.Protocol):
                     return
                 self._send_head(stream)
                 self._send_message(stream, method.serialize(answer))
-                self._flush()
+                self._flush_later()
                 while stream.pending and not self.closed and stream.writable is not None:
                     stream.writable.clear()
                     await stream.writable.wait()
@@ -650,14 +679,13 @@ class Connection(asyncio.Protocol):
             stream.trailers = b""
             self.out.append(frame(HEADERS, END_HEADERS | END_STREAM, stream.id, RESPONSE_HEAD + trailers))
             self._done(stream)
-            self._flush()
-            return
-        self._send_head(stream)
-        if message is not None:
-            self._send_message(stream, message)
-        stream.trailers = trailers
-        self._send_stream(stream)
-        self._flush()
+        else:
+            self._send_head(stream)
+            if message is not None:
+                self._send_message(stream, message)
+            stream.trailers = trailers
+            self._send_stream(stream)
+        self._flush_later()
 
     def _send_head(self, stream: _Stream) -> None:
         if not stream.head_sent:

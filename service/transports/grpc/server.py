@@ -286,21 +286,26 @@ class GrpcTransport:
             finally:
                 self._record(call, status)
 
+        failed: list[Exception] = []
+
         async def read() -> None:
             try:
                 async for request in requests:
                     task = asyncio.create_task(one(request))
                     running.add(task)
                     task.add_done_callback(running.discard)
-                if running:
-                    await asyncio.gather(*list(running), return_exceptions=True)
-            finally:
-                await answers.put(None)
+            except Exception as e:  # a message that does not parse: the call fails, after the answers due
+                failed.append(e)
+            if running:
+                await asyncio.gather(*list(running), return_exceptions=True)
+            await answers.put(None)
 
         reader = asyncio.create_task(read())
         try:
             while (answer := await answers.get()) is not None:
                 yield answer
+            if failed:
+                raise failed[0]
         finally:
             reader.cancel()
             for task in list(running):
