@@ -24,6 +24,7 @@ from service.process.cpus import plan
 WORKLOAD = "digits-v2-uint8"
 WORKERS = ("1", "2", "auto")
 CONCURRENCY = (1, 64, 256)
+TAIL_RUNS = 3  # c=256 is measured this many times on modelserve: the tail target must hold in each run
 GENERATOR_LIMIT = 0.5  # cores
 ACCESS = re.compile(r" 200 ([0-9.]+)ms")
 
@@ -107,6 +108,13 @@ def scaling(seconds: float, tmp: Path) -> list[dict[str, Any]]:
                     "generator_floor": max(pair["modelserve"]["wrk_cpu"], pair["naive"]["wrk_cpu"])
                     > GENERATOR_LIMIT,
                 }
+                if c == max(CONCURRENCY):
+                    folder = tmp / "scaling-modelserve"
+                    again = [_point(ours, folder, c, seconds) for _ in range(TAIL_RUNS - 1)]
+                    row["tail_runs"] = [
+                        row["p99_over_p50"],
+                        *(round(a["p99_ms"] / a["p50_ms"], 1) for a in again),
+                    ]
                 batch.append(row)
                 print(row, flush=True)
         finally:
@@ -126,7 +134,12 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     checks = [
         ("2 workers, c=64: req/s vs naive (2 workers)", (at(64) or {}).get("rps_ratio"), ">=", 4.0),
         ("2 workers, c=1: p50 vs naive (2 workers)", (at(1) or {}).get("p50_ratio"), "<=", 0.8),
-        ("2 workers, c=256: modelserve p99 / p50", (at(256) or {}).get("p99_over_p50"), "<=", 3.0),
+        (
+            f"2 workers, c=256: modelserve p99 / p50, worst of {TAIL_RUNS} runs",
+            max((at(256) or {}).get("tail_runs") or [(at(256) or {}).get("p99_over_p50") or float("inf")]),
+            "<=",
+            3.0,
+        ),
     ]
     return [
         {
@@ -170,6 +183,12 @@ def markdown(rows: list[dict[str, Any]], conditions: str) -> str:
             f"{m['server_p50_ms']} / {m['server_p99_ms']} | "
             f"{max(m['wrk_cpu'], n['wrk_cpu'])} | {'**floor**' if r['generator_floor'] else ''} |"
         )
+    for r in rows:
+        if r.get("tail_runs") and not r.get("same_as"):
+            runs = ", ".join(str(x) for x in r["tail_runs"])
+            lines.append(
+                f"\nc={r['concurrency']}, {r['workers']} workers: modelserve p99/p50 in {len(r['tail_runs'])} runs: {runs}"
+            )
     lines += ["", "| target | value | goal | met |", "|---|---|---|---|"]
     lines += [
         f"| {t['target']} | {t['value']} | {t['goal']} | {'yes' if t['met'] else '**no**'} |"
