@@ -79,7 +79,8 @@ class Settings(BaseSettings):
 
     # Connections (service/transports/http/limits.py): slow, silent and oversized clients.
     header_timeout_s: float = Field(10.0, gt=0)
-    """The request line and headers must arrive within this long (408; a silent connection is closed)."""
+    """The request line and headers must arrive within this long (408; a silent connection is closed); on
+    the gRPC port, the HTTP/2 preface."""
     body_timeout_s: float = Field(60.0, gt=0)
     """The whole request body must arrive within this long after the headers (408)."""
     max_header_bytes: int = Field(64 * 1024, ge=1024)

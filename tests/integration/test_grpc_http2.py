@@ -479,11 +479,25 @@ def test_many_calls_multiplexed_on_one_connection_batch(
 
 @pytest.fixture(scope="module")
 def small_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Digits only, messages up to 100000 bytes."""
+    """Digits only, messages up to 100000 bytes, the HTTP/2 preface due within 1 s."""
     root = tmp_path_factory.mktemp("small-limit")
     copy_shipped("digits", root / "models")
-    with run_server(root / "models", root, env={"MODELSERVE_MAX_BODY_BYTES": "100000"}) as s:
+    env = {"MODELSERVE_MAX_BODY_BYTES": "100000", "MODELSERVE_HEADER_TIMEOUT_S": "1"}
+    with run_server(root / "models", root, env=env) as s:
         yield s
+
+
+def test_a_silent_connection_is_closed_and_a_speaking_one_kept(small_limit_server: Server) -> None:
+    """MODELSERVE_HEADER_TIMEOUT_S bounds the wait for the HTTP/2 preface (a connection that never speaks
+    would hold a socket forever); once it is in, an idle connection stays (gRPC channels idle between calls)."""
+    with socket.create_connection(("127.0.0.1", small_limit_server.grpc_port), timeout=TIMEOUT) as sock:
+        opened = time.monotonic()
+        while sock.recv(65536):  # the server's SETTINGS, then the close (the timeout bounds the wait)
+            pass
+        assert time.monotonic() - opened < TIMEOUT
+    with connect(small_limit_server) as h2:
+        time.sleep(2.0)
+        assert h2.call(1, "ServerLive", b"").status == 0
 
 
 def test_compressed_requests_and_the_message_limit(

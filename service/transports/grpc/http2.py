@@ -231,6 +231,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.out: list[bytes] = []
         self.flush_soon = False
+        self.silent: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------------------------- connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -239,9 +240,13 @@ class Connection(asyncio.Protocol):
         settings = struct.pack(">HIHIHI", 3, MAX_STREAMS, 4, STREAM_WINDOW, 6, self.server.max_header_bytes)
         grow = _U32.pack(CONNECTION_WINDOW - 65535)
         transport.write(frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, grow))  # type: ignore[attr-defined]
+        # A connection that never says it speaks HTTP/2 is closed (as HTTP closes one that sends no headers).
+        self.silent = asyncio.get_running_loop().call_later(self.server.preface_timeout_s, self._close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.silent is not None:
+            self.silent.cancel()
         self.server.connections.discard(self)
         for stream in self.streams.values():
             if stream.task is not None:
@@ -263,6 +268,9 @@ class Connection(asyncio.Protocol):
                 self._close()
                 return
             self.preface = True
+            if self.silent is not None:
+                self.silent.cancel()
+                self.silent = None
             pos = len(PREFACE)
         try:
             end = len(buf)
@@ -745,10 +753,17 @@ def _unbase64(value: str) -> bytes:
 class Http2Server:
     """A listening socket whose connections speak gRPC to ``methods`` ({"/package.Service/Method": Method})."""
 
-    def __init__(self, methods: dict[str, Method], max_message: int, max_header_bytes: int = 65536) -> None:
+    def __init__(
+        self,
+        methods: dict[str, Method],
+        max_message: int,
+        max_header_bytes: int = 65536,
+        preface_timeout_s: float = 10.0,
+    ) -> None:
         self.methods = methods
         self.max_message = max_message
         self.max_header_bytes = max_header_bytes
+        self.preface_timeout_s = preface_timeout_s
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
 
