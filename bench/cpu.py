@@ -93,6 +93,7 @@ def main() -> None:
                         "PYTHONPATH": str(root),
                         **env,
                     },
+                    cwd=root,
                 )
             )
         results: dict[tuple[int, str], list[dict[str, float]]] = {}

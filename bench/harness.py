@@ -128,7 +128,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
+        """``cwd``: the checkout whose code ``python -m`` runs (the working folder comes first on
+        sys.path, before PYTHONPATH: a checkout named only in PYTHONPATH would run this one's code)."""
         self.name = name
         self.port = free_port()
         self.grpc_port = free_port()
@@ -145,7 +149,7 @@ class Server:
         # Logs go to a file: a pipe nobody reads would fill and stall the server.
         self.log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         self.ready_s = self._wait_ready()
 
     def _wait_ready(self) -> float:

@@ -199,6 +199,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         "modelserve",
         [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"],
         env,
+        cwd=args.root,
     )
     try:
         load(args.workload, server, args.c, 2, tmp, models)  # warm-up

@@ -69,7 +69,9 @@ def run(**overrides: Any) -> int:
     plane: DataPlane = app.state.dataplane
     try:
         DrainingServer(
-            uvicorn.Config(serving_stack(app), **uvicorn_options(settings)), plane, settings.shutdown_delay_s
+            uvicorn.Config(serving_stack(app), **uvicorn_options(settings, app)),
+            plane,
+            settings.shutdown_delay_s,
         ).run()
     finally:
         if grpc_claim is not None:

@@ -49,15 +49,22 @@ class DrainingServer(uvicorn.Server):
             captured[:] = [s for s in captured if s != signal.SIGTERM]
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
+def uvicorn_options(settings: Settings, app: Any = None) -> dict[str, Any]:
+    """uvicorn's settings; with the app, its protocol answers plain V2 infer requests itself
+    (service/transports/http/direct.py), unless CORS is on (its headers come from the ASGI middleware)."""
+    from service.transports.http.direct import DirectInfer
     from service.transports.http.limits import http_protocol
+
+    direct = None
+    if app is not None and not settings.cors_origins:
+        direct = DirectInfer(app.state.dataplane, app.state.metrics)
 
     return dict(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         # httptools with header/body timeouts, header caps, a connection cap and a lingering close.
-        http=http_protocol(settings),
+        http=http_protocol(settings, direct),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,

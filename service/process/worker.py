@@ -21,7 +21,7 @@ def serve(identity: WorkerIdentity, sock: socket.socket, intra_op_threads: int) 
     logs.configure(settings.log_level, settings.log_format, worker=identity.label)
     settings = settings.model_copy(update={"intra_op_threads": intra_op_threads})
     app = create_app(settings, group=WorkerGroup(identity))
-    config = uvicorn.Config(serving_stack(app), **uvicorn_options(settings))
+    config = uvicorn.Config(serving_stack(app), **uvicorn_options(settings, app))
     server = DrainingServer(config, app.state.dataplane, settings.shutdown_delay_s)
     server.run(sockets=[sock])
     return 0 if server.started else 3

@@ -28,6 +28,9 @@ BODY_EXTENSION = "modelserve.body"
 # close (nginx's lingering_time and lingering_timeout do the same job).
 LINGER_S = 5.0
 LINGER_BYTES = 256 * 1024 * 1024
+# A direct-path request (service/transports/http/direct.py) whose body has not all arrived this long after
+# its headers goes to the ASGI path, whose body timeout and drain rules govern uploads.
+DIRECT_WAIT_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     by ``http_protocol(settings)``."""
 
     limits: ClassVar[HttpLimits | None] = None
+    direct: ClassVar[Any] = None  # a DirectInfer (service/transports/http/direct.py), bound by http_protocol
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -177,6 +181,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._lingering = False
         self._discarded = 0
         self._body: BodyDeadline | None = None
+        self._direct: Any = None  # a DirectCall whose body is being read
+        self._direct_wait: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -185,6 +191,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._direct_wait is not None:
+            self._direct_wait.cancel()
+            self._direct_wait = None
+        self._direct = None
         super().connection_lost(exc)
         if self._body is not None:
             self._body.connection_lost()
@@ -207,17 +217,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:
             self._unsupported_upgrade_warning()
         except httptools.HttpParserError as e:
+            self._direct = None
             if isinstance(e.__context__, _HeaderLimit):
                 self._refuse(431, str(e.__context__))
             else:
                 self._refuse(400, "invalid HTTP request")
             return
+        if self._direct is not None and self._direct_wait is None:
+            # The body did not come with the headers (clients often write them apart): wait a moment for
+            # it; a body still arriving after that is an upload, and the ASGI path's rules take it.
+            self._direct_wait = self.loop.call_later(DIRECT_WAIT_S, self._direct_to_asgi)
         if self._in_headers and self._header_bytes > self._limits.max_header_bytes:
             self._refuse(431, f"the request line and headers exceed {self._limits.max_header_bytes} bytes")
 
     def shutdown(self) -> None:
         """Server shutdown: an upload still arriving is read on while it keeps arriving, within the drain
         (uvicorn's graceful timeout); one that has stopped is answered 503, not cancelled at the drain's end."""
+        if self._direct is not None:
+            if self._direct_wait is not None:
+                self._direct_wait.cancel()
+            self._direct_to_asgi()
         cycle = self.cycle
         if self._body is not None and cycle is not None and not cycle.response_started:
             self._body.drain(self.config.timeout_graceful_shutdown)
@@ -242,6 +261,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._in_headers = False
         self._began = False
+        direct = self.direct
+        if (
+            direct is not None
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.expect_100_continue
+            and len(self.connections) <= self._limits.max_connections
+            and self.parser.get_http_version() == "1.1"
+        ):
+            call = direct.accept(
+                self.parser.get_method(), self.url, self.headers, self.parser.should_keep_alive()
+            )
+            if call is not None:
+                self._direct = call  # answered at on_message_complete, if the body comes in this read
+                return
+        self._headers_complete()
+
+    def _headers_complete(self) -> None:
         over = len(self.connections) > self._limits.max_connections
         app = self.app
         if over:
@@ -264,14 +300,62 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.transport = _CycleTransport(self)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
+        if self._direct is not None:
+            self._direct.body += body
+            return
         if self._body is not None:
             self._body.last_bytes = self.loop.time()
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._direct is not None:
+            call, self._direct = self._direct, None
+            if self._direct_wait is not None:
+                self._direct_wait.cancel()
+                self._direct_wait = None
+            self._answer_direct(call)
+            return
         if self._body is not None:
             self._body.complete = True
         super().on_message_complete()
+
+    # ------------------------------------------------------------------------------ the direct path
+    def _direct_to_asgi(self) -> None:
+        """The request's body is slow (or the server is stopping): the ASGI path takes it from here."""
+        self._direct_wait = None
+        call, self._direct = self._direct, None
+        if call is None or self.transport.is_closing():
+            return
+        self._headers_complete()
+        if call.body:
+            self.on_body(bytes(call.body))
+
+    def _answer_direct(self, call: Any) -> None:
+        """Answer a DirectCall in its own task (as uvicorn runs each request's ASGI cycle)."""
+        cycle = self.direct.cycle(call.keep_alive)
+        self.cycle = cycle
+        connection = BodyDeadline(self.loop, self._limits.body_timeout_s, self._limits.drain_stalled_body_s)
+        connection.complete = True
+        self._body = connection
+        task = self.loop.create_task(self._run_direct(call, cycle, connection))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _run_direct(self, call: Any, cycle: Any, connection: BodyDeadline) -> None:
+        status, lines, body, close = await self.direct.answer(call, connection)
+        keep = cycle.keep_alive and not close
+        if not self.transport.is_closing():
+            head = [STATUS_LINE[status]]
+            head += [b"%s: %s\r\n" % pair for pair in self.server_state.default_headers]
+            head += lines
+            if not keep:
+                head.append(b"connection: close\r\n")
+            head.append(b"\r\n")
+            self.transport.write(b"".join(head) + body)
+        cycle.response_started = cycle.response_complete = True
+        if not keep:
+            self.transport.close()
+        self.on_response_complete()
 
     # ------------------------------------------------------------------------------ answers and closing
     def close_after_answer(self) -> None:
@@ -341,8 +425,11 @@ def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "client"
 
 
-def http_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class for uvicorn's ``http=``, bound to these settings."""
+def http_protocol(settings: Settings, direct: Any = None) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for uvicorn's ``http=``, bound to these settings (and, with ``direct``, a
+    DirectInfer that answers plain V2 infer requests without the ASGI cycle)."""
     return type(
-        "BoundHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"limits": HttpLimits.from_settings(settings)}
+        "BoundHttpToolsProtocol",
+        (LimitedHttpToolsProtocol,),
+        {"limits": HttpLimits.from_settings(settings), "direct": direct},
     )
