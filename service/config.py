@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     max_headers: int = Field(100, ge=1)
     """Most request header lines (431)."""
     max_connections: int = Field(1000, ge=1)
-    """Open connections past which a request answers 503 with Retry-After and the connection closes."""
+    """Open connections past which a request answers 503 with Retry-After and the connection closes; on the
+    gRPC port (a separate count), a new connection gets GOAWAY (ENHANCE_YOUR_CALM) and is closed."""
     max_preprocess_queue: int = Field(64, ge=1)
     """Requests decoding or waiting to decode (images, long texts) before new ones get 503 + Retry-After."""
 

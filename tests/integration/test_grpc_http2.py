@@ -7,6 +7,7 @@ Every read has a timeout and every loop a deadline: a server that stalls fails t
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import queue
 import socket
@@ -479,10 +480,14 @@ def test_many_calls_multiplexed_on_one_connection_batch(
 
 @pytest.fixture(scope="module")
 def small_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Digits only, messages up to 100000 bytes, the HTTP/2 preface due within 1 s."""
+    """Digits only, messages up to 100000 bytes, the HTTP/2 preface due within 1 s, 4 connections."""
     root = tmp_path_factory.mktemp("small-limit")
     copy_shipped("digits", root / "models")
-    env = {"MODELSERVE_MAX_BODY_BYTES": "100000", "MODELSERVE_HEADER_TIMEOUT_S": "1"}
+    env = {
+        "MODELSERVE_MAX_BODY_BYTES": "100000",
+        "MODELSERVE_HEADER_TIMEOUT_S": "1",
+        "MODELSERVE_MAX_CONNECTIONS": "4",
+    }
     with run_server(root / "models", root, env=env) as s:
         yield s
 
@@ -666,3 +671,36 @@ def test_a_stream_message_that_does_not_parse_is_reported(
         errors = [a.error_message for a in answers if a.error_message]
         assert call.status != 0 or errors, (call.trailers, answers)
         assert [a.infer_response.id for a in answers if not a.error_message] == ["good"]
+
+
+def test_past_the_connection_cap_a_connection_gets_goaway(small_limit_server: Server) -> None:
+    """MODELSERVE_MAX_CONNECTIONS holds on the gRPC port too: the fifth connection is told why (GOAWAY,
+    ENHANCE_YOUR_CALM) and closed; the four open ones still answer, and a slot freed is usable again."""
+    with contextlib.ExitStack() as stack:
+        open_ = [stack.enter_context(connect(small_limit_server)) for _ in range(4)]
+        for i, h2 in enumerate(open_):
+            assert h2.call(1, "ServerLive", b"").status == 0, i
+        with socket.create_connection(("127.0.0.1", small_limit_server.grpc_port), timeout=TIMEOUT) as extra:
+            data = b""
+            while chunk := extra.recv(65536):  # what the server says before it closes (bounded by TIMEOUT)
+                data += chunk
+        frames = []
+        while len(data) >= 9:
+            length = int.from_bytes(data[:3], "big")
+            frames.append((data[3], data[9 : 9 + length]))
+            data = data[9 + length :]
+        goaways = [payload for ftype, payload in frames if ftype == GOAWAY]
+        assert len(goaways) == 1, frames
+        assert int.from_bytes(goaways[0][4:8], "big") == 0xB
+        assert b"too many open connections" in goaways[0][8:]
+        assert open_[0].call(3, "ServerLive", b"").status == 0
+        open_.pop().close()
+    deadline = time.monotonic() + TIMEOUT  # all closed now: room again, once the server has seen them go
+    while True:
+        try:
+            with connect(small_limit_server) as again:
+                assert again.call(1, "ServerLive", b"").status == 0
+                break
+        except (OSError, AssertionError):
+            assert time.monotonic() < deadline, "no room on the gRPC port after the connections closed"
+            time.sleep(0.1)

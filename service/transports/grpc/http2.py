@@ -47,6 +47,7 @@ END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
 FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x6, 0x7, 0x8, 0x9
+ENHANCE_YOUR_CALM = 0xB
 
 MAX_FRAME = 16384  # the largest frame we accept (the protocol's default; we do not advertise more)
 STREAM_WINDOW = 1 << 20  # what one stream may send before we return credit (SETTINGS_INITIAL_WINDOW_SIZE)
@@ -236,6 +237,18 @@ class Connection(asyncio.Protocol):
     # ---------------------------------------------------------------------------------- connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if len(self.server.connections) >= self.server.max_connections:
+            # Past the cap (MODELSERVE_MAX_CONNECTIONS, as for HTTP): say why, then close; clients back off.
+            log.warning(
+                "%d gRPC connections open (limit %d): refusing one",
+                len(self.server.connections),
+                self.server.max_connections,
+            )
+            payload = struct.pack(">II", 0, ENHANCE_YOUR_CALM) + b"too many open connections; retry shortly"
+            transport.write(frame(SETTINGS, 0, 0) + frame(GOAWAY, 0, 0, payload))  # type: ignore[attr-defined]
+            transport.close()
+            self.closed = True
+            return
         self.server.connections.add(self)
         settings = struct.pack(">HIHIHI", 3, MAX_STREAMS, 4, STREAM_WINDOW, 6, self.server.max_header_bytes)
         grow = _U32.pack(CONNECTION_WINDOW - 65535)
@@ -256,6 +269,8 @@ class Connection(asyncio.Protocol):
         self.streams.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         buf = self.buf
         buf += data
         pos = 0
@@ -759,11 +774,13 @@ class Http2Server:
         max_message: int,
         max_header_bytes: int = 65536,
         preface_timeout_s: float = 10.0,
+        max_connections: int = 1000,
     ) -> None:
         self.methods = methods
         self.max_message = max_message
         self.max_header_bytes = max_header_bytes
         self.preface_timeout_s = preface_timeout_s
+        self.max_connections = max_connections
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
 

@@ -110,7 +110,9 @@ class GrpcTransport:
                 f"/{SERVICE}/{name}": Method(streaming, deserialize, _serialize, handler)
                 for name, (streaming, deserialize, handler) in self._methods().items()
             }
-            self.server = Http2Server(methods, s.max_body_bytes, s.max_header_bytes, s.header_timeout_s)
+            self.server = Http2Server(
+                methods, s.max_body_bytes, s.max_header_bytes, s.header_timeout_s, s.max_connections
+            )
             self.port = await self.server.start(s.host, s.grpc_port, reuse_port=shared)
         else:
             options = [
