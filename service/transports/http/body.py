@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 
 _CLOSE = {"Connection": "close"}  # answered before the body was read: do not wait for the rest of it
+# What a request still running when the drain timeout ends answers (uvicorn cancels its task then).
+DRAIN_OVER = Overloaded("the server is shutting down and the request did not finish within the drain timeout")
+DRAIN_OVER.headers["Connection"] = "close"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -150,6 +153,21 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
+async def await_watched(connection: BodyDeadline, answer: asyncio.Future[T]) -> T:
+    """Await ``answer`` while ``connection`` (our protocol) cancels it if the client goes away."""
+    if answer.done():
+        return answer.result()
+    connection.watch(answer)
+    try:
+        return await answer
+    except asyncio.CancelledError:
+        if connection.client_gone:
+            raise ClientGone("the client closed the connection") from None
+        raise
+    finally:
+        connection.watch(None)
+
+
 async def await_unless_disconnected(request: Request, answer: asyncio.Future[T]) -> T:
     """Await a queued request's ``answer`` but cancel it if the client goes away: a dropped request is
     never run. Call only after the body was read, when the next ASGI message can only be a disconnect.
@@ -159,15 +177,7 @@ async def await_unless_disconnected(request: Request, answer: asyncio.Future[T])
         return answer.result()
     connection: BodyDeadline | None = request.scope.get("extensions", {}).get(BODY_EXTENSION)
     if connection is not None:  # our protocol cancels the answer when the connection closes
-        connection.watch(answer)
-        try:
-            return await answer
-        except asyncio.CancelledError:
-            if connection.client_gone:
-                raise ClientGone("the client closed the connection") from None
-            raise
-        finally:
-            connection.watch(None)
+        return await await_watched(connection, answer)
     # Another server (tests' in-process client): watch for the disconnect message instead.
     watcher = asyncio.ensure_future(_until_disconnect(request.receive))
     watcher.add_done_callback(lambda _: answer.cancel())

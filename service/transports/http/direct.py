@@ -29,17 +29,12 @@ from service.access_log import AccessLog, valid_request_id
 from service.auth import ApiKeys
 from service.context import RequestContext, current_request
 from service.dataplane import DataPlane
-from service.errors import ClientGone, Overloaded
 from service.protocol.v2_encode import HTTP
 from service.transports.http import v2
-from service.transports.http.body import error_response
+from service.transports.http.body import DRAIN_OVER, await_watched, error_response
 from service.transports.http.limits import BodyDeadline
 from service.transports.http.routes import RouteMatcher
 
-_DRAIN_OVER = Overloaded(
-    "the server is shutting down and the request did not finish within the drain timeout"
-)
-_DRAIN_OVER.headers["Connection"] = "close"
 _IDENTITY = (b"", b"identity")
 
 
@@ -146,7 +141,7 @@ class DirectInfer:
                     payload,
                     HTTP,
                     ctx,
-                    wait=lambda answer: _watched(connection, answer),
+                    wait=lambda answer: await_watched(connection, answer),
                 )
                 status = 200
                 lines = [b"content-length: %d\r\n" % len(content)]
@@ -155,7 +150,7 @@ class DirectInfer:
                 ]
             except asyncio.CancelledError:
                 # uvicorn cancels what still runs when the drain timeout ends: answered as the ASGI path does.
-                status, lines, content, close = self._error(_DRAIN_OVER)
+                status, lines, content, close = self._error(DRAIN_OVER)
             except Exception as e:
                 status, lines, content, close = self._error(e)
             lines.append(b"x-request-id: %s\r\n" % ctx.request_id.encode())
@@ -171,18 +166,3 @@ class DirectInfer:
         lines = [b"%s: %s\r\n" % (k, v) for k, v in response.raw_headers if k != b"connection"]
         close = any(k == b"connection" and v.lower() == b"close" for k, v in response.raw_headers)
         return response.status_code, lines, bytes(response.body), close
-
-
-async def _watched(connection: BodyDeadline, answer: asyncio.Future[Any]) -> Any:
-    """The answer, cancelled by the connection if the client goes away (body.await_unless_disconnected)."""
-    if answer.done():
-        return answer.result()
-    connection.watch(answer)
-    try:
-        return await answer
-    except asyncio.CancelledError:
-        if connection.client_gone:
-            raise ClientGone("the client closed the connection") from None
-        raise
-    finally:
-        connection.watch(None)

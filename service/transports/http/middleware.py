@@ -15,15 +15,10 @@ from service.access_log import AccessLog, valid_request_id
 from service.auth import Access, ApiKeys
 from service.config import Settings
 from service.context import RequestContext, current_request
-from service.errors import Overloaded
 from service.metrics import Metrics
-from service.transports.http.body import error_response
+from service.transports.http.body import DRAIN_OVER, error_response
 
 _INFERENCE_PREFIXES = ("/predict", "/models/", "/v2/models/")
-_DRAIN_OVER = Overloaded(
-    "the server is shutting down and the request did not finish within the drain timeout"
-)
-_DRAIN_OVER.headers["Connection"] = "close"
 
 
 class PathAccess:
@@ -96,7 +91,7 @@ class RequestMiddleware:
             # traceback. The task ends here, answered.
             if started:
                 raise
-            await error_response(_DRAIN_OVER)(scope, receive, send_with_id)
+            await error_response(DRAIN_OVER)(scope, receive, send_with_id)
         finally:
             path = scope["path"]
             # Counted without a model only when it was an inference call (an unknown model, a bad URL).
