@@ -33,31 +33,63 @@ LEAN_OPTIONS = [("grpc.enable_channelz", 0), ("grpc.optimization_target", "throu
 """Server options that skip per-call bookkeeping (channelz) and ask grpc-core to favour throughput."""
 
 
+def _fixed_answer() -> Any:
+    """What every floor server answers to ModelInfer: the bench cnn's output shape, zeros."""
+    from service.protocol.oip import grpc_service_pb2 as pb
+
+    answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
+    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
+    answer.raw_output_contents.append(np.zeros(10, np.float32).tobytes())
+    return answer
+
+
+def _methods(asynchronous: bool) -> dict[str, tuple[Any, Any, Any]]:
+    """The floor's methods: name -> (handler, request parser, answer serializer); the handlers are
+    coroutines for the asyncio servers, plain functions for the thread pool."""
+    from service.protocol.oip import grpc_service_pb2 as pb
+
+    answer = _fixed_answer()
+
+    def infer(request: Any, context: Any) -> Any:
+        return answer
+
+    def ready(request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=True)
+
+    async def infer_async(request: Any, context: Any) -> Any:
+        return answer
+
+    async def ready_async(request: Any, context: Any) -> Any:
+        return ready(request, context)
+
+    return {
+        "ModelInfer": (
+            infer_async if asynchronous else infer,
+            pb.ModelInferRequest.FromString,
+            pb.ModelInferResponse.SerializeToString,
+        ),
+        "ServerReady": (
+            ready_async if asynchronous else ready,
+            pb.ServerReadyRequest.FromString,
+            pb.ServerReadyResponse.SerializeToString,
+        ),
+    }
+
+
+def _grpc_handlers(asynchronous: bool) -> dict[str, Any]:
+    import grpc
+
+    return {name: grpc.unary_unary_rpc_method_handler(*m) for name, m in _methods(asynchronous).items()}
+
+
 def serve_sync(port: int) -> None:
     """The same empty handler on grpc's thread-pool server (no asyncio)."""
     from concurrent import futures
 
     import grpc
 
-    from service.protocol.oip import grpc_service_pb2 as pb
-
-    answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
-    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
-    answer.raw_output_contents.append(np.zeros(10, np.float32).tobytes())
-    handlers = {
-        "ModelInfer": grpc.unary_unary_rpc_method_handler(
-            lambda request, context: answer,
-            pb.ModelInferRequest.FromString,
-            pb.ModelInferResponse.SerializeToString,
-        ),
-        "ServerReady": grpc.unary_unary_rpc_method_handler(
-            lambda request, context: pb.ServerReadyResponse(ready=True),
-            pb.ServerReadyRequest.FromString,
-            pb.ServerReadyResponse.SerializeToString,
-        ),
-    }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, _grpc_handlers(False)),))
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
@@ -67,30 +99,14 @@ def serve_native(port: int) -> None:
     """The same empty handler on modelserve's own HTTP/2 server (service/transports/grpc/http2.py)."""
     import uvloop
 
-    from service.protocol.oip import grpc_service_pb2 as pb
     from service.transports.grpc.http2 import Http2Server, Method
 
-    answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
-    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
-    answer.raw_output_contents.append(np.zeros(10, np.float32).tobytes())
-
-    async def infer(request: Any, context: Any) -> Any:
-        return answer
-
-    async def ready(request: Any, context: Any) -> Any:
-        return pb.ServerReadyResponse(ready=True)
-
     async def main() -> None:
-        serialize = pb.ModelInferResponse.SerializeToString
-        server = Http2Server(
-            {
-                f"/{SERVICE}/ModelInfer": Method(False, pb.ModelInferRequest.FromString, serialize, infer),
-                f"/{SERVICE}/ServerReady": Method(
-                    False, pb.ServerReadyRequest.FromString, pb.ServerReadyResponse.SerializeToString, ready
-                ),
-            },
-            max_message=32 << 20,
-        )
+        methods = {
+            f"/{SERVICE}/{name}": Method(False, parse, serialize, handler)
+            for name, (handler, parse, serialize) in _methods(True).items()
+        }
+        server = Http2Server(methods, max_message=32 << 20)
         await server.start("127.0.0.1", port, reuse_port=False)
         await asyncio.Event().wait()
 
@@ -98,33 +114,15 @@ def serve_native(port: int) -> None:
 
 
 def serve(port: int, options: list[tuple[str, Any]] | None = None) -> None:
-    """The empty handler: ModelInfer answers a fixed ModelInferResponse; health for readiness."""
+    """The empty handler on grpc.aio: ModelInfer answers a fixed ModelInferResponse; health for readiness."""
     import grpc
     import uvloop
 
-    from service.protocol.oip import grpc_service_pb2 as pb
-
-    answer = pb.ModelInferResponse(model_name="cnn", model_version="1")
-    answer.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
-    answer.raw_output_contents.append(np.zeros(10, np.float32).tobytes())
-
-    async def infer(request: Any, context: Any) -> Any:
-        return answer
-
-    async def ready(request: Any, context: Any) -> Any:
-        return pb.ServerReadyResponse(ready=True)
-
     async def main() -> None:
         server = grpc.aio.server(options=options)
-        handlers = {
-            "ModelInfer": grpc.unary_unary_rpc_method_handler(
-                infer, pb.ModelInferRequest.FromString, pb.ModelInferResponse.SerializeToString
-            ),
-            "ServerReady": grpc.unary_unary_rpc_method_handler(
-                ready, pb.ServerReadyRequest.FromString, pb.ServerReadyResponse.SerializeToString
-            ),
-        }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, _grpc_handlers(True)),)
+        )
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         await server.wait_for_termination()
