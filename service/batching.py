@@ -251,8 +251,8 @@ class DynamicBatcher:
     def _run_now(
         self, payload: Any, rows: int, trace: RequestContext | None, future: asyncio.Future[Any]
     ) -> asyncio.Future[Any]:
-        """A lone request on an idle batcher with a short run: run it here, no queue, no hand-off."""
-        self._observer.on_queue_wait(0.0)
+        """A lone request on an idle batcher with a short run: run it here, no queue, no hand-off. Its
+        metrics are recorded after its answer is on its way (the next loop step)."""
         if trace is not None:
             trace.batch_rows = rows
         start = self.clock()
@@ -265,12 +265,16 @@ class DynamicBatcher:
         run_s = end - start
         self.policy.learn(rows, run_s)
         self._answered, self._ended = 1, end
-        self._observer.on_batch(rows, 1, run_s)
+        future.get_loop().call_soon(self._observe_lone, rows, run_s)
         if isinstance(result, Exception):
             future.set_exception(_as_service_error(result, self.name))
         else:
             future.set_result(result)
         return future
+
+    def _observe_lone(self, rows: int, run_s: float) -> None:
+        self._observer.on_queue_wait(0.0)
+        self._observer.on_batch(rows, 1, run_s)
 
     def _expire(self, pending: _Pending) -> None:
         if not pending.future.done():

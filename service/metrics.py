@@ -15,7 +15,7 @@ import os
 import resource
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
 from service.batching import BatchObserver
 
@@ -57,6 +57,26 @@ OUTCOMES = {
 
 def multiprocess_mode() -> bool:
     return "PROMETHEUS_MULTIPROC_DIR" in os.environ
+
+
+# In multiprocess mode every value checks, on each update, whether the process has forked (a getpid()
+# system call each: a dozen per request). The pid read here and refreshed in a forked child answers the
+# same question without a system call.
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def _process_id() -> int:
+    return _pid
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+if multiprocess_mode():
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)
 
 
 def scrape_registry() -> CollectorRegistry:

@@ -81,6 +81,7 @@ def run(**overrides: Any) -> int:
         # the interpreter down under it aborts the process (SIGABRT). Leave without the teardown, as a
         # worker of several does; the drain and the lifespan's shutdown are done.
         logging.shutdown()
+        logs.flush_pending()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

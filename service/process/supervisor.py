@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from service import logs
 from service.config import Settings
 from service.process.cpus import WorkerPlan
 from service.process.ports import claim_grpc_port
@@ -181,6 +182,7 @@ class Supervisor:
             except BaseException:
                 traceback.print_exc()
             finally:
+                logs.flush_pending()
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)

@@ -68,7 +68,7 @@ class _Nothing:
 class DirectCall:
     """One request taken by the direct path: its route, headers and body."""
 
-    __slots__ = ("body", "headers", "keep_alive", "name", "path", "version")
+    __slots__ = ("body", "ctx", "headers", "keep_alive", "name", "path", "start", "status", "version")
 
     def __init__(
         self, path: str, name: str, version: str | None, headers: dict[bytes, bytes], keep_alive: bool
@@ -77,6 +77,9 @@ class DirectCall:
         self.headers = headers
         self.keep_alive = keep_alive
         self.body = bytearray()
+        self.ctx: RequestContext | None = None  # set by answer, read by record
+        self.start = 0.0
+        self.status = 500
 
 
 class DirectInfer:
@@ -120,45 +123,48 @@ class DirectInfer:
     async def answer(
         self, call: DirectCall, connection: BodyDeadline
     ) -> tuple[int, list[bytes], bytes, bool]:
-        """(status, header lines, body, close after it), with the access line and metrics recorded."""
-        start = time.perf_counter()
+        """(status, header lines, body, close after it). The protocol writes it, then calls ``record``:
+        the access line and metrics cost the client no latency."""
+        call.start = time.perf_counter()
         headers = call.headers
         request_id = headers.get(b"x-request-id")
         ctx = RequestContext(valid_request_id(None if request_id is None else request_id.decode("latin-1")))
+        call.ctx = ctx
         current_request.set(ctx)
-        status, close = 500, False
+        close = False
         try:
-            try:
-                if self.keys.enabled:
-                    ctx.auth, error = self.keys.authenticate("inference", headers)
-                    if error is not None:
-                        raise error
-                length = headers.get(b"inference-header-content-length")
-                payload = (bytes(call.body), None if length is None else length.decode("latin-1"))
-                content, extra = await self.plane.infer(
-                    call.name,
-                    call.version,
-                    payload,
-                    HTTP,
-                    ctx,
-                    wait=lambda answer: await_watched(connection, answer),
-                )
-                status = 200
-                lines = [b"content-length: %d\r\n" % len(content)]
-                lines += [
-                    b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()
-                ]
-            except asyncio.CancelledError:
-                # uvicorn cancels what still runs when the drain timeout ends: answered as the ASGI path does.
-                status, lines, content, close = self._error(DRAIN_OVER)
-            except Exception as e:
-                status, lines, content, close = self._error(e)
-            lines.append(b"x-request-id: %s\r\n" % ctx.request_id.encode())
-            if self.served_by:
-                lines.append(self.served_by)
-            return status, lines, content, close
-        finally:
-            self.log.record(ctx, "POST", call.path, status, time.perf_counter() - start, True)
+            if self.keys.enabled:
+                ctx.auth, error = self.keys.authenticate("inference", headers)
+                if error is not None:
+                    raise error
+            length = headers.get(b"inference-header-content-length")
+            payload = (bytes(call.body), None if length is None else length.decode("latin-1"))
+            content, extra = await self.plane.infer(
+                call.name,
+                call.version,
+                payload,
+                HTTP,
+                ctx,
+                wait=lambda answer: await_watched(connection, answer),
+            )
+            status = 200
+            lines = [b"content-length: %d\r\n" % len(content)]
+            lines += [b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when the drain timeout ends: answered as the ASGI path does.
+            status, lines, content, close = self._error(DRAIN_OVER)
+        except Exception as e:
+            status, lines, content, close = self._error(e)
+        call.status = status
+        lines.append(b"x-request-id: %s\r\n" % ctx.request_id.encode())
+        if self.served_by:
+            lines.append(self.served_by)
+        return status, lines, content, close
+
+    def record(self, call: DirectCall) -> None:
+        """The access line and metrics of an answered call, its latency up to the answer's write."""
+        if call.ctx is not None:
+            self.log.record(call.ctx, "POST", call.path, call.status, time.perf_counter() - call.start, True)
 
     @staticmethod
     def _error(error: Exception) -> tuple[int, list[bytes], bytes, bool]:

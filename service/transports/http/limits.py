@@ -342,7 +342,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.tasks.add(task)
 
     async def _run_direct(self, call: Any, cycle: Any, connection: BodyDeadline) -> None:
-        status, lines, body, close = await self.direct.answer(call, connection)
+        try:
+            status, lines, body, close = await self.direct.answer(call, connection)
+        except BaseException:
+            self.direct.record(call)
+            raise
         keep = cycle.keep_alive and not close
         if not self.transport.is_closing():
             head = [STATUS_LINE[status]]
@@ -355,6 +359,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         cycle.response_started = cycle.response_complete = True
         if not keep:
             self.transport.close()
+        self.direct.record(call)  # after the write: the access line and metrics add no latency
         self.on_response_complete()
 
     # ------------------------------------------------------------------------------ answers and closing
