@@ -135,12 +135,18 @@ class Method:
 class Context:
     """What a handler sees of its call: the subset of grpc.aio.ServicerContext our handlers use."""
 
-    __slots__ = ("_deadline", "_metadata", "trailing")
+    __slots__ = ("_deadline", "_metadata", "after", "trailing")
 
     def __init__(self, metadata: list[tuple[str, Any]], deadline: float | None) -> None:
         self._metadata = metadata
         self._deadline = deadline
         self.trailing: tuple[tuple[str, Any], ...] = ()
+        self.after: list[Callable[[], None]] = []
+
+    def after_answer(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the call's answer is written (or the call ended without one): work the
+        client need not wait for (its access line and metrics). Not in grpc.aio: a handler checks."""
+        self.after.append(callback)
 
     def invocation_metadata(self) -> tuple[tuple[str, Any], ...]:
         return tuple(self._metadata)
@@ -232,6 +238,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.out: list[bytes] = []
         self.flush_soon = False
+        self.after_flush: list[Callable[[], None]] = []  # run after the next write (Context.after_answer)
         self.silent: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------------------------- connection
@@ -314,6 +321,13 @@ class Connection(asyncio.Protocol):
         if self.out and not self.closed and self.transport is not None:
             self.transport.write(b"".join(self.out))
         self.out.clear()
+        if self.after_flush:
+            callbacks, self.after_flush = self.after_flush, []
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("after a gRPC answer")
 
     def _flush_later(self) -> None:
         """Answers finished in one loop step (a batch's) leave in one write: one syscall, not one each."""
@@ -626,6 +640,16 @@ class Connection(asyncio.Protocol):
     async def _run_unary(self, stream: _Stream) -> None:
         method, context = stream.method, stream.context
         assert method is not None and context is not None and stream.request is not None
+        try:
+            await self._unary_call(stream, method, context)
+        finally:
+            if context.after:  # after this loop step's write (answers or not)
+                self.after_flush += context.after
+                context.after = []
+                self._flush_later()
+
+    async def _unary_call(self, stream: _Stream, method: Method, context: Context) -> None:
+        assert stream.request is not None
         try:
             try:
                 request = method.deserialize(stream.request)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import grpc
@@ -184,7 +185,11 @@ class GrpcTransport:
             except Exception as e:
                 status, error = 500, _internal(e, call)
             finally:
-                self._record(call, status)
+                after_answer = getattr(context, "after_answer", None)  # the native engine: after the write
+                if after_answer is not None:
+                    after_answer(partial(self._record, call, status))
+                else:
+                    self._record(call, status)
             assert error is not None
             code = grpc_code(error.status_code)
             await context.abort(code, error.message, _trailers(error, code, call.ctx.request_id))
