@@ -28,7 +28,7 @@ from service import __version__
 from service.config import Settings
 from service.dataplane import DataPlane
 from service.errors import ServiceError
-from service.metrics import Metrics, multiprocess_mode, scrape_registry
+from service.metrics import Metrics, flush_all, multiprocess_mode, scrape_registry
 from service.playground import register_playground
 from service.transports.http import health, openapi, predict
 from service.transports.http.body import error_response, json_response
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, group: WorkerGroup | None = Non
 
         @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (every worker's)")
         async def serve_metrics() -> Response:
+            flush_all()  # what this loop step recorded
             sample()
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -11,9 +11,11 @@ process only.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import time
+from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
@@ -106,6 +108,16 @@ def _pss() -> int | None:
     except OSError:
         pass
     return None
+
+
+# Models whose metrics of this loop step are not written yet (ModelMetrics.flush).
+_dirty: set[ModelMetrics] = set()
+
+
+def flush_all() -> None:
+    """Write every model's metrics recorded so far (before a scrape reads them)."""
+    for model_metrics in list(_dirty):
+        model_metrics.flush()
 
 
 def outcome_of(status: int) -> str:
@@ -230,44 +242,122 @@ class Metrics:
         self.requests.labels("", "", outcome_of(status), protocol).inc()
 
 
+class _Observations:
+    """A histogram child's observations of one loop step, written as one increment per bucket touched
+    and one to the sum. In multiprocess mode every increment is a write to an mmap'd file (a lock, a
+    struct pack, a slice assignment): per observation, two of them; per step, a few."""
+
+    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        self._bounds: list[float] = list(child._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def add(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1  # the first bucket whose bound >= value
+        self._sum += value
+
+    def write(self) -> None:
+        child = self._child
+        child._sum.inc(self._sum)
+        for i, n in enumerate(self._counts):
+            if n:
+                child._buckets[i].inc(n)
+                self._counts[i] = 0
+        self._sum = 0.0
+
+
 class ModelMetrics(BatchObserver):
-    """One model version's children, bound once; the batcher's observer."""
+    """One model version's children, bound once; the batcher's observer.
+
+    What a loop step records is written at the end of that step (``flush``; before a scrape too), summed:
+    a step that answers a batch of 30 requests makes ~10 metric writes, not ~200. Off the event loop's
+    thread (none running) it is written at once."""
 
     def __init__(self, metrics: Metrics, model: str, version: str) -> None:
         self._metrics = metrics
         self._labels = (model, version)
-        self._latency: dict[str, Histogram] = {}  # by protocol, made on first use
-        self._queue = metrics.queue_wait.labels(model, version)
-        self._run = metrics.run_time.labels(model, version)
-        self._batch = metrics.batch_size.labels(model, version)
+        self._latency: dict[str, _Observations] = {}  # by protocol, made on first use
+        self._queue = _Observations(metrics.queue_wait.labels(model, version))
+        self._run = _Observations(metrics.run_time.labels(model, version))
+        self._batch = _Observations(metrics.batch_size.labels(model, version))
         self._runs = metrics.runs.labels(model, version)
         self._depth = metrics.queue_depth.labels(model, version)
         self._in_flight = metrics.in_flight.labels(model, version)
         self._outcomes: dict[tuple[int, str], Counter] = {}
+        self._counted: dict[tuple[int, str], int] = {}  # requests this step, by (status, protocol)
+        self._batches = 0
+        self._gauges: tuple[int, int] | None = None  # the last (queued, in flight) of this step
+        self._latencies: set[_Observations] = set()
+        self._dirty = False
+
+    def _touch(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop in this thread: nothing batches here
+                self.flush()
+                return
+            _dirty.add(self)
+
+    def flush(self) -> None:
+        """Write what this step recorded (the end of the step; ``flush_all`` before a scrape)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        _dirty.discard(self)
+        for key, n in self._counted.items():
+            counter = self._outcomes.get(key)
+            if counter is None:
+                status, protocol = key
+                counter = self._outcomes[key] = self._metrics.requests.labels(
+                    *self._labels, outcome_of(status), protocol
+                )
+            counter.inc(n)
+        self._counted.clear()
+        for latency in self._latencies:
+            latency.write()
+        self._latencies.clear()
+        self._queue.write()
+        if self._batches:
+            self._batch.write()
+            self._run.write()
+            self._runs.inc(self._batches)
+            self._batches = 0
+        if self._gauges is not None:
+            queued, in_flight = self._gauges
+            self._depth.set(queued)
+            self._in_flight.set(in_flight)
+            self._gauges = None
 
     def on_depth(self, queued: int, in_flight: int) -> None:
-        self._depth.set(queued)
-        self._in_flight.set(in_flight)
+        self._gauges = (queued, in_flight)
+        self._touch()
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None:
-        self._batch.observe(rows)
-        self._run.observe(run_s)
-        self._runs.inc()
+        self._batch.add(rows)
+        self._run.add(run_s)
+        self._batches += 1
+        self._touch()
 
     def on_queue_wait(self, wait_s: float) -> None:
-        self._queue.observe(wait_s)
+        self._queue.add(wait_s)
+        self._touch()
 
     def on_request(self, status: int, latency_s: float, protocol: str = "http") -> None:
-        counter = self._outcomes.get((status, protocol))
-        if counter is None:
-            counter = self._outcomes[status, protocol] = self._metrics.requests.labels(
-                *self._labels, outcome_of(status), protocol
-            )
-        counter.inc()
+        key = (status, protocol)
+        self._counted[key] = self._counted.get(key, 0) + 1
         latency = self._latency.get(protocol)
         if latency is None:
-            latency = self._latency[protocol] = self._metrics.request_latency.labels(*self._labels, protocol)
-        latency.observe(latency_s)
+            latency = self._latency[protocol] = _Observations(
+                self._metrics.request_latency.labels(*self._labels, protocol)
+            )
+        latency.add(latency_s)
+        self._latencies.add(latency)
+        self._touch()
 
     def loaded(self, seconds: float) -> None:
         self._metrics.load_time.labels(*self._labels).set(seconds)
