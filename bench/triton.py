@@ -2,7 +2,7 @@
 a time; modelserve (workers auto), Triton's python backend (a model.py that runs onnxruntime on the batch)
 and the naive server side by side, and gRPC next to HTTP on modelserve with Triton's own perf_analyzer.
 
-    python -m bench.triton [--seconds S]     # bench/results/<date>-triton.{json,md}; also run by make bench
+    python -m bench.triton [--seconds S] [--rounds N]   # bench/results/<date>-triton.{json,md}; make bench runs it
 
 Triton comes from PyPI's `nvidia-pytriton` wheel, which ships the `tritonserver` binary and its python
 backend (not the onnxruntime backend). It is installed into a virtualenv of its own under
@@ -26,11 +26,13 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -378,7 +380,11 @@ def pa_point(
 
 
 # ------------------------------------------------------------------------------------------- tables
-def peers(seconds: float, tmp: Path) -> dict[str, Any]:
+def peers(seconds: float, tmp: Path, rounds: int) -> dict[str, Any]:
+    """Every server's points, ``rounds`` times over: in each round each server in turn is started, measured
+    at every point and stopped (one server at a time). A machine whose speed drifts over minutes (a shared
+    VM does, by 30% and more) then shifts all servers alike across rounds, and each round's ratio pairs
+    points taken minutes apart, not tens of minutes; the tables report medians over rounds."""
     repo = tmp / "repository"
     models = build_repository(repo)
     venv = triton_venv()
@@ -389,7 +395,7 @@ def peers(seconds: float, tmp: Path) -> dict[str, Any]:
         workloads[model] = folder
     rows: list[dict[str, Any]] = []
 
-    def measure(server: Server, label: str, levels: tuple[int, ...]) -> None:
+    def measure(server: Server, label: str, levels: tuple[int, ...], round_: int) -> None:
         try:
             for model, folder in workloads.items():
                 for c in levels:
@@ -397,6 +403,7 @@ def peers(seconds: float, tmp: Path) -> dict[str, Any]:
                         "server": label,
                         "model": model,
                         "concurrency": c,
+                        "round": round_,
                         **wrk_point(server, folder, c, seconds),
                     }
                     rows.append(row)
@@ -405,58 +412,122 @@ def peers(seconds: float, tmp: Path) -> dict[str, Any]:
             server.stop()
 
     workers = plan("auto", 0)
-    ours = Server(
-        "modelserve",
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"],
-        {"MODELSERVE_MODELS_DIR": str(repo), "MODELSERVE_WORKERS": "auto"},
-    )
-    measure(ours, f"modelserve (workers auto = {workers.workers})", CONCURRENCY)
     triton_repository(tmp / "triton-2ms", models, repo, 2000, venv)
-    measure(Triton("triton", tmp / "triton-2ms", venv), "Triton python backend (2 ms delay)", CONCURRENCY)
     triton_repository(tmp / "triton-0ms", models, repo, 0, venv)
-    measure(Triton("triton", tmp / "triton-0ms", venv), "Triton python backend (delay 0)", (1,))
-    naive = Server(
-        "naive",
-        [
-            sys.executable,
-            "-m",
-            "bench.naive_server",
-            "--port",
-            "{port}",
-            "--models",
-            str(repo),
-            "--workers",
-            str(workers.workers),
-        ],
-    )
-    measure(naive, f"naive (uvicorn --workers {workers.workers})", CONCURRENCY)
+    servers: list[tuple[Callable[[], Server], str, tuple[int, ...]]] = [
+        (
+            lambda: Server(
+                "modelserve",
+                [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"],
+                {"MODELSERVE_MODELS_DIR": str(repo), "MODELSERVE_WORKERS": "auto"},
+            ),
+            f"modelserve (workers auto = {workers.workers})",
+            CONCURRENCY,
+        ),
+        (
+            lambda: Triton("triton", tmp / "triton-2ms", venv),
+            "Triton python backend (2 ms delay)",
+            CONCURRENCY,
+        ),
+        (lambda: Triton("triton", tmp / "triton-0ms", venv), "Triton python backend (delay 0)", (1,)),
+        (
+            lambda: Server(
+                "naive",
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.naive_server",
+                    "--port",
+                    "{port}",
+                    "--models",
+                    str(repo),
+                    "--workers",
+                    str(workers.workers),
+                ],
+            ),
+            f"naive (uvicorn --workers {workers.workers})",
+            CONCURRENCY,
+        ),
+    ]
+    for round_ in range(rounds):
+        for start, label, levels in servers:
+            measure(start(), label, levels, round_)
     return {"models": models, "rows": rows}
 
 
-def protocols(seconds: float, tmp: Path) -> dict[str, Any]:
+def medians(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One row per ``key`` (e.g. server, model, concurrency): each figure's median over the rounds, errors
+    summed, and the rounds' req/s in ``rps_rounds``."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        if "rps" in r:
+            groups.setdefault(tuple(r[k] for k in key), []).append(r)
+    out = []
+    for values, group in groups.items():
+        row: dict[str, Any] = dict(zip(key, values, strict=True))
+        for field in ("rps", "p50_ms", "p99_ms", "cpu_cores", "per_cpu_s", "cpu_us_per_request"):
+            numbers = [r[field] for r in group if r.get(field) is not None]
+            if numbers:
+                row[field] = statistics.median(numbers)
+        row["errors"] = sum(r.get("errors", 0) for r in group)
+        row["rps_rounds"] = [r["rps"] for r in group]
+        row["unstable"] = any(r.get("unstable") for r in group)
+        out.append(row)
+    return out
+
+
+def paired(rows: list[dict[str, Any]], a: dict[str, Any], b: dict[str, Any], field: str) -> float | None:
+    """The median over rounds of (the row matching ``a``)[field] / (the row matching ``b``)[field], each
+    round's two points paired (rows without a round, as in older results, are round 0)."""
+
+    def by_round(match: dict[str, Any]) -> dict[int, float]:
+        return {
+            r.get("round", 0): r[field]
+            for r in rows
+            if r.get(field)
+            and all(
+                r.get(k) == v if k != "server" else str(r.get(k, "")).startswith(v) for k, v in match.items()
+            )
+        }
+
+    num, den = by_round(a), by_round(b)
+    ratios = [num[k] / den[k] for k in num if k in den]
+    return round(statistics.median(ratios), 2) if ratios else None
+
+
+def protocols(seconds: float, tmp: Path, rounds: int) -> dict[str, Any]:
     """gRPC next to HTTP on modelserve (workers auto, the bench's cnn), perf_analyzer over both protocols
-    (its own random FP32 data, batch 1, synchronous calls)."""
+    (its own random FP32 data, batch 1, synchronous calls); a fresh server each round. perf_analyzer opens
+    few HTTP/2 connections (1, 3 and 11 at c=1/16/64), each served by one worker: how they fall between
+    the workers moves gRPC's figure from run to run, which the rounds' median evens out."""
     command = perf_analyzer()
     if command is None:
         return {"skipped": "perf_analyzer not found (PERF_ANALYZER, PATH, or shared/tools/perf_analyzer)"}
     repo = tmp / "repository"
     rows: list[dict[str, Any]] = []
-    ours = Server(
-        "modelserve",
-        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"],
-        {"MODELSERVE_MODELS_DIR": str(repo), "MODELSERVE_WORKERS": "auto"},
-    )
-    try:
-        for c in CONCURRENCY:
-            for protocol, port in (("http", ours.port), ("grpc", ours.grpc_port)):
-                cpu0 = ours.cpu_s()
-                row = {"server": "modelserve", "model": "cnn", "protocol": protocol, "concurrency": c}
-                row.update(pa_point(command, f"127.0.0.1:{port}", protocol, "cnn", c, seconds))
-                row["server_cpu_s"] = round(ours.cpu_s() - cpu0, 2)
-                rows.append(row)
-                print(row, flush=True)
-    finally:
-        ours.stop()
+    for round_ in range(rounds):
+        ours = Server(
+            "modelserve",
+            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"],
+            {"MODELSERVE_MODELS_DIR": str(repo), "MODELSERVE_WORKERS": "auto"},
+        )
+        try:
+            for c in CONCURRENCY:
+                for protocol, port in (("http", ours.port), ("grpc", ours.grpc_port)):
+                    cpu0 = ours.cpu_s()
+                    row = {
+                        "server": "modelserve",
+                        "model": "cnn",
+                        "protocol": protocol,
+                        "concurrency": c,
+                        "round": round_,
+                    }
+                    row.update(pa_point(command, f"127.0.0.1:{port}", protocol, "cnn", c, seconds))
+                    row["server_cpu_s"] = round(ours.cpu_s() - cpu0, 2)
+                    rows.append(row)
+                    print(row, flush=True)
+        finally:
+            ours.stop()
     return {"rows": rows}
 
 
@@ -465,34 +536,26 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     steadier figure on a shared machine), c=1 p50 no higher than Triton's with no delay, gRPC near HTTP."""
     rows = result["peers"]["rows"]
 
-    def get(server: str, model: str, c: int) -> dict[str, Any]:
-        return next(
-            (
-                r
-                for r in rows
-                if r["server"].startswith(server) and r["model"] == model and r["concurrency"] == c
-            ),
-            {},
-        )
-
     checks: list[tuple[str, float | None, str, float]] = []
     for model in ("cnn", "lstm"):
         for c in (16, 64):
-            ours, triton = get("modelserve", model, c), get("Triton python backend (2", model, c)
+            ours = {"server": "modelserve", "model": model, "concurrency": c}
+            triton = {"server": "Triton python backend (2", "model": model, "concurrency": c}
             for key, label in (("rps", "req/s"), ("per_cpu_s", "req per CPU-s")):
-                value = round(ours[key] / triton[key], 2) if ours.get(key) and triton.get(key) else None
+                value = paired(rows, ours, triton, key)
                 checks.append((f"{model} c={c}: modelserve / Triton python, {label}", value, ">=", 1.2))
-        ours, triton = get("modelserve", model, 1), get("Triton python backend (delay 0", model, 1)
-        value = round(ours["p50_ms"] / triton["p50_ms"], 2) if ours and triton else None
+        ours = {"server": "modelserve", "model": model, "concurrency": 1}
+        triton = {"server": "Triton python backend (delay 0", "model": model, "concurrency": 1}
+        value = paired(rows, ours, triton, "p50_ms")
         checks.append((f"{model} c=1: modelserve p50 / Triton python (delay 0) p50", value, "<=", 1.0))
     proto = result["protocols"].get("rows", [])
     for c in CONCURRENCY:
-        h = next((r for r in proto if r["protocol"] == "http" and r["concurrency"] == c and "rps" in r), None)
-        g = next((r for r in proto if r["protocol"] == "grpc" and r["concurrency"] == c and "rps" in r), None)
-        value = round(g["rps"] / h["rps"], 2) if h and g else None
-        checks.append((f"perf_analyzer c={c}: gRPC / HTTP infer/s", value, ">=", 0.8))
+        grpc_, http = {"protocol": "grpc", "concurrency": c}, {"protocol": "http", "concurrency": c}
+        checks.append(
+            (f"perf_analyzer c={c}: gRPC / HTTP infer/s", paired(proto, grpc_, http, "rps"), ">=", 0.8)
+        )
         if c == 1:
-            value = round(g["p50_ms"] / h["p50_ms"], 2) if h and g else None
+            value = paired(proto, grpc_, http, "p50_ms")
             checks.append(("perf_analyzer c=1: gRPC p50 / HTTP p50", value, "<=", 1.2))
     return [
         {
@@ -521,13 +584,19 @@ def markdown(result: dict[str, Any]) -> str:
         + ". "
         "Req per CPU-s: requests answered per second of the server's CPU time (every process and thread).",
         "",
-        "| model | c | server | req/s | p50 ms | p99 ms | req per CPU-s | server cores | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Each figure is the median over the rounds; the rounds' req/s are listed (a round runs every server in "
+        "turn, one at a time). The targets below are medians of each round's paired ratio.",
+        "",
+        "| model | c | server | req/s | p50 ms | p99 ms | req per CPU-s | server cores | errors | req/s by round |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(result["peers"]["rows"], key=lambda r: (r["model"], r["concurrency"])):
+    peer_rows = medians(result["peers"]["rows"], ("server", "model", "concurrency"))
+    order = {r["server"]: i for i, r in enumerate(peer_rows)}
+    for r in sorted(peer_rows, key=lambda r: (r["model"], r["concurrency"], order[r["server"]])):
         lines.append(
             f"| {r['model']} | {r['concurrency']} | {r['server']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {r['per_cpu_s']:,.0f} | {r['cpu_cores']} | {r['errors']} |"
+            f"{r['p99_ms']:.2f} | {r.get('per_cpu_s') or 0:,.0f} | {r['cpu_cores']:.2f} | {r['errors']} | "
+            f"{', '.join(f'{x:,.0f}' for x in r['rps_rounds'])} |"
         )
     proto = result["protocols"]
     lines += ["", "## gRPC vs HTTP on modelserve (perf_analyzer, cnn)", ""]
@@ -535,18 +604,28 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(proto["skipped"])
     else:
         lines += [
-            "| c | HTTP infer/s | gRPC infer/s | gRPC / HTTP | HTTP p50 ms | gRPC p50 ms | p50 gRPC / HTTP |",
-            "|---|---|---|---|---|---|---|",
+            "Medians over the rounds (a fresh server each); the ratios are medians of each round's paired ratio.",
+            "",
+            "| c | HTTP infer/s | gRPC infer/s | gRPC / HTTP | HTTP p50 ms | gRPC p50 ms | p50 gRPC / HTTP | "
+            "gRPC infer/s by round |",
+            "|---|---|---|---|---|---|---|---|",
         ]
+        by = {
+            (r["protocol"], r["concurrency"]): r for r in medians(proto["rows"], ("protocol", "concurrency"))
+        }
         for c in CONCURRENCY:
-            h = next((r for r in proto["rows"] if r["protocol"] == "http" and r["concurrency"] == c), {})
-            g = next((r for r in proto["rows"] if r["protocol"] == "grpc" and r["concurrency"] == c), {})
+            h, g = by.get(("http", c), {}), by.get(("grpc", c), {})
             if "rps" not in h or "rps" not in g:
-                lines.append(f"| {c} | {h.get('error', '')} | {g.get('error', '')} | | | | |")
+                errors = [
+                    r.get("error", "") for r in proto["rows"] if r["concurrency"] == c and "rps" not in r
+                ]
+                lines.append(f"| {c} | {'; '.join(errors)} | | | | | | |")
                 continue
+            grpc_, http = {"protocol": "grpc", "concurrency": c}, {"protocol": "http", "concurrency": c}
             lines.append(
-                f"| {c} | {h['rps']:,.0f} | {g['rps']:,.0f} | {g['rps'] / h['rps']:.2f} | {h['p50_ms']:.2f} | "
-                f"{g['p50_ms']:.2f} | {g['p50_ms'] / h['p50_ms']:.2f} |"
+                f"| {c} | {h['rps']:,.0f} | {g['rps']:,.0f} | {paired(proto['rows'], grpc_, http, 'rps')} | "
+                f"{h['p50_ms']:.2f} | {g['p50_ms']:.2f} | {paired(proto['rows'], grpc_, http, 'p50_ms')} | "
+                f"{', '.join(f'{x:,.0f}' for x in g['rps_rounds'])} |"
                 + (" (unstable)" if h.get("unstable") or g.get("unstable") else "")
             )
     lines += ["", "## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
@@ -561,20 +640,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=3, help="every server's points, this many times over")
     parser.add_argument("--no-protocols", action="store_true", help="skip the perf_analyzer table")
     args = parser.parse_args()
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-triton-") as t:
         tmp = Path(t)
-        result: dict[str, Any] = {"date": date, "peers": peers(args.seconds, tmp)}
+        result: dict[str, Any] = {"date": date, "peers": peers(args.seconds, tmp, args.rounds)}
         result["protocols"] = (
-            {"skipped": "--no-protocols"} if args.no_protocols else protocols(args.seconds, tmp)
+            {"skipped": "--no-protocols"} if args.no_protocols else protocols(args.seconds, tmp, args.rounds)
         )
     result["conditions"] = (
         f"{os.cpu_count()} cores, {platform_line()}; load generator on the same machine; {args.seconds:g} s per "
-        f"point; load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after."
+        f"point, {args.rounds} rounds; load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after."
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"{date}-triton"
