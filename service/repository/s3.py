@@ -77,15 +77,23 @@ def _client_error(error: Exception) -> StorageError:
     """A boto3 error in words that name no bucket, key or credential."""
     from botocore.exceptions import (
         ClientError,
+        ConnectionClosedError,
         ConnectTimeoutError,
-        EndpointConnectionError,
         NoCredentialsError,
         ReadTimeoutError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as Unreachable,
     )
 
     if isinstance(error, NoCredentialsError):
         return StorageError("model storage error: no AWS credentials (set AWS_ACCESS_KEY_ID and co.)")
-    if isinstance(error, EndpointConnectionError | ConnectTimeoutError):
+    if isinstance(error, ConnectionClosedError):
+        return StorageError(
+            "model storage error: the storage endpoint closed the connection without answering "
+            "(is AWS_ENDPOINT_URL an S3 endpoint?)"
+        )
+    if isinstance(error, Unreachable | ConnectTimeoutError):  # refused, unresolvable, proxy
         return StorageError("model storage error: the storage endpoint cannot be reached")
     if isinstance(error, ReadTimeoutError):
         return StorageError("model storage error: the storage endpoint timed out")

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -267,21 +270,61 @@ def _serve_and_fail(models: str, env: dict[str, str], tmp_path: Path) -> subproc
     )
 
 
+REFUSING, CLOSING = "refusing", "closing"  # endpoints made by the test itself, on ports it holds
+
+
+@contextmanager
+def _endpoint(kind: str) -> Iterator[str]:
+    """A loopback endpoint that refuses connections (a port bound, never listened on) or accepts and
+    closes each at once, held for the test: a port picked at collection time may serve another test's
+    server by the time it is used (seen under load: the answer was then a closed connection)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    stop = threading.Event()
+    closer = None
+    if kind == CLOSING:
+        sock.listen(16)
+        sock.settimeout(0.2)
+
+        def close_each() -> None:
+            while not stop.is_set():  # bounded: the test sets stop when it ends
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    continue
+                conn.close()
+
+        closer = threading.Thread(target=close_each, daemon=True)
+        closer.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        if closer is not None:
+            closer.join(timeout=5)
+        sock.close()
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [
         ({"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, "access denied (SignatureDoesNotMatch)"),
         ({"AWS_ACCESS_KEY_ID": "nobody"}, "access denied (InvalidAccessKeyId)"),
-        ({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}, "the storage endpoint cannot be reached"),
+        ({"AWS_ENDPOINT_URL": REFUSING}, "the storage endpoint cannot be reached"),
+        ({"AWS_ENDPOINT_URL": CLOSING}, "the storage endpoint closed the connection without answering"),
         ({}, "the bucket does not exist"),
     ],
-    ids=["wrong-secret", "unknown-key", "no-endpoint", "no-bucket"],
+    ids=["wrong-secret", "unknown-key", "no-endpoint", "endpoint-closes", "no-bucket"],
 )
 def test_storage_that_cannot_be_read_stops_the_server_at_once_in_words(
     s3: SeaweedS3, tmp_path: Path, change: dict[str, Any], words: str
 ) -> None:
     bucket = BUCKET if change else "no-such-bucket-q1"
-    done = _serve_and_fail(f"s3://{bucket}/{PREFIX}", s3.env(**change), tmp_path)
+    endpoint = change.get("AWS_ENDPOINT_URL")
+    with _endpoint(endpoint) if endpoint in (REFUSING, CLOSING) else nullcontext(endpoint) as url:
+        if url is not None:
+            change = {**change, "AWS_ENDPOINT_URL": url}
+        done = _serve_and_fail(f"s3://{bucket}/{PREFIX}", s3.env(**change), tmp_path)
     assert done.returncode == 2, done.stderr[-3000:]
     assert f"cannot start: model storage error: {words}" in done.stderr, done.stderr[-3000:]
     for secret in [bucket, PREFIX, s3.secret_key, "not-the-secret"]:
