@@ -247,26 +247,32 @@ class _Observations:
     and one to the sum. In multiprocess mode every increment is a write to an mmap'd file (a lock, a
     struct pack, a slice assignment): per observation, two of them; per step, a few."""
 
-    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+    __slots__ = ("_bounds", "_child", "_counts", "_sum", "held")
 
     def __init__(self, child: Histogram) -> None:
         self._child = child
         self._bounds: list[float] = list(child._upper_bounds)
         self._counts = [0] * len(self._bounds)
         self._sum = 0.0
+        self.held = 0  # observations not written yet
 
     def add(self, value: float) -> None:
         self._counts[bisect_left(self._bounds, value)] += 1  # the first bucket whose bound >= value
         self._sum += value
+        self.held += 1
 
-    def write(self) -> None:
-        child = self._child
-        child._sum.inc(self._sum)
-        for i, n in enumerate(self._counts):
-            if n:
-                child._buckets[i].inc(n)
-                self._counts[i] = 0
-        self._sum = 0.0
+    def write(self) -> int:
+        """Write what is held (nothing when empty); the number of observations written."""
+        written = self.held
+        if written:
+            child = self._child
+            child._sum.inc(self._sum)
+            for i, n in enumerate(self._counts):
+                if n:
+                    child._buckets[i].inc(n)
+                    self._counts[i] = 0
+            self._sum, self.held = 0.0, 0
+        return written
 
 
 class ModelMetrics(BatchObserver):
@@ -288,27 +294,26 @@ class ModelMetrics(BatchObserver):
         self._in_flight = metrics.in_flight.labels(model, version)
         self._outcomes: dict[tuple[int, str], Counter] = {}
         self._counted: dict[tuple[int, str], int] = {}  # requests this step, by (status, protocol)
-        self._batches = 0
         self._gauges: tuple[int, int] | None = None  # the last (queued, in flight) of this step
-        self._latencies: set[_Observations] = set()
-        self._dirty = False
 
     def _touch(self) -> None:
-        if not self._dirty:
-            self._dirty = True
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop in this thread: nothing batches here
-                self.flush()
-                return
-            _dirty.add(self)
+        if self in _dirty:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: nothing batches here
+            self._write()
+            return
+        _dirty.add(self)
+        loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write what this step recorded (the end of the step; ``flush_all`` before a scrape)."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        _dirty.discard(self)
+        if self in _dirty:
+            _dirty.discard(self)
+            self._write()
+
+    def _write(self) -> None:
         for key, n in self._counted.items():
             counter = self._outcomes.get(key)
             if counter is None:
@@ -318,15 +323,13 @@ class ModelMetrics(BatchObserver):
                 )
             counter.inc(n)
         self._counted.clear()
-        for latency in self._latencies:
+        for latency in self._latency.values():
             latency.write()
-        self._latencies.clear()
         self._queue.write()
-        if self._batches:
-            self._batch.write()
+        runs = self._batch.write()
+        if runs:
             self._run.write()
-            self._runs.inc(self._batches)
-            self._batches = 0
+            self._runs.inc(runs)
         if self._gauges is not None:
             queued, in_flight = self._gauges
             self._depth.set(queued)
@@ -340,7 +343,6 @@ class ModelMetrics(BatchObserver):
     def on_batch(self, rows: int, requests: int, run_s: float) -> None:
         self._batch.add(rows)
         self._run.add(run_s)
-        self._batches += 1
         self._touch()
 
     def on_queue_wait(self, wait_s: float) -> None:
@@ -356,7 +358,6 @@ class ModelMetrics(BatchObserver):
                 self._metrics.request_latency.labels(*self._labels, protocol)
             )
         latency.add(latency_s)
-        self._latencies.add(latency)
         self._touch()
 
     def loaded(self, seconds: float) -> None:

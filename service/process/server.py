@@ -80,8 +80,7 @@ def run(**overrides: Any) -> int:
         # A batch the drain timeout cut short is still inside onnxruntime on its (daemon) thread: tearing
         # the interpreter down under it aborts the process (SIGABRT). Leave without the teardown, as a
         # worker of several does; the drain and the lifespan's shutdown are done.
-        logging.shutdown()
-        logs.flush_pending()
+        logging.shutdown()  # flushes the handlers, held access lines included (no loop runs now)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
