@@ -28,14 +28,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
 import struct
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import hpack
+
+if TYPE_CHECKING:
+    from service.transports.balance import ConnectionBalancer
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +223,9 @@ class _Stream:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, server: Http2Server) -> None:
+    def __init__(self, server: Http2Server, handed: bool = False) -> None:
         self.server = server
+        self.handed = handed  # taken from another worker (service/transports/balance.py): kept here
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.preface = False
@@ -243,7 +248,17 @@ class Connection(asyncio.Protocol):
 
     # ---------------------------------------------------------------------------------- connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        balancer = self.server.balancer
+        if (
+            balancer is not None
+            and not self.handed
+            and balancer.hand_over(transport.get_extra_info("socket"))
+        ):
+            self.closed = True  # another worker serves it from its first byte; this copy goes unread
+            transport.abort()
+            return
         if len(self.server.connections) >= self.server.max_connections:
             # Past the cap (MODELSERVE_MAX_CONNECTIONS, as for HTTP): say why, then close; clients back off.
             log.warning(
@@ -252,22 +267,28 @@ class Connection(asyncio.Protocol):
                 self.server.max_connections,
             )
             payload = struct.pack(">II", 0, ENHANCE_YOUR_CALM) + b"too many open connections; retry shortly"
-            transport.write(frame(SETTINGS, 0, 0) + frame(GOAWAY, 0, 0, payload))  # type: ignore[attr-defined]
+            transport.write(frame(SETTINGS, 0, 0) + frame(GOAWAY, 0, 0, payload))
             transport.close()
             self.closed = True
             return
         self.server.connections.add(self)
+        if balancer is not None:
+            balancer.publish(len(self.server.connections))
         settings = struct.pack(">HIHIHI", 3, MAX_STREAMS, 4, STREAM_WINDOW, 6, self.server.max_header_bytes)
         grow = _U32.pack(CONNECTION_WINDOW - 65535)
-        transport.write(frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, grow))  # type: ignore[attr-defined]
+        transport.write(frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, grow))
         # A connection that never says it speaks HTTP/2 is closed (as HTTP closes one that sends no headers).
         self.silent = asyncio.get_running_loop().call_later(self.server.preface_timeout_s, self._close)
+        if self.server.stopping:  # handed over as this worker began to drain: the client goes elsewhere
+            self.shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.silent is not None:
             self.silent.cancel()
         self.server.connections.discard(self)
+        if self.server.balancer is not None:
+            self.server.balancer.publish(len(self.server.connections))
         for stream in self.streams.values():
             if stream.task is not None:
                 stream.task.cancel()
@@ -799,14 +820,18 @@ class Http2Server:
         max_header_bytes: int = 65536,
         preface_timeout_s: float = 10.0,
         max_connections: int = 1000,
+        balancer: ConnectionBalancer | None = None,
     ) -> None:
         self.methods = methods
+        self.balancer = balancer
         self.max_message = max_message
         self.max_header_bytes = max_header_bytes
         self.preface_timeout_s = preface_timeout_s
         self.max_connections = max_connections
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
+        self._adopting: set[asyncio.Task[Any]] = set()
+        self.stopping = False
 
     async def start(self, host: str, port: int, reuse_port: bool) -> int:
         loop = asyncio.get_running_loop()
@@ -817,6 +842,8 @@ class Http2Server:
             reuse_port=reuse_port or None,
             backlog=2048,
         )
+        if self.balancer is not None:
+            self.balancer.start(self._adopt)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def stop(self, grace_s: float) -> None:
@@ -824,6 +851,9 @@ class Http2Server:
         if self.server is None:
             return
         self.server.close()
+        self.stopping = True
+        if self.balancer is not None:
+            self.balancer.stop()
         for connection in list(self.connections):
             connection.shutdown()
         deadline = time.monotonic() + grace_s
@@ -832,3 +862,12 @@ class Http2Server:
         for connection in list(self.connections):
             connection.connection_lost(None)
             connection._close()
+        if self.balancer is not None:
+            self.balancer.close()
+
+    def _adopt(self, sock: socket.socket) -> None:
+        """Serve a connection another worker accepted and handed over (service/transports/balance.py)."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(lambda: Connection(self, handed=True), sock))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)

@@ -33,6 +33,7 @@ from service.errors import BadRequest, ServiceError
 from service.metrics import Metrics
 from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.v2_grpc import GRPC
+from service.transports.balance import ConnectionBalancer
 from service.transports.grpc.http2 import Http2Server, Method
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,13 @@ class GrpcTransport:
                 f"/{SERVICE}/{name}": Method(streaming, deserialize, _serialize, handler)
                 for name, (streaming, deserialize, handler) in self._methods().items()
             }
+            group = self.plane.group
+            balancer = None
+            if group is not None and group.identity.count > 1:
+                me = group.identity
+                balancer = ConnectionBalancer(me.run_dir, "grpc", me.index, me.count)
             self.server = Http2Server(
-                methods, s.max_body_bytes, s.max_header_bytes, s.header_timeout_s, s.max_connections
+                methods, s.max_body_bytes, s.max_header_bytes, s.header_timeout_s, s.max_connections, balancer
             )
             self.port = await self.server.start(s.host, s.grpc_port, reuse_port=shared)
         else:
