@@ -99,7 +99,8 @@ def serve_native(port: int) -> None:
     """The same empty handler on modelserve's own HTTP/2 server (service/transports/grpc/http2.py)."""
     import uvloop
 
-    from service.transports.grpc.http2 import Http2Server, Method
+    from service.transports.grpc.calls import Method
+    from service.transports.grpc.http2 import Http2Server
 
     async def main() -> None:
         methods = {

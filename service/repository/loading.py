@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.batching import BatchPolicy, DynamicBatcher
+from service.batch_policy import BatchPolicy
+from service.batching import DynamicBatcher
 from service.config import Settings
 from service.errors import LoadError
 from service.kinds import get_kind

@@ -28,7 +28,7 @@ import tritonclient.grpc as tg
 from tritonclient.utils import InferenceServerException
 
 from service.protocol.oip import grpc_service_pb2 as pb
-from service.transports.grpc.http2 import (
+from service.transports.grpc.frames import (
     ACK,
     CANCEL,
     CONTINUATION,

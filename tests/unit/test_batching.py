@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from service.batching import BatchObserver, BatchPolicy, DynamicBatcher
+from service.batch_policy import BatchPolicy
+from service.batching import BatchObserver, DynamicBatcher
 from service.errors import InferenceFailed, Overloaded, QueueTimeout
 
 

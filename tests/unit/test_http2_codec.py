@@ -1,4 +1,4 @@
-"""The native gRPC server's pure helpers (service/transports/grpc/http2.py): grpc-message percent-encoding,
+"""The native gRPC server's pure helpers (service/transports/grpc/frames.py): grpc-message percent-encoding,
 grpc-timeout parsing, the HPACK literals our answers are made of (read back by the hpack library, as a
 client would), and the 9-byte frame header."""
 
@@ -9,7 +9,7 @@ import struct
 import hpack
 import pytest
 
-from service.transports.grpc.http2 import (
+from service.transports.grpc.frames import (
     DATA,
     END_HEADERS,
     END_STREAM,

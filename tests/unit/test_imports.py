@@ -25,7 +25,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("transports", ("service.transports", "service.auth", "service.access_log")),
     ("data plane", ("service.dataplane", "service.decoding")),
     ("repository", ("service.repository",)),
-    ("kinds, batching", ("service.kinds", "service.batching", "service.metrics", "service.stats")),
+    (
+        "kinds, batching",
+        ("service.kinds", "service.batching", "service.batch_policy", "service.metrics", "service.stats"),
+    ),
     ("collate", ("service.collate",)),
     ("runtime", ("service.runtime",)),
     (

@@ -26,161 +26,73 @@ accepts), TLS (terminate it in front, as for HTTP).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import socket
 import struct
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import hpack
+
+from service.transports.grpc.calls import Abort, Context, Method
+from service.transports.grpc.frames import (
+    ACK,
+    COMPRESSION_ERROR,
+    CONNECTION_WINDOW,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    ENHANCE_YOUR_CALM,
+    FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR,
+    GOAWAY,
+    HEAD,
+    HEADERS,
+    INTERNAL,
+    INTERNAL_ERROR,
+    MAX_FRAME,
+    MAX_STREAMS,
+    MAX_WINDOW,
+    NO_ERROR,
+    OK,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY_FLAG,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RESOURCE_EXHAUSTED,
+    RESPONSE_HEAD,
+    RST_STREAM,
+    SETTINGS,
+    STATUS_OK,
+    STREAM_WINDOW,
+    U32,
+    UNIMPLEMENTED,
+    UNKNOWN,
+    WINDOW_UPDATE,
+    frame,
+    literal,
+    metadata_block,
+    parse_timeout,
+    percent_encode,
+    unbase64,
+)
 
 if TYPE_CHECKING:
     from service.transports.balance import ConnectionBalancer
 
 log = logging.getLogger(__name__)
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
-    range(10)
-)
-END_STREAM = ACK = 0x1
-END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
-FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x6, 0x7, 0x8, 0x9
-ENHANCE_YOUR_CALM = 0xB
-
-MAX_FRAME = 16384  # the largest frame we accept (the protocol's default; we do not advertise more)
-STREAM_WINDOW = 1 << 20  # what one stream may send before we return credit (SETTINGS_INITIAL_WINDOW_SIZE)
-CONNECTION_WINDOW = 1 << 24  # the same for the whole connection
-MAX_STREAMS = 1024  # concurrent calls per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
-MAX_WINDOW = (1 << 31) - 1
-
-# gRPC status codes used here (the handlers pass grpc.StatusCode; these are the wire numbers)
-OK, CANCELLED, UNKNOWN, INTERNAL, UNIMPLEMENTED, RESOURCE_EXHAUSTED = 0, 1, 2, 13, 12, 8
-
-_HEAD = struct.Struct(">IBI")  # length (24 bits) << 8 | type, flags, stream id
-_U32 = struct.Struct(">I")
-_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-
-
-def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    return _HEAD.pack(len(payload) << 8 | ftype, flags, stream_id) + payload
-
-
-def _length(n: int) -> bytes:
-    """HPACK's integer with a 7-bit prefix (string lengths, Huffman bit clear)."""
-    if n < 127:
-        return bytes((n,))
-    out = bytearray((127,))
-    n -= 127
-    while n >= 128:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def literal(name: bytes, value: bytes) -> bytes:
-    """A header field as an HPACK literal without indexing: it leaves the peer's dynamic table as it is, so
-    our answers need no encoder state at all."""
-    return b"\x00" + _length(len(name)) + name + _length(len(value)) + value
-
-
-RESPONSE_HEAD = b"\x88" + literal(b"content-type", b"application/grpc")  # 0x88: ":status: 200", indexed
-STATUS_OK = literal(b"grpc-status", b"0")
-
-
-def percent_encode(text: str) -> bytes:
-    """grpc-message: UTF-8, every byte outside printable ASCII (and '%') as %XX."""
-    raw = text.encode("utf-8", "replace")
-    if all(0x20 <= b <= 0x7E and b != 0x25 for b in raw):
-        return raw
-    return b"".join(bytes((b,)) if 0x20 <= b <= 0x7E and b != 0x25 else b"%%%02X" % b for b in raw)
-
-
-def parse_timeout(value: str) -> float | None:
-    """grpc-timeout ("100m", "5S", ...: 1-8 ASCII digits and a unit) in seconds; None when malformed."""
-    unit = _TIMEOUT_UNITS.get(value[-1:])
-    digits = value[:-1]
-    if unit is None or not (digits.isascii() and digits.isdigit()) or len(digits) > 8:
-        return None
-    return int(digits) * unit
-
-
-class Abort(Exception):
-    """Ends a call with a status (``context.abort``)."""
-
-    def __init__(self, code: int, details: str, metadata: Any = ()) -> None:
-        super().__init__(details)
-        self.code, self.details, self.metadata = code, details, tuple(metadata or ())
-
 
 class _ConnectionError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class Method:
-    """One RPC: unary-unary (``handler(request, context)`` returns the answer) or stream-stream
-    (``handler(requests, context)`` is an async iterator of answers)."""
-
-    streaming: bool
-    deserialize: Callable[[bytes], Any]
-    serialize: Callable[[Any], bytes]
-    handler: Callable[..., Any]
-
-
-class Context:
-    """What a handler sees of its call: the subset of grpc.aio.ServicerContext our handlers use."""
-
-    __slots__ = ("_deadline", "_metadata", "after", "trailing")
-
-    def __init__(self, metadata: list[tuple[str, Any]], deadline: float | None) -> None:
-        self._metadata = metadata
-        self._deadline = deadline
-        self.trailing: tuple[tuple[str, Any], ...] = ()
-        self.after: list[Callable[[], None]] = []
-
-    def after_answer(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the call's answer is written (or the call ended without one): work the
-        client need not wait for (its access line and metrics). Not in grpc.aio: a handler checks."""
-        self.after.append(callback)
-
-    def invocation_metadata(self) -> tuple[tuple[str, Any], ...]:
-        return tuple(self._metadata)
-
-    def time_remaining(self) -> float | None:
-        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-
-    def set_trailing_metadata(self, metadata: Any) -> None:
-        self.trailing = tuple(metadata)
-
-    async def abort(self, code: Any, details: str = "", trailing_metadata: Any = ()) -> None:
-        raise Abort(_code(code), details, trailing_metadata)
-
-
-def _code(code: Any) -> int:
-    """A grpc.StatusCode (value (number, name)) or a plain number."""
-    value = getattr(code, "value", code)
-    return int(value[0] if isinstance(value, tuple) else value)
-
-
-def _metadata_block(metadata: Any) -> bytes:
-    out = b""
-    for key, value in metadata:
-        name = key.lower().encode("ascii")
-        if key.endswith("-bin"):
-            raw = value if isinstance(value, bytes) else str(value).encode()
-            out += literal(name, base64.b64encode(raw).rstrip(b"="))
-        else:
-            out += literal(name, value if isinstance(value, bytes) else str(value).encode("latin-1"))
-    return out
 
 
 class _Stream:
@@ -275,7 +187,7 @@ class Connection(asyncio.Protocol):
         if balancer is not None:
             balancer.publish(len(self.server.connections))
         settings = struct.pack(">HIHIHI", 3, MAX_STREAMS, 4, STREAM_WINDOW, 6, self.server.max_header_bytes)
-        grow = _U32.pack(CONNECTION_WINDOW - 65535)
+        grow = U32.pack(CONNECTION_WINDOW - 65535)
         transport.write(frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, grow))
         # A connection that never says it speaks HTTP/2 is closed (as HTTP closes one that sends no headers).
         self.silent = asyncio.get_running_loop().call_later(self.server.preface_timeout_s, self._close)
@@ -318,7 +230,7 @@ class Connection(asyncio.Protocol):
         try:
             end = len(buf)
             while end - pos >= 9:
-                length_type, flags, stream_id = _HEAD.unpack_from(buf, pos)
+                length_type, flags, stream_id = HEAD.unpack_from(buf, pos)
                 length = length_type >> 8
                 if length > MAX_FRAME:
                     raise _ConnectionError(FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
@@ -456,11 +368,11 @@ class Connection(asyncio.Protocol):
     def _window_update(self, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
             raise _ConnectionError(FRAME_SIZE_ERROR, "WINDOW_UPDATE payload is not 4 bytes")
-        increment = _U32.unpack(payload)[0] & 0x7FFFFFFF
+        increment = U32.unpack(payload)[0] & 0x7FFFFFFF
         if not increment:
             if stream_id == 0:
                 raise _ConnectionError(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
-            self.out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(PROTOCOL_ERROR)))
+            self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(PROTOCOL_ERROR)))
             stream = self.streams.pop(stream_id, None)
             if stream is not None and stream.task is not None:
                 stream.task.cancel()
@@ -508,7 +420,7 @@ class Connection(asyncio.Protocol):
             return  # a stream we closed already (an early answer): ignore its trailers
         self.last_id = stream_id
         if self.going_away or len(self.streams) >= MAX_STREAMS:
-            self.out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(REFUSED_STREAM)))
+            self.out.append(frame(RST_STREAM, 0, stream_id, U32.pack(REFUSED_STREAM)))
             return
         path = method = content_type = timeout = encoding = None
         metadata: list[tuple[str, Any]] = []
@@ -526,7 +438,7 @@ class Connection(asyncio.Protocol):
                 encoding = value
             elif name not in ("te", "grpc-accept-encoding"):
                 if name.endswith("-bin"):
-                    metadata.append((name, _unbase64(value)))
+                    metadata.append((name, unbase64(value)))
                 else:
                     metadata.append((name, value))
         stream = _Stream(stream_id, self.initial_window)
@@ -562,7 +474,7 @@ class Connection(asyncio.Protocol):
         size = len(payload)  # padding counts against the window too
         self.unacked += size
         if self.unacked >= CONNECTION_WINDOW // 2:
-            self.out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.unacked)))
+            self.out.append(frame(WINDOW_UPDATE, 0, 0, U32.pack(self.unacked)))
             self.unacked = 0
         stream = self.streams.get(stream_id)
         if stream is None or stream.ended:
@@ -576,7 +488,7 @@ class Connection(asyncio.Protocol):
             if not (flags & END_STREAM):
                 stream.unacked += size
                 if stream.unacked >= STREAM_WINDOW // 2:
-                    self.out.append(frame(WINDOW_UPDATE, 0, stream_id, _U32.pack(stream.unacked)))
+                    self.out.append(frame(WINDOW_UPDATE, 0, stream_id, U32.pack(stream.unacked)))
                     stream.unacked = 0
             self._messages(stream, data)
         if flags & END_STREAM:
@@ -585,13 +497,13 @@ class Connection(asyncio.Protocol):
     def _messages(self, stream: _Stream, data: bytes) -> None:
         """Split length-prefixed messages out of the stream's bytes."""
         body = stream.body
-        if not body and len(data) >= 5 and _U32.unpack_from(data, 1)[0] == len(data) - 5:
+        if not body and len(data) >= 5 and U32.unpack_from(data, 1)[0] == len(data) - 5:
             self._message(stream, data[0], data[5:])  # the usual case: one whole message in one frame
             return
         body += data
         limit = self.server.max_message
         while len(body) >= 5 and not stream.failed:
-            length = _U32.unpack_from(body, 1)[0]
+            length = U32.unpack_from(body, 1)[0]
             if length > limit:
                 self._refuse(
                     stream, RESOURCE_EXHAUSTED, f"Received message larger than max ({length} vs. {limit})"
@@ -741,7 +653,7 @@ class Connection(asyncio.Protocol):
         if details:
             trailers += literal(b"grpc-message", percent_encode(details[:4096]))
         if metadata:
-            trailers += _metadata_block(metadata)
+            trailers += metadata_block(metadata)
         if not stream.head_sent and message is None:  # trailers-only
             stream.head_sent = True
             stream.trailers = b""
@@ -761,7 +673,7 @@ class Connection(asyncio.Protocol):
             self.out.append(frame(HEADERS, END_HEADERS, stream.id, RESPONSE_HEAD))
 
     def _send_message(self, stream: _Stream, message: bytes) -> None:
-        stream.pending += b"\x00" + _U32.pack(len(message)) + message
+        stream.pending += b"\x00" + U32.pack(len(message)) + message
         if stream.writable is None:
             stream.writable = asyncio.Event()
         self._send_stream(stream)
@@ -791,7 +703,7 @@ class Connection(asyncio.Protocol):
     def _done(self, stream: _Stream) -> None:
         """Our side is closed: if the client's is not, tell it to stop sending (RST_STREAM NO_ERROR)."""
         if not stream.ended:
-            self.out.append(frame(RST_STREAM, 0, stream.id, _U32.pack(NO_ERROR)))
+            self.out.append(frame(RST_STREAM, 0, stream.id, U32.pack(NO_ERROR)))
         self.streams.pop(stream.id, None)
         if stream.messages is not None:
             stream.messages.put_nowait(None)
@@ -801,13 +713,6 @@ class Connection(asyncio.Protocol):
         if self.going_away and not self.streams:
             self._flush()
             self._close()
-
-
-def _unbase64(value: str) -> bytes:
-    try:
-        return base64.b64decode(value + "=" * (-len(value) % 4))
-    except ValueError:
-        return value.encode("latin-1", "replace")
 
 
 class Http2Server:

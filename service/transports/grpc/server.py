@@ -34,7 +34,8 @@ from service.metrics import Metrics
 from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.v2_grpc import GRPC
 from service.transports.balance import ConnectionBalancer
-from service.transports.grpc.http2 import Http2Server, Method
+from service.transports.grpc.calls import Method
+from service.transports.grpc.http2 import Http2Server
 
 log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
