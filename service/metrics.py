@@ -207,6 +207,11 @@ class Metrics:
         self.cpu = Counter(
             "modelserve_cpu_seconds", "CPU time of every worker, dead ones included", registry=registry
         )
+        self.grpc_handed = Counter(
+            "modelserve_grpc_connections_handed",
+            "gRPC connections a worker handed to another holding fewer (service/transports/balance.py)",
+            registry=registry,
+        )
         self.load_failures = Counter(
             "modelserve_model_load_failures",
             "Model versions that failed to load",

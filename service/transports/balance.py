@@ -36,8 +36,16 @@ _TOKEN = b"c"  # one byte carries the descriptor
 class ConnectionBalancer:
     """One listener's connections evened over ``count`` workers; this is worker ``index``."""
 
-    def __init__(self, run_dir: Path, name: str, index: int, count: int) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        name: str,
+        index: int,
+        count: int,
+        on_hand_over: Callable[[], object] | None = None,
+    ) -> None:
         self.index, self.count = index, count
+        self._on_hand_over = on_hand_over  # counts the connections this worker sent (a metric)
         self._inbox_path = run_dir / f"w{index}.{name}.sock"
         self._peer_paths = [str(run_dir / f"w{i}.{name}.sock") for i in range(count)]
         fd = os.open(run_dir / f"{name}.connections", os.O_RDWR | os.O_CREAT, 0o600)
@@ -51,8 +59,6 @@ class ConnectionBalancer:
         self._outbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._outbox.setblocking(False)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.handed = 0  # connections sent to another worker
-        self.adopted = 0  # connections taken from another worker
 
     def start(self, adopt: Callable[[socket.socket], object]) -> None:
         """Take connections handed over (``adopt(sock)`` serves one) and say this worker holds none yet."""
@@ -97,7 +103,8 @@ class ConnectionBalancer:
             self._outbox.sendmsg([_TOKEN], rights, 0, self._peer_paths[target])
         except OSError:  # the other worker's inbox is gone (it stopped or died) or full: keep it
             return False
-        self.handed += 1
+        if self._on_hand_over is not None:
+            self._on_hand_over()
         return True
 
     def _receive(self, adopt: Callable[[socket.socket], object]) -> None:
@@ -114,7 +121,6 @@ class ConnectionBalancer:
                 try:
                     sock.setblocking(False)
                     adopt(sock)
-                    self.adopted += 1
                 except Exception:
                     log.exception("serving a connection handed over by another worker")
                     with contextlib.suppress(OSError):

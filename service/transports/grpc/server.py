@@ -117,7 +117,8 @@ class GrpcTransport:
             balancer = None
             if group is not None and group.identity.count > 1:
                 me = group.identity
-                balancer = ConnectionBalancer(me.run_dir, "grpc", me.index, me.count)
+                counted = None if self.metrics is None else self.metrics.grpc_handed.inc
+                balancer = ConnectionBalancer(me.run_dir, "grpc", me.index, me.count, counted)
             self.server = Http2Server(
                 methods, s.max_body_bytes, s.max_header_bytes, s.header_timeout_s, s.max_connections, balancer
             )
