@@ -199,7 +199,9 @@ def _from_json(
                 raise InvalidInput(
                     f"{where}: {datatype} data holds values of another type ({inferred.dtype})"
                 )
-            if kind in "iu" and dtype.kind in "iu":
+            if inferred.dtype == dtype:
+                arr = inferred  # numpy chose the type asked for (INT64 ids, the usual case): all fit
+            elif kind in "iu" and dtype.kind in "iu":
                 # One pass over the Python list, not two: range-check the inferred array and cast it.
                 info = np.iinfo(dtype)
                 if inferred.size and (inferred.min() < info.min or inferred.max() > info.max):
