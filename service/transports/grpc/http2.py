@@ -775,4 +775,11 @@ class Http2Server:
         loop = asyncio.get_running_loop()
         task = loop.create_task(loop.connect_accepted_socket(lambda: Connection(self, handed=True), sock))
         self._adopting.add(task)
-        task.add_done_callback(self._adopting.discard)
+        task.add_done_callback(lambda done: self._adopted(done, sock))
+
+    def _adopted(self, task: asyncio.Task[Any], sock: socket.socket) -> None:
+        self._adopting.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None or task.cancelled():
+            log.warning("a connection handed over by another worker was lost: %s", error or "cancelled")
+            sock.close()
