@@ -665,7 +665,10 @@ class Connection(asyncio.Protocol):
                 self._send_message(stream, message)
             stream.trailers = trailers
             self._send_stream(stream)
-        self._flush_later()
+        if self.streams:
+            self._flush_later()  # other calls here may finish in this loop step: one write for all
+        else:
+            self._flush()  # the connection's only call (a client one call at a time): no one to wait for
 
     def _send_head(self, stream: _Stream) -> None:
         if not stream.head_sent:
