@@ -129,7 +129,7 @@ def export(
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     kind = _kind(ckpt)
     own = kind.export(checkpoint, models_dir, name, version, int8)
-    if own is not None:  # a kind with its own export (several graph inputs: training/kinds/subword/recipe.py)
+    if own is not None:  # a kind with its own export (several graph inputs: training/kinds/subword/export.py)
         return own
     net = kind.build_net(ckpt["net_config"])
     net.load_state_dict(ckpt["state_dict"])

@@ -1,5 +1,5 @@
 """Texts for transformer models: fine-tune a pretrained encoder (training/kinds/subword/recipe.py) and export it
-with its tokenizer.json (two graph inputs, so this kind writes its own graph)."""
+with its tokenizer.json (training/kinds/subword/export.py: two graph inputs, so this kind writes its own graph)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class SubwordTraining(TrainingKind):
             choices=("auto", "fp32", "int8-weights", "int8-dynamic"),
             default="auto",
             help="shipped weights; auto: int8-stored weights (fp32 compute) if they keep validation "
-            "accuracy within 1 point of fp32, else fp32 (training/kinds/subword/recipe.py)",
+            "accuracy within 1 point of fp32, else fp32 (training/kinds/subword/export.py)",
         )
 
     def train(self, args: argparse.Namespace, cfg: TrainConfig) -> Path:
@@ -57,7 +57,7 @@ class SubwordTraining(TrainingKind):
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         ckpt["weights"] = (
             args.weights
-        )  # what export ships (training/kinds/subword/recipe.py: export_transformer)
+        )  # what export ships (training/kinds/subword/export.py: export_transformer)
         torch.save(ckpt, path)
         return path
 
@@ -71,7 +71,7 @@ class SubwordTraining(TrainingKind):
     ) -> Path | None:
         import torch
 
-        from training.kinds.subword.recipe import export_transformer
+        from training.kinds.subword.export import export_transformer
 
         weights = (
             "int8-dynamic"
