@@ -2,6 +2,7 @@
 
     python -m bench.cpu --before /tmp/base [--workloads cnn,lstm] [-c 64] [--rounds 3] [--seconds 5]
     python -m bench.cpu --env MODELSERVE_ACCESS_LOG=false ...     # a setting against the default
+    python -m bench.cpu --floor --floor=--thread ...   # beside bench/floor_server.py: what any Python server pays
 
 Each variant (this checkout; --before CHECKOUT; --env settings) is one modelserve (workers auto, every
 feature on unless --env says otherwise) on the bench repository's cnn and lstm graphs (bench/triton.py).
@@ -28,6 +29,8 @@ from bench.triton import bodies, build_repository
 
 def counts(server: Server) -> tuple[int, int]:
     """(rows answered, batch runs), every model and worker."""
+    if server.name == "floor":
+        return 0, 0
     stats = httpx.get(server.url + "/v2/models/stats", timeout=10).json()["model_stats"]
     return sum(int(m["inference_count"]) for m in stats), sum(int(m["execution_count"]) for m in stats)
 
@@ -35,6 +38,8 @@ def counts(server: Server) -> tuple[int, int]:
 def batch_sizes(server: Server) -> dict[str, float]:
     """Cumulative batch runs by rows (the ``le`` buckets of modelserve_batch_size), every model."""
     out: dict[str, float] = {}
+    if server.name == "floor":
+        return out
     for line in httpx.get(server.url + "/metrics", timeout=10).text.splitlines():
         if line.startswith("modelserve_batch_size_bucket{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
@@ -69,6 +74,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", default="auto")
+    parser.add_argument(
+        "--floor",
+        action="append",
+        nargs="?",
+        const="",
+        default=[],
+        help="one more variant: bench/floor_server.py (no features), with its flags: --floor=--thread,--tasks",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
     repo = tmp / "repository"
@@ -94,6 +107,24 @@ def main() -> None:
                         **env,
                     },
                     cwd=root,
+                )
+            )
+        for flags in args.floor:
+            extra = [f for f in flags.split(",") if f]
+            variants.append((f"floor {' '.join(extra) or '(inline)'}", ROOT, {}))
+            servers.append(
+                Server(
+                    "floor",
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.floor_server",
+                        "--port",
+                        "{port}",
+                        "--repository",
+                        str(repo),
+                        *extra,
+                    ],
                 )
             )
         results: dict[tuple[int, str], list[dict[str, float]]] = {}
