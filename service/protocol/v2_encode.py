@@ -13,6 +13,7 @@ from service.errors import InvalidInput
 from service.protocol.predict_codec import ranked
 from service.protocol.tensors import NUMPY_TO_V2, pack_bytes
 from service.protocol.v2_codec import RESERVED, RequestedOutput, V2Request, decode_request
+from service.protocol.v2_plain import plain_request
 
 if TYPE_CHECKING:
     from service.repository.versions import ModelVersion
@@ -73,6 +74,10 @@ def response_parameters(request: V2Request) -> dict[str, Any]:
 
 def encode_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers (binary when any output asked for it)."""
+    if request.outputs is None and not request.binary_output and not request.parameters:
+        plain = _plain_response(mv, request, outputs)
+        if plain is not None:
+            return plain, _JSON
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for out in output_tensors(mv, request, outputs):
@@ -110,12 +115,43 @@ def classify(mv: ModelVersion, scores: np.ndarray, k: int) -> list[list[str]]:
     return rows
 
 
+_JSON = {"content-type": "application/json"}
+
+
+def _plain_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> bytes | None:
+    """What ``encode_response`` writes for a request that named no outputs and no parameters, when every
+    output is a number type JSON takes as it is (not FP16, not strings); None otherwise."""
+    tensors = []
+    for spec in mv.outputs:
+        arr = outputs.get(spec.name)
+        if arr is None:
+            return None
+        datatype = NUMPY_TO_V2.get(arr.dtype)
+        if datatype is None or datatype in ("BYTES", "FP16"):
+            return None
+        tensors.append(
+            {"name": spec.name, "datatype": datatype, "shape": list(arr.shape), "data": arr.ravel()}
+        )
+    doc: dict[str, Any] = {"model_name": mv.name, "model_version": str(mv.version), "outputs": tensors}
+    if request.id is not None:
+        doc["id"] = request.id
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 class HttpCodec:
     """V2 over HTTP for the data plane: (body, Inference-Header-Content-Length) in, (body, headers) out."""
 
     @staticmethod
     def decode(payload: tuple[bytes, str | None]) -> V2Request:
         return decode_request(*payload)
+
+    @staticmethod
+    def plain(
+        mv: ModelVersion, payload: tuple[bytes, str | None], max_rows: int
+    ) -> tuple[V2Request, Feeds, int] | None:
+        """The common JSON request in one pass (v2_plain.py); None: ``decode`` and the graph checks."""
+        body, header_length = payload
+        return None if header_length is not None else plain_request(body, mv, max_rows)
 
     encode = staticmethod(encode_response)
 

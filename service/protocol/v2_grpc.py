@@ -139,5 +139,10 @@ class GrpcCodec:
     decode = staticmethod(decode_infer_request)
     encode = staticmethod(encode_infer_response)
 
+    @staticmethod
+    def plain(mv: ModelVersion, payload: pb.ModelInferRequest, max_rows: int) -> None:
+        """No one-pass decoder for protobuf: raw_input_contents are already read without copies."""
+        return None
+
 
 GRPC = GrpcCodec()
