@@ -64,6 +64,18 @@ class AccessLog:
 
     def write(self, ctx: RequestContext, method: str, path: str, status: int, latency_s: float) -> None:
         mv = ctx.mv
+        direct = logs.access_line
+        if not self.json_logs:
+            text = (
+                f"{method} {path} {status} {round(latency_s * 1000, 3):.2f}ms id={ctx.request_id} "
+                f"model={mv.name if mv is not None else None}:{mv.version if mv is not None else None} "
+                f"rows={ctx.rows} batch={ctx.batch_rows}"
+            )
+            if direct is not None and not direct.json and direct.active(access_log):
+                direct.write_text(text)  # the same line, without a LogRecord
+            else:
+                access_log.info("%s", text)
+            return
         fields = {
             "request_id": ctx.request_id,
             "protocol": ctx.protocol,
@@ -76,16 +88,7 @@ class AccessLog:
             "rows": ctx.rows,
             "batch_size": ctx.batch_rows,
         }
-        text = ""
-        if not self.json_logs:
-            text = (
-                f"{method} {path} {status} {fields['latency_ms']:.2f}ms id={ctx.request_id} "
-                f"model={fields['model']}:{fields['version']} rows={ctx.rows} batch={ctx.batch_rows}"
-            )
-        direct = logs.access_line
-        if direct is not None and direct.json == self.json_logs and direct.active(access_log):
-            direct.write(fields, text)  # the same line, without a LogRecord
-        elif self.json_logs:
-            access_log.info("request", extra=fields)
+        if direct is not None and direct.json and direct.active(access_log):
+            direct.write(fields)
         else:
-            access_log.info("%s", text)
+            access_log.info("request", extra=fields)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,17 +35,21 @@ class ModelVersion:
     """Requests that resolved this version and are not answered yet (see ``lease``)."""
     _unused: asyncio.Event | None = field(default=None, init=False, repr=False)
 
-    @contextmanager
-    def lease(self) -> Iterator[ModelVersion]:
-        """Hold this version for one request: a swap retires it only when every holder is done. Take it
-        right where the version is resolved, with no await between, so no request can slip past."""
+    def lease(self) -> ModelVersion:
+        """Hold this version for one request (``with mv.lease():``): a swap retires it only when every
+        holder is done. Take it right where the version is resolved, with no await between, so no request
+        can slip past. (The version is its own context manager: a generator-based one cost a request
+        ~2 µs.)"""
+        return self
+
+    def __enter__(self) -> ModelVersion:
         self.users += 1
-        try:
-            yield self
-        finally:
-            self.users -= 1
-            if self.users == 0 and self._unused is not None:
-                self._unused.set()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.users -= 1
+        if self.users == 0 and self._unused is not None:
+            self._unused.set()
 
     async def wait_unused(self, timeout_s: float) -> bool:
         """Wait (bounded) until no request holds this version; False if some still did at the timeout."""
