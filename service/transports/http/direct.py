@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
 from service.access_log import AccessLog, valid_request_id
 from service.auth import ApiKeys
@@ -90,6 +90,7 @@ class DirectInfer:
         self.keys = ApiKeys(settings)
         self.log = AccessLog(settings, metrics)
         self.matcher = RouteMatcher()
+        self._routes: dict[bytes, tuple[str, str, str | None] | Literal[False]] = {}
         name = settings.replica_name
         self.served_by = b"x-served-by: %s\r\n" % name.encode() if name else b""
 
@@ -104,10 +105,12 @@ class DirectInfer:
         """The call, when this request is one the direct path answers (module docstring); else None."""
         if method != b"POST" or not url.startswith(b"/v2/models/"):
             return None
-        path = url.split(b"?", 1)[0].decode("latin-1")
-        matched = self.matcher.match(path)
-        if matched is None or matched[0].handler is not v2.infer:
+        route = self._routes.get(url)
+        if route is None:
+            route = self._route(url)
+        if route is False:
             return None
+        path, name, version = route
         headers = dict(raw_headers)
         if len(headers) != len(raw_headers) or b"transfer-encoding" in headers:
             return None  # a repeated header (as Starlette would join it) or a chunked body: the ASGI path
@@ -116,9 +119,21 @@ class DirectInfer:
             return None
         if headers.get(b"content-encoding", b"").strip().lower() not in _IDENTITY:
             return None
-        route, params = matched
-        version = params.get("version", route.defaults.get("version"))
-        return DirectCall(path, params["name"], version, headers, keep_alive)
+        return DirectCall(path, name, version, headers, keep_alive)
+
+    def _route(self, url: bytes) -> tuple[str, str, str | None] | Literal[False]:
+        """(path, model, version) of a V2 infer URL, else False; remembered for the next request to it
+        (a few hundred URLs at most: the cache starts over when full)."""
+        path = url.split(b"?", 1)[0].decode("latin-1")
+        matched = self.matcher.match(path)
+        route: tuple[str, str, str | None] | Literal[False] = False
+        if matched is not None and matched[0].handler is v2.infer:
+            found, params = matched
+            route = (path, params["name"], params.get("version", found.defaults.get("version")))
+        if len(self._routes) >= 512:
+            self._routes.clear()
+        self._routes[url] = route
+        return route
 
     async def answer(
         self, call: DirectCall, connection: BodyDeadline

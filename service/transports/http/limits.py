@@ -227,6 +227,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # The body did not come with the headers (clients often write them apart): wait a moment for
             # it; a body still arriving after that is an upload, and the ASGI path's rules take it.
             self._direct_wait = self.loop.call_later(DIRECT_WAIT_S, self._direct_to_asgi)
+        if self._began and self._timer is None:
+            # A request whose headers did not all come in this read: their timeout starts now. (Armed
+            # here, not at each request's start: headers that come whole need no timer.)
+            self._arm(self._limits.header_timeout_s, self._header_timeout)
         if self._in_headers and self._header_bytes > self._limits.max_header_bytes:
             self._refuse(431, f"the request line and headers exceed {self._limits.max_header_bytes} bytes")
 
@@ -248,8 +252,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._began = True
         self._in_headers = True
         self._header_bytes = self._header_count = 0
-        if self._timer is None:  # a later request on a kept-alive connection
-            self._arm(self._limits.header_timeout_s, self._header_timeout)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
