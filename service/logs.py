@@ -139,6 +139,7 @@ class AccessLine:
         self.stream.flush()
 
 
+# Set by configure(): the access log's direct writer.
 access_line: AccessLine | None = None
 
 
