@@ -250,14 +250,14 @@ class DataPlane:
             deadline = self._deadline(mv, ctx, None)
             ok, rows, input_s, output_s = False, 0, 0.0, 0.0
             try:
-                plain = codec.plain(mv, payload, self.settings.max_items_per_request)
-                if plain is not None:  # the common JSON request, decoded in one pass (v2_plain.py)
-                    request, feeds, rows = plain
-                    mv.kind.check_feeds(feeds)
-                else:
-                    request = codec.decode(payload)  # decode: the wire format
+                read = codec.read(mv, payload, self.settings.max_items_per_request)  # decode: the wire
+                if isinstance(read, V2Request):
+                    request = read
                     check_outputs(mv, request)
                     feeds, rows = await self.decode_tensors(mv, request, ctx)  # decode: against the graph
+                else:  # the common JSON request, decoded in one pass (v2_plain.py)
+                    request, feeds, rows = read
+                    mv.kind.check_feeds(feeds)
                 ctx.rows = rows
                 input_s = time.perf_counter() - start
                 answer = mv.batcher.enqueue(feeds, rows=rows, trace=ctx, deadline=deadline)  # admit
@@ -348,10 +348,11 @@ class V2Codec(Protocol[P_contra, R_co]):
     """A transport's Open Inference Protocol wire format (service/protocol/v2_encode.py, v2_grpc.py)."""
 
     def decode(self, payload: P_contra) -> V2Request: ...
-    def plain(
+    def read(
         self, mv: ModelVersion, payload: P_contra, max_rows: int
-    ) -> tuple[V2Request, Feeds, int] | None:
-        """The common request decoded in one pass, or None: ``decode`` and the graph checks take it."""
+    ) -> V2Request | tuple[V2Request, Feeds, int]:
+        """``decode`` for ``mv``, or the common request already as (request, feeds, rows): checked
+        against the graph in the same pass."""
 
     def encode(self, mv: ModelVersion, request: V2Request, outputs: Feeds) -> R_co: ...
 

@@ -84,6 +84,11 @@ def decode_request(body: bytes, header_length: str | None) -> V2Request:
         header, binary = body[:n], memoryview(body)[n:]
     else:
         header, binary = body, memoryview(b"")
+    return decode_document(parse_header(header), binary)
+
+
+def parse_header(header: bytes) -> dict[str, Any]:
+    """The inference header's JSON object; 400 when it is empty, not JSON, or not an object."""
     if not header:
         raise BadRequest("the request body is empty")
     try:
@@ -94,6 +99,11 @@ def decode_request(body: bytes, header_length: str | None) -> V2Request:
         ) from None
     if not isinstance(doc, dict):
         raise BadRequest("the inference request must be a JSON object")
+    return doc
+
+
+def decode_document(doc: dict[str, Any], binary: memoryview) -> V2Request:
+    """A parsed inference header (and the binary data after it) as a V2Request; 400 for anything malformed."""
     raw_inputs = _field(doc, "inputs", list, "request")
     if not raw_inputs:
         raise BadRequest("request: 'inputs' is empty")

@@ -12,7 +12,14 @@ import orjson
 from service.errors import InvalidInput
 from service.protocol.predict_codec import ranked
 from service.protocol.tensors import NUMPY_TO_V2, pack_bytes
-from service.protocol.v2_codec import RESERVED, RequestedOutput, V2Request, decode_request
+from service.protocol.v2_codec import (
+    RESERVED,
+    RequestedOutput,
+    V2Request,
+    decode_document,
+    decode_request,
+    parse_header,
+)
 from service.protocol.v2_plain import plain_request
 
 if TYPE_CHECKING:
@@ -146,12 +153,17 @@ class HttpCodec:
         return decode_request(*payload)
 
     @staticmethod
-    def plain(
+    def read(
         mv: ModelVersion, payload: tuple[bytes, str | None], max_rows: int
-    ) -> tuple[V2Request, Feeds, int] | None:
-        """The common JSON request in one pass (v2_plain.py); None: ``decode`` and the graph checks."""
+    ) -> V2Request | tuple[V2Request, Feeds, int]:
+        """The JSON parsed once: the common request as its feeds in one pass (v2_plain.py), else the
+        V2Request the general decoder makes of it (binary tensors: always the general decoder)."""
         body, header_length = payload
-        return None if header_length is not None else plain_request(body, mv, max_rows)
+        if header_length is not None:
+            return decode_request(body, header_length)
+        doc = parse_header(body)
+        plain = plain_request(doc, mv, max_rows)
+        return plain if plain is not None else decode_document(doc, memoryview(b""))
 
     encode = staticmethod(encode_response)
 

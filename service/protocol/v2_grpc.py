@@ -140,9 +140,9 @@ class GrpcCodec:
     encode = staticmethod(encode_infer_response)
 
     @staticmethod
-    def plain(mv: ModelVersion, payload: pb.ModelInferRequest, max_rows: int) -> None:
-        """No one-pass decoder for protobuf: raw_input_contents are already read without copies."""
-        return None
+    def read(mv: ModelVersion, payload: pb.ModelInferRequest, max_rows: int) -> V2Request:
+        """Always the general decoder: raw_input_contents are already read without copies."""
+        return decode_infer_request(payload)
 
 
 GRPC = GrpcCodec()

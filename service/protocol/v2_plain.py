@@ -8,7 +8,7 @@ graph takes. Such a request gets the same feeds, rows and id as ``decode_request
 would give it.
 
 Anything else, valid or not, gives None, before any side effect, and the general decoder
-(v2_codec.py, v2_feeds.py) takes the request from the start: it owns every error message, so a request
+(v2_codec.py, v2_feeds.py) takes the request from the parsed object: it owns every error message, so a request
 answers the same whichever way it went. Why a second decoder: the general one builds a V2Input per
 input, checks every field with its own message, and goes through the datatype and shape rules in
 several steps; for a 784-float image that glue cost about as much as the JSON parse itself.
@@ -20,7 +20,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 
 from service.protocol.v2_codec import V2Request
 
@@ -51,14 +50,11 @@ _INTS: dict[str, np.dtype[Any]] = {
 _INT64 = np.dtype(np.int64)
 
 
-def plain_request(body: bytes, mv: ModelVersion, max_rows: int) -> tuple[V2Request, Feeds, int] | None:
-    """(request, feeds, rows) for a plain request to ``mv``; None for anything else (the module says why)."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if type(doc) is not dict:
-        return None
+def plain_request(
+    doc: dict[str, Any], mv: ModelVersion, max_rows: int
+) -> tuple[V2Request, Feeds, int] | None:
+    """(request, feeds, rows) for a plain request to ``mv`` (its JSON object, parsed once by the codec);
+    None for anything else (the module says why)."""
     raw_inputs = doc.get("inputs")
     request_id = doc.get("id")
     specs = mv.inputs

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from service.dataplane import DataPlane, RequestContext
-from service.errors import ServiceError
-from service.protocol.v2_codec import RequestedOutput, V2Request, decode_request
+from service.errors import BadRequest, ServiceError
+from service.protocol.v2_codec import RequestedOutput, V2Request, decode_request, parse_header
 from service.protocol.v2_encode import HTTP, encode_response
 from service.protocol.v2_feeds import tensor_feeds
 from service.protocol.v2_plain import plain_request
@@ -113,7 +113,7 @@ def test_plain_requests_decode_as_the_general_decoder_decodes_them() -> None:
         for name, doc in PLAIN:
             mv = plane.resolve(name)
             raw = encode(doc)
-            plain = plain_request(raw, mv, MAX_ROWS)
+            plain = plain_request(parse_header(raw), mv, MAX_ROWS)
             general = decode_request(raw, None)
             out.append((plain, general, tensor_feeds(mv, general, MAX_ROWS)))
         return out
@@ -135,7 +135,15 @@ class GeneralOnly:
     encode = staticmethod(HTTP.encode)
 
     @staticmethod
-    def plain(mv: Any, payload: Any, max_rows: int) -> None:
+    def read(mv: Any, payload: Any, max_rows: int) -> V2Request:
+        return HTTP.decode(payload)
+
+
+def parsed(raw: bytes) -> dict[str, Any] | None:
+    """The request's JSON object as the codec parses it once; None when it never gets that far."""
+    try:
+        return parse_header(raw)
+    except BadRequest:
         return None
 
 
@@ -153,7 +161,8 @@ def test_other_requests_go_the_general_way_and_get_its_answer() -> None:
         out = []
         for name, doc in GENERAL:
             raw = encode(doc)
-            plain = plain_request(raw, plane.resolve(name), MAX_ROWS)
+            obj = parsed(raw)
+            plain = None if obj is None else plain_request(obj, plane.resolve(name), MAX_ROWS)
             out.append(
                 (plain, await answer(plane, name, raw, HTTP), await answer(plane, name, raw, GeneralOnly))
             )
@@ -167,8 +176,13 @@ def test_other_requests_go_the_general_way_and_get_its_answer() -> None:
     # (the kind's own preprocessing), the inputs in another order; the rest refused, with the same error.
     answered = [isinstance(e[0], bytes) for _, _, e in results]
     assert answered == [True] * 6 + [False] * 11 + [True] + [False] * 6 + [True, False]
-    # Not JSON, or not an object: None before the model is looked at.
-    assert all(plain_request(raw, None, MAX_ROWS) is None for raw in (b"", b"{", b"[1]", b'"x"'))  # type: ignore[arg-type]
+    # Empty, not JSON, or not an object: the general decoder's error, before the model is looked at.
+    for raw in (b"", b"{", b"[1]", b'"x"'):
+        with pytest.raises(BadRequest) as got_error:
+            HTTP.read(None, (raw, None), MAX_ROWS)  # type: ignore[arg-type]
+        with pytest.raises(BadRequest) as general_error:
+            decode_request(raw, None)
+        assert got_error.value.message == general_error.value.message
 
 
 def test_the_plain_answer_is_byte_for_byte_the_general_one() -> None:
@@ -178,7 +192,7 @@ def test_the_plain_answer_is_byte_for_byte_the_general_one() -> None:
         out = []
         for name, doc in PLAIN:
             mv = plane.resolve(name)
-            plain = plain_request(encode(doc), mv, MAX_ROWS)
+            plain = plain_request(parse_header(encode(doc)), mv, MAX_ROWS)
             assert plain is not None
             request, feeds, rows = plain
             outputs = await mv.batcher.submit(feeds, rows)
