@@ -347,12 +347,11 @@ class PredictRequest:
 class V2Codec(Protocol[P_contra, R_co]):
     """A transport's Open Inference Protocol wire format (service/protocol/v2_encode.py, v2_grpc.py)."""
 
-    def decode(self, payload: P_contra) -> V2Request: ...
     def read(
         self, mv: ModelVersion, payload: P_contra, max_rows: int
     ) -> V2Request | tuple[V2Request, Feeds, int]:
-        """``decode`` for ``mv``, or the common request already as (request, feeds, rows): checked
-        against the graph in the same pass."""
+        """The payload as a V2Request (the general decoder), or the common request already as
+        (request, feeds, rows): checked against the graph in the same pass."""
 
     def encode(self, mv: ModelVersion, request: V2Request, outputs: Feeds) -> R_co: ...
 

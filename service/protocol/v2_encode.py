@@ -149,10 +149,6 @@ class HttpCodec:
     """V2 over HTTP for the data plane: (body, Inference-Header-Content-Length) in, (body, headers) out."""
 
     @staticmethod
-    def decode(payload: tuple[bytes, str | None]) -> V2Request:
-        return decode_request(*payload)
-
-    @staticmethod
     def read(
         mv: ModelVersion, payload: tuple[bytes, str | None], max_rows: int
     ) -> V2Request | tuple[V2Request, Feeds, int]:

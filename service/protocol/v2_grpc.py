@@ -136,7 +136,6 @@ def encode_infer_response(mv: ModelVersion, request: V2Request, outputs: Feeds) 
 class GrpcCodec:
     """V2 over gRPC for the data plane: a ModelInferRequest in, a ModelInferResponse out."""
 
-    decode = staticmethod(decode_infer_request)
     encode = staticmethod(encode_infer_response)
 
     @staticmethod

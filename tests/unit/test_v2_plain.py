@@ -131,12 +131,11 @@ def test_plain_requests_decode_as_the_general_decoder_decodes_them() -> None:
 class GeneralOnly:
     """The HTTP codec without its one-pass decoder: every request the general way."""
 
-    decode = staticmethod(HTTP.decode)
     encode = staticmethod(HTTP.encode)
 
     @staticmethod
     def read(mv: Any, payload: Any, max_rows: int) -> V2Request:
-        return HTTP.decode(payload)
+        return decode_request(*payload)
 
 
 def parsed(raw: bytes) -> dict[str, Any] | None:
