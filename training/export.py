@@ -35,15 +35,38 @@ OPSET = 17
 
 
 class _WithProbabilities(nn.Module):
-    """Both logits and softmax probabilities as graph outputs."""
+    """The classifier as served: its graph inputs -> (logits, probabilities)."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(x)  # (B, K)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(*inputs)  # (B, K)
         return logits, torch.softmax(logits, dim=1)
+
+
+def write_graph(
+    net: nn.Module,
+    inputs: dict[str, np.ndarray],
+    path: Path,
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
+    """torch.onnx.export of ``net`` (its ``inputs`` by graph input name, in call order; their dynamic
+    axes) with outputs ``logits`` and ``probabilities`` (dynamic batch), then onnx.checker."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation, LSTM and tracing notes
+        torch.onnx.export(
+            _WithProbabilities(net).eval(),
+            tuple(torch.from_numpy(array) for array in inputs.values()),
+            str(path),
+            input_names=list(inputs),
+            output_names=["logits", "probabilities"],
+            dynamic_axes={**dynamic_axes, "logits": {0: "batch"}, "probabilities": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
 def _kind(ckpt: dict[str, Any]) -> TrainingKind:
@@ -138,24 +161,11 @@ def export(
     version = version or next_version(model_dir)
     graph_input = kind.graph_input(ckpt)
     input_name = graph_input.decl.name
-    dynamic = {input_name: graph_input.dynamic_axes, "logits": {0: "batch"}, "probabilities": {0: "batch"}}
 
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
         onnx_path = staging / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and LSTM notes
-            torch.onnx.export(
-                _WithProbabilities(net).eval(),
-                (torch.from_numpy(graph_input.dummy),),
-                str(onnx_path),
-                input_names=[input_name],
-                output_names=["logits", "probabilities"],
-                dynamic_axes=dynamic,
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
+        write_graph(net, {input_name: graph_input.dummy}, onnx_path, {input_name: graph_input.dynamic_axes})
         max_diff = check_parity(ckpt, net, onnx_path)
         log.info("%s v%d: onnxruntime parity %.2e (<= %.0e)", name, version, max_diff, TOLERANCE)
         quantized = None

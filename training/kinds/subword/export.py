@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from service.kinds.subword.preprocess import SubwordTokenizer
 from training.datasets import TextData
@@ -29,23 +27,8 @@ from training.kinds.text.data import load_texts
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
 TOLERANCE = 1e-4
 MAX_INT8_DROP_POINTS = 1.0
-
-
-class _Exported(nn.Module):
-    """The classifier as served: (input_ids, attention_mask) -> (logits, probabilities)."""
-
-    def __init__(self, net: EncoderClassifier) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(input_ids, attention_mask)  # (B, K)
-        return logits, torch.softmax(logits, dim=1)
 
 
 def load_classifier(ckpt: dict[str, Any]) -> EncoderClassifier:
@@ -149,10 +132,8 @@ def export_transformer(
 
     ``weights``: one of WEIGHTS; ``auto``: int8-weights when its validation accuracy is within
     MAX_INT8_DROP_POINTS of fp32's, else fp32."""
-    import onnx
-
     from service.repository.model_files import TensorDecl
-    from training.export import classifier_meta, install_version, next_version
+    from training.export import classifier_meta, install_version, next_version, write_graph
     from training.kinds import ExportError
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -164,24 +145,12 @@ def export_transformer(
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
         onnx_path = staging / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracing notes
-            torch.onnx.export(
-                _Exported(net).eval(),
-                (torch.from_numpy(dummy.input_ids), torch.from_numpy(dummy.attention_mask)),
-                str(onnx_path),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["logits", "probabilities"],
-                dynamic_axes={
-                    "input_ids": axes,
-                    "attention_mask": axes,
-                    "logits": {0: "batch"},
-                    "probabilities": {0: "batch"},
-                },
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
+        write_graph(
+            net,
+            {"input_ids": dummy.input_ids, "attention_mask": dummy.attention_mask},
+            onnx_path,
+            {"input_ids": axes, "attention_mask": axes},
+        )
         max_diff = check_parity(ckpt, net, onnx_path)
         log.info("%s v%d: onnxruntime parity %.2e (<= %.0e)", name, version, max_diff, TOLERANCE)
         quantized: dict[str, Any] | None = None
