@@ -47,9 +47,6 @@ class _Pending:
     future: asyncio.Future[Any]
     arrival: float
     deadline: float
-    timer: asyncio.TimerHandle | None = (
-        None  # cancelled when the request starts: the timeout covers the queue
-    )
     trace: RequestContext | None = None
 
 
@@ -57,7 +54,9 @@ class BatchObserver:
     """Hooks the metrics module implements; the default does nothing."""
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None: ...
-    def on_queue_wait(self, wait_s: float) -> None: ...
+    def on_queue_waits(self, waits_s: list[float]) -> None:
+        """How long each request of a batch waited in the queue (one call per batch)."""
+
     def on_depth(self, queued: int, in_flight: int) -> None: ...
 
 
@@ -87,6 +86,11 @@ class DynamicBatcher:
         self._idle: asyncio.Event | None = None
         self._closed = False  # set once drained: until then requests already headed here are taken
         self._ran_now = False
+        self._gathering = False  # _gather holds the queue for a crowd: arrivals wake it only when it is in
+        # One timer for the queue's deadlines (not one per request: a timer made and cancelled per request
+        # cost more than the rest of queueing it), armed for the earliest deadline of what is queued.
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = float("inf")
         self._answered = 0  # requests the last batch answered, and when it ended: the crowd coming back
         self._ended = float("-inf")
 
@@ -159,11 +163,15 @@ class DynamicBatcher:
             loop.call_soon(self._new_iteration)
             return self._run_now(payload, rows, trace, loop.create_future())
         pending = _Pending(payload, rows, loop.create_future(), now, deadline, trace=trace)
-        pending.timer = loop.call_later(deadline - now, self._expire, pending)
+        if deadline < self._sweep_at:
+            self._arm_sweep(loop, deadline, now)
         self._queue.append(pending)
         self._queued_rows += rows
         self._idle.clear()  # type: ignore[union-attr]
-        self._arrived.set()
+        if not self._gathering or not policy.gathers(
+            policy.crowd(self._answered, self._ended, now), len(self._queue), self._queued_rows
+        ):
+            self._arrived.set()  # a gathering worker is woken once its crowd is in (or by its timer)
         if self._in_flight:
             # It waits behind a running batch: the gauge shows it now (a long run would hide it until the
             # run ends, and an autoscaler reads this gauge). On an idle batcher the batch's start shows it.
@@ -202,8 +210,28 @@ class DynamicBatcher:
         return future
 
     def _observe_lone(self, rows: int, run_s: float) -> None:
-        self._observer.on_queue_wait(0.0)
+        self._observer.on_queue_waits([0.0])
         self._observer.on_batch(rows, 1, run_s)
+
+    def _arm_sweep(self, loop: asyncio.AbstractEventLoop, deadline: float, now: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = deadline
+        self._sweep = loop.call_later(deadline - now, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """The sweep timer: every queued request whose deadline has come answers QueueTimeout (the timer
+        firing means the clock reached the deadline it was armed for); armed again for the next one."""
+        until = max(self._sweep_at, self.clock())
+        self._sweep, self._sweep_at = None, float("inf")
+        following = float("inf")
+        for p in self._queue:
+            if p.deadline <= until:
+                self._expire(p)  # left in the queue: _take_batch drops what is done
+            elif not p.future.done():
+                following = min(following, p.deadline)
+        if following != float("inf") and not self._closed:
+            self._arm_sweep(asyncio.get_running_loop(), following, self.clock())
 
     def _expire(self, pending: _Pending) -> None:
         if not pending.future.done():
@@ -258,7 +286,11 @@ class DynamicBatcher:
             loop = asyncio.get_running_loop()
             fires = loop.time() + remaining
             timer = loop.call_at(fires, self._arrived.set)
-            await self._arrived.wait()
+            self._gathering = True  # enqueue sets _arrived only once the crowd is in
+            try:
+                await self._arrived.wait()
+            finally:
+                self._gathering = False
             timer.cancel()
             if loop.time() >= fires:
                 return
@@ -274,15 +306,11 @@ class DynamicBatcher:
             if head.future.done():  # timed out or its caller left: never run
                 self._queue.popleft()
                 self._queued_rows -= head.rows
-                if head.timer is not None:
-                    head.timer.cancel()
                 continue
             if not self.policy.takes(rows, head.rows):
                 break
             self._queue.popleft()
             self._queued_rows -= head.rows
-            if head.timer is not None:
-                head.timer.cancel()
             batch.append(head)
             rows += head.rows
         return batch
@@ -292,9 +320,9 @@ class DynamicBatcher:
         now = self.clock()
         rows = sum(p.rows for p in batch)
         for p in batch:
-            self._observer.on_queue_wait(now - p.arrival)
             if p.trace is not None:
                 p.trace.batch_rows = rows
+        self._observer.on_queue_waits([now - p.arrival for p in batch])
         self._in_flight += len(batch)
         self._observer.on_depth(len(self._queue), self._in_flight)
         start = self.clock()
@@ -378,6 +406,9 @@ class DynamicBatcher:
         for p in self._queue:
             _set_exception(p.future, Overloaded(f"model {self.name} was unloaded"))
         self._queue.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep, self._sweep_at = None, float("inf")
         self._observer.on_depth(0, self._in_flight)
         for _ in self._threads:
             self._jobs.put(None)

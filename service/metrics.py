@@ -350,8 +350,10 @@ class ModelMetrics(BatchObserver):
         self._run.add(run_s)
         self._touch()
 
-    def on_queue_wait(self, wait_s: float) -> None:
-        self._queue.add(wait_s)
+    def on_queue_waits(self, waits_s: list[float]) -> None:
+        add = self._queue.add
+        for wait in waits_s:
+            add(wait)
         self._touch()
 
     def on_request(self, status: int, latency_s: float, protocol: str = "http") -> None:

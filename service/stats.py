@@ -50,8 +50,10 @@ class ModelStats(BatchObserver):
         self._by_batch_size: dict[int, Duration] = {}
 
     # The batcher's hooks.
-    def on_queue_wait(self, wait_s: float) -> None:
-        self.queue.add(wait_s)
+    def on_queue_waits(self, waits_s: list[float]) -> None:
+        queue = self.queue
+        queue.count += len(waits_s)
+        queue.ns += sum(int(wait * 1e9) for wait in waits_s)
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None:
         self.execution_count += 1
@@ -114,9 +116,9 @@ class FanOut(BatchObserver):
     def __init__(self, *observers: BatchObserver | None) -> None:
         self._observers = [o for o in observers if o is not None]
 
-    def on_queue_wait(self, wait_s: float) -> None:
+    def on_queue_waits(self, waits_s: list[float]) -> None:
         for o in self._observers:
-            o.on_queue_wait(wait_s)
+            o.on_queue_waits(waits_s)
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None:
         for o in self._observers:

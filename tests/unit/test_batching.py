@@ -215,6 +215,34 @@ def test_request_past_its_timeout_answers_504_and_never_runs() -> None:
     assert run_async(main()) == [["first"], ["queued later"]]  # the timed-out ones never ran
 
 
+def test_queued_requests_time_out_at_their_deadlines_while_a_run_holds_the_model() -> None:
+    """One timer serves the queue's deadlines (the earliest first): a request with an earlier deadline
+    queued after one with a later deadline still answers 504 at its own, on the real clock."""
+
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        gate, slow = gated(calls)
+        b = DynamicBatcher(slow, BatchPolicy(max_batch_size=1, timeout_s=1.0))
+        await b.start()
+        first = asyncio.create_task(b.submit("first"))
+        while not calls:  # "first" runs (held by the gate)
+            await asyncio.sleep(0.001)
+        late = b.enqueue("late")  # deadline in 1 s
+        early = b.enqueue("early", deadline=time.monotonic() + 0.1)  # queued after, due before
+        with pytest.raises(QueueTimeout):
+            await asyncio.wait_for(early, 3)
+        assert not late.done()  # its own deadline has not come
+        with pytest.raises(QueueTimeout):
+            await asyncio.wait_for(late, 3)
+        assert not first.done()  # both timed out while the run ahead of them still held the model
+        gate.set()
+        assert await first == "first"
+        await b.close()
+        return calls
+
+    assert run_async(main()) == [["first"]]
+
+
 def test_cancelled_caller_is_dropped_before_running() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []

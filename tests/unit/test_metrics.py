@@ -35,7 +35,10 @@ def _events(seed: int) -> list[tuple[str, tuple[object, ...]]]:
             status = rng.choice([200, 200, 200, 400, 503])
             out.append(("on_request", (status, rng.expovariate(300.0), rng.choice(["http", "grpc"]))))
         elif kind == "queue":
-            out.append(("on_queue_wait", (rng.choice([0.0, rng.expovariate(1000.0), 0.0002, 0.001]),)))
+            waits = [
+                rng.choice([0.0, rng.expovariate(1000.0), 0.0002, 0.001]) for _ in range(rng.randint(1, 4))
+            ]
+            out.append(("on_queue_waits", (waits,)))
         elif kind == "batch":
             out.append(("on_batch", (rng.randint(1, 64), rng.randint(1, 20), rng.expovariate(500.0))))
         else:
@@ -59,8 +62,9 @@ class _Direct:
         self.m.requests.labels("digits", "1", outcome_of(status), protocol).inc()
         self.m.request_latency.labels("digits", "1", protocol).observe(latency_s)
 
-    def on_queue_wait(self, wait_s: float) -> None:
-        self.m.queue_wait.labels("digits", "1").observe(wait_s)
+    def on_queue_waits(self, waits_s: list[float]) -> None:
+        for wait in waits_s:
+            self.m.queue_wait.labels("digits", "1").observe(wait)
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None:
         self.m.batch_size.labels("digits", "1").observe(rows)
