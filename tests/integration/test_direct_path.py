@@ -119,6 +119,21 @@ def test_both_paths_answer_alike(server: Server, digit_body: bytes) -> None:
     assert int(np.argmax(answer["outputs"][-1]["data"])) == 7
 
 
+def test_a_body_in_several_reads_is_answered_alike(server: Server, digit_body: bytes) -> None:
+    """The body following its headers in three reads, each within the protocol's wait for it: read whole
+    (the parts joined in order), the same answer as the body in one write."""
+    head, payload = request("/v2/models/digits/infer", digit_body, "X-Request-ID: parts")
+    third = len(payload) // 3
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        for part in (head + payload[:third], payload[third : 2 * third], payload[2 * third :]):
+            s.sendall(part)
+            time.sleep(DIRECT_WAIT_S / 10)
+        parts = read_answers(s, 1)[0]
+    whole = exchange(server, "/v2/models/digits/infer", digit_body, "X-Request-ID: parts", split=False)
+    assert parts[0] == 200
+    assert comparable(parts) == comparable(whole)
+
+
 def test_pipelined_requests_are_answered_in_order(server: Server, digit_body: bytes) -> None:
     """Four requests in one write, direct and not (a GET between): four answers, in the order asked."""
     parts = [

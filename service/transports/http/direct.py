@@ -76,7 +76,8 @@ class DirectCall:
         self.path, self.name, self.version = path, name, version
         self.headers = headers
         self.keep_alive = keep_alive
-        self.body = bytearray()
+        # The body as its one chunk (the usual case: no copy), or a bytearray once a second chunk came.
+        self.body: bytes | bytearray = b""
         self.ctx: RequestContext | None = None  # set by answer, read by record
         self.start = 0.0
         self.status = 500
@@ -153,7 +154,11 @@ class DirectInfer:
                 if error is not None:
                     raise error
             length = headers.get(b"inference-header-content-length")
-            payload = (bytes(call.body), None if length is None else length.decode("latin-1"))
+            body = call.body
+            payload = (
+                body if type(body) is bytes else bytes(body),
+                None if length is None else length.decode("latin-1"),
+            )
             content, extra = await self.plane.infer(
                 call.name,
                 call.version,

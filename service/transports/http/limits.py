@@ -159,6 +159,19 @@ class _CycleTransport:
 
 _JOIN_BYTES = 64 * 1024  # smaller bodies are copied behind the head; bigger ones go as a second buffer
 
+# uvicorn's default headers (date, server), rendered once per list: the server makes a new list when the
+# date changes, once a second.
+_rendered: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")
+
+
+def _default_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    global _rendered
+    source, text = _rendered
+    if source is not headers:
+        text = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        _rendered = (headers, text)
+    return text
+
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above; ``limits`` come from MODELSERVE_* unless bound
@@ -302,8 +315,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.transport = _CycleTransport(self)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
-        if self._direct is not None:
-            self._direct.body += body
+        call = self._direct
+        if call is not None:
+            if not call.body:
+                call.body = body
+            else:
+                if type(call.body) is bytes:
+                    call.body = bytearray(call.body)
+                call.body += body
             return
         if self._body is not None:
             self._body.last_bytes = self.loop.time()
@@ -351,8 +370,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise
         keep = cycle.keep_alive and not close
         if not self.transport.is_closing():
-            head = [STATUS_LINE[status]]
-            head += [b"%s: %s\r\n" % pair for pair in self.server_state.default_headers]
+            head = [STATUS_LINE[status], _default_headers(self.server_state.default_headers)]
             head += lines
             if not keep:
                 head.append(b"connection: close\r\n")
