@@ -168,9 +168,7 @@ class DynamicBatcher:
         self._queue.append(pending)
         self._queued_rows += rows
         self._idle.clear()  # type: ignore[union-attr]
-        if not self._gathering or not policy.gathers(
-            policy.crowd(self._answered, self._ended, now), len(self._queue), self._queued_rows
-        ):
+        if not self._gathering or not self._gathers(now):
             self._arrived.set()  # a gathering worker is woken once its crowd is in (or by its timer)
         if self._in_flight:
             # It waits behind a running batch: the gauge shows it now (a long run would hide it until the
@@ -275,9 +273,7 @@ class DynamicBatcher:
         assert self._arrived is not None
         policy = self.policy
         deadline = self._ended + policy.gather_s
-        while self._queue and policy.gathers(
-            policy.crowd(self._answered, self._ended, self.clock()), len(self._queue), self._queued_rows
-        ):
+        while self._queue and self._gathers(self.clock()):
             remaining = deadline - self.clock()
             if remaining <= 0:
                 return
@@ -294,6 +290,13 @@ class DynamicBatcher:
             timer.cancel()
             if loop.time() >= fires:
                 return
+
+    def _gathers(self, now: float) -> bool:
+        """Whether the queue is still held for the crowd the last batch answered (``BatchPolicy.gathers``)."""
+        policy = self.policy
+        return policy.gathers(
+            policy.crowd(self._answered, self._ended, now), len(self._queue), self._queued_rows
+        )
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []

@@ -28,6 +28,11 @@ class Duration:
         self.count += count
         self.ns += int(seconds * 1e9)
 
+    def add_each(self, seconds: list[float]) -> None:
+        """One count per value (each rounded to ns as ``add`` rounds it)."""
+        self.count += len(seconds)
+        self.ns += sum(int(s * 1e9) for s in seconds)
+
     def as_dict(self) -> dict[str, int]:
         return {"count": self.count, "ns": self.ns}
 
@@ -51,9 +56,7 @@ class ModelStats(BatchObserver):
 
     # The batcher's hooks.
     def on_queue_waits(self, waits_s: list[float]) -> None:
-        queue = self.queue
-        queue.count += len(waits_s)
-        queue.ns += sum(int(wait * 1e9) for wait in waits_s)
+        self.queue.add_each(waits_s)
 
     def on_batch(self, rows: int, requests: int, run_s: float) -> None:
         self.execution_count += 1
@@ -68,16 +71,12 @@ class ModelStats(BatchObserver):
 
     # The data plane's.
     def on_request(self, ok: bool, rows: int, total_s: float, input_s: float, output_s: float) -> None:
-        if ok:  # Duration.add inlined: this runs for every request
-            success, compute_input, compute_output = self.success, self.compute_input, self.compute_output
-            success.count += 1
-            success.ns += int(total_s * 1e9)
+        if ok:
+            self.success.add(total_s)
             self.inference_count += rows
-            compute_input.count += 1
-            compute_input.ns += int(input_s * 1e9)
+            self.compute_input.add(input_s)
             self.compute_infer.count += 1
-            compute_output.count += 1
-            compute_output.ns += int(output_s * 1e9)
+            self.compute_output.add(output_s)
         else:
             self.fail.add(total_s)
         self.last_inference_ms = int(time.time() * 1000)

@@ -318,10 +318,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         call = self._direct
         if call is not None:
             if not call.body:
-                call.body = body
+                call.body = body  # the usual one chunk: kept as it is
+            elif type(call.body) is bytes:
+                call.body = bytearray(call.body) + body
             else:
-                if type(call.body) is bytes:
-                    call.body = bytearray(call.body)
                 call.body += body
             return
         if self._body is not None:
