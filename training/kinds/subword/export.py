@@ -22,12 +22,12 @@ import torch
 
 from service.kinds.subword.preprocess import SubwordTokenizer
 from training.datasets import TextData
+from training.kinds import TOLERANCE
 from training.kinds.subword.recipe import KIND, EncoderClassifier, EncoderClassifierConfig
 from training.kinds.text.data import load_texts
 
 log = logging.getLogger(__name__)
 
-TOLERANCE = 1e-4
 MAX_INT8_DROP_POINTS = 1.0
 
 
