@@ -84,6 +84,8 @@ class DynamicBatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._arrived: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
+        # The loop of start() (asyncio.get_running_loop() is a getpid() system call per use in 3.11).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False  # set once drained: until then requests already headed here are taken
         self._ran_now = False
         self._gathering = False  # _gather holds the queue for a crowd: arrivals wake it only when it is in
@@ -116,7 +118,7 @@ class DynamicBatcher:
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._threads = [
             threading.Thread(
                 target=self._inference_thread, args=(loop,), daemon=True, name=f"infer-{self.name}-{i}"
@@ -157,7 +159,8 @@ class DynamicBatcher:
             raise QueueTimeout(
                 f"model {self.name}: request reached its {policy.timeout_s:g} s deadline before it was queued and was not run"
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
         if self._lone() and policy.runs_at_once(rows, policy.crowd(self._answered, self._ended, now)):
             self._ran_now = True  # others arriving in this loop iteration queue and batch together
             loop.call_soon(self._new_iteration)

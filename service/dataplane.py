@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -243,33 +243,15 @@ class DataPlane:
         wait: Wait | None = None,
     ) -> R:
         """The Open Inference Protocol's infer, whatever the transport: its ``codec`` decodes ``payload``
-        into a V2 request and encodes the answer (HTTP: JSON and binary tensors; gRPC: protobuf)."""
-        start = time.perf_counter()
-        mv = ctx.mv = self.resolve(name, version)  # resolve
-        with mv.lease():  # taken right where resolved: a reload retires mv only after this answer
-            deadline = self._deadline(mv, ctx, None)
-            ok, rows, input_s, output_s = False, 0, 0.0, 0.0
-            try:
-                read = codec.read(mv, payload, self.settings.max_items_per_request)  # decode: the wire
-                if isinstance(read, V2Request):
-                    request = read
-                    check_outputs(mv, request)
-                    feeds, rows = await self.decode_tensors(mv, request, ctx)  # decode: against the graph
-                else:  # the common JSON request, decoded in one pass (v2_plain.py)
-                    request, feeds, rows = read
-                    mv.kind.check_feeds(feeds)
-                ctx.rows = rows
-                input_s = time.perf_counter() - start
-                answer = mv.batcher.enqueue(feeds, rows=rows, trace=ctx, deadline=deadline)  # admit
-                outputs = await (wait(answer) if wait is not None else answer)  # batch -> run
-                encode_start = time.perf_counter()
-                result = codec.encode(mv, request, outputs)  # encode
-                output_s = time.perf_counter() - encode_start
-                ok = True
-                return result
-            finally:
-                if mv.stats is not None:
-                    mv.stats.on_request(ok, rows, time.perf_counter() - start, input_s, output_s)
+        into a V2 request and encodes the answer (HTTP: JSON and binary tensors; gRPC: protobuf). The
+        steps are InferCall's; HTTP's direct path takes them without a coroutine (direct.py)."""
+        call = InferCall(self, name, version, codec, ctx)  # resolve
+        try:
+            feeds, rows = call.read(payload) or await call.decode()  # decode
+            answer = call.admit(feeds, rows)  # admit
+            return call.encode(await (wait(answer) if wait is not None else answer))  # batch -> run, encode
+        finally:
+            call.close()
 
     # ---------------------------------------------------------------------------------- the steps
     def resolve(self, name: str, version: str | int | None = None) -> ModelVersion:
@@ -329,6 +311,81 @@ class DataPlane:
         ctx.rows = len(items)
         prepared = await mv.kind.prepare(items, settings, self.pool)
         return prepared.feeds, prepared.rows
+
+
+class InferCall(Generic[P, R]):
+    """One V2 infer through the data plane's steps: resolve (here, holding the version's lease until
+    ``close``), decode (``read``, and ``decode`` for what is not the common JSON request), admit (queued
+    on the version's batcher), encode, and ``close`` (the statistics, the lease). ``DataPlane.infer``
+    awaits them in a coroutine; HTTP's direct path runs them from the protocol's callbacks, with no task
+    per request."""
+
+    __slots__ = (
+        "codec",
+        "ctx",
+        "deadline",
+        "input_s",
+        "mv",
+        "ok",
+        "output_s",
+        "plane",
+        "request",
+        "rows",
+        "start",
+    )
+
+    def __init__(
+        self, plane: DataPlane, name: str, version: str | None, codec: V2Codec[P, R], ctx: RequestContext
+    ) -> None:
+        self.start = time.perf_counter()
+        self.plane, self.codec, self.ctx = plane, codec, ctx
+        self.ok, self.rows, self.input_s, self.output_s = False, 0, 0.0, 0.0
+        self.request: V2Request | None = None
+        mv = self.mv = ctx.mv = plane.resolve(name, version)
+        # The lease, taken right where resolved (no await between): a reload retires mv only after close.
+        mv.__enter__()
+        self.deadline = plane._deadline(mv, ctx, None)
+
+    def read(self, payload: P) -> tuple[Feeds, int] | None:
+        """The wire: the common JSON request comes decoded and checked against the graph in one pass
+        (v2_plain.py): its (feeds, rows). Anything else is a V2Request: None, and ``decode`` goes on."""
+        mv = self.mv
+        read = self.codec.read(mv, payload, self.plane.settings.max_items_per_request)
+        if isinstance(read, V2Request):
+            check_outputs(mv, read)
+            self.request = read
+            return None
+        self.request, feeds, rows = read
+        mv.kind.check_feeds(feeds)
+        return feeds, rows
+
+    async def decode(self) -> tuple[Feeds, int]:
+        """A V2Request against the graph (or the kind's own preprocessing): ``DataPlane.decode_tensors``."""
+        assert self.request is not None
+        return await self.plane.decode_tensors(self.mv, self.request, self.ctx)
+
+    def admit(self, feeds: Feeds, rows: int) -> asyncio.Future[Feeds]:
+        """Queued on the version's batcher (503 when full, 504 past the deadline): the answer's future."""
+        self.rows = self.ctx.rows = rows
+        self.input_s = time.perf_counter() - self.start
+        return self.mv.batcher.enqueue(feeds, rows=rows, trace=self.ctx, deadline=self.deadline)
+
+    def encode(self, outputs: Feeds) -> R:
+        encode_start = time.perf_counter()
+        assert self.request is not None
+        result = self.codec.encode(self.mv, self.request, outputs)
+        self.output_s = time.perf_counter() - encode_start
+        self.ok = True
+        return result
+
+    def close(self) -> None:
+        """The call is answered (or failed): its statistics, and the version's lease given back."""
+        mv = self.mv
+        if mv.stats is not None:
+            mv.stats.on_request(
+                self.ok, self.rows, time.perf_counter() - self.start, self.input_s, self.output_s
+            )
+        mv.__exit__()
 
 
 @dataclass(slots=True)

@@ -62,6 +62,8 @@ class DeferredStream:
         return len(text)
 
     def flush(self) -> None:
+        if self._scheduled:  # the step's write is due: it takes this line too (no loop lookup per line)
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not the loop's thread

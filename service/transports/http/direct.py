@@ -22,20 +22,28 @@ access line and metrics, and uvicorn's default headers (``date``, ``server``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from service.access_log import AccessLog, valid_request_id
 from service.auth import ApiKeys
 from service.context import RequestContext, current_request
-from service.dataplane import DataPlane
+from service.dataplane import DataPlane, InferCall
+from service.errors import ClientGone
 from service.protocol.v2_encode import HTTP
+from service.runtime import Feeds
 from service.transports.http import v2
 from service.transports.http.body import DRAIN_OVER, await_watched, error_response
 from service.transports.http.limits import BodyDeadline
 from service.transports.http.routes import RouteMatcher
 
 _IDENTITY = (b"", b"identity")
+
+# How the protocol takes an answer: (call, status, header lines, body, close the connection after it).
+Reply = Callable[["DirectCall", int, list[bytes], bytes, bool], None]
 
 
 class DirectCycle:
@@ -136,50 +144,100 @@ class DirectInfer:
         self._routes[url] = route
         return route
 
-    async def answer(
-        self, call: DirectCall, connection: BodyDeadline
-    ) -> tuple[int, list[bytes], bytes, bool]:
-        """(status, header lines, body, close after it). The protocol writes it, then calls ``record``:
-        the access line and metrics cost the client no latency."""
+    def start(self, call: DirectCall, connection: BodyDeadline, reply: Reply) -> asyncio.Future[Any] | None:
+        """Take ``call`` through the data plane's steps (``InferCall``) from the protocol's callback, with
+        no task: decoded and queued now, answered by ``reply`` (status, header lines, body, close after
+        it) when its batch has run. The future it waits on, for the server's drain to wait for (and at
+        the drain's end to cancel); None when it is answered already (an error, or a run at once). The
+        protocol writes the answer, then calls ``record``: the access line and metrics cost the client
+        no latency."""
         call.start = time.perf_counter()
-        headers = call.headers
-        request_id = headers.get(b"x-request-id")
+        request_id = call.headers.get(b"x-request-id")
         ctx = RequestContext(valid_request_id(None if request_id is None else request_id.decode("latin-1")))
         call.ctx = ctx
+        # What a task would have: a context of its own (the request id for log lines, the deadline).
+        return contextvars.copy_context().run(self._start, call, ctx, connection, reply)
+
+    def _start(
+        self, call: DirectCall, ctx: RequestContext, connection: BodyDeadline, reply: Reply
+    ) -> asyncio.Future[Any] | None:
         current_request.set(ctx)
-        close = False
+        headers = call.headers
+        infer = None
         try:
             if self.keys.enabled:
                 ctx.auth, error = self.keys.authenticate("inference", headers)
                 if error is not None:
                     raise error
+            infer = InferCall(self.plane, call.name, call.version, HTTP, ctx)  # resolve
             length = headers.get(b"inference-header-content-length")
             body = call.body
             payload = (
                 body if type(body) is bytes else bytes(body),
                 None if length is None else length.decode("latin-1"),
             )
-            content, extra = await self.plane.infer(
-                call.name,
-                call.version,
-                payload,
-                HTTP,
-                ctx,
-                wait=lambda answer: await_watched(connection, answer),
-            )
-            status = 200
+            decoded = infer.read(payload)  # decode
+            outcome: asyncio.Future[Feeds]
+            if decoded is None:  # not the common JSON request: its decoding may await (preprocessing)
+                outcome = asyncio.ensure_future(self._decode_and_wait(infer, connection))
+            else:
+                outcome = infer.admit(*decoded)  # admit
+                connection.watch(outcome)  # cancelled if the client goes away: never run
+        except Exception as e:
+            if infer is not None:
+                infer.close()
+            self._reply(call, reply, *self._error(e))
+            return None
+        if outcome.done():  # run at once on an idle batcher
+            self._answered(call, infer, connection, reply, outcome)
+            return None
+        outcome.add_done_callback(partial(self._answered, call, infer, connection, reply))
+        return outcome
+
+    @staticmethod
+    async def _decode_and_wait(infer: InferCall[Any, Any], connection: BodyDeadline) -> Feeds:
+        feeds, rows = await infer.decode()
+        return await await_watched(connection, infer.admit(feeds, rows))
+
+    def _answered(
+        self,
+        call: DirectCall,
+        infer: InferCall[Any, tuple[bytes, dict[str, str]]],
+        connection: BodyDeadline,
+        reply: Reply,
+        outcome: asyncio.Future[Feeds],
+    ) -> None:
+        """The batch ran (or the request failed, or was cancelled): encode, and hand the answer over."""
+        connection.watch(None)
+        try:
+            try:
+                outputs = outcome.result()
+            except asyncio.CancelledError:
+                if connection.client_gone:
+                    raise ClientGone("the client closed the connection") from None
+                raise
+            content, extra = infer.encode(outputs)  # encode
             lines = [b"content-length: %d\r\n" % len(content)]
             lines += [b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+            answer = (200, lines, content, False)
         except asyncio.CancelledError:
-            # uvicorn cancels what still runs when the drain timeout ends: answered as the ASGI path does.
-            status, lines, content, close = self._error(DRAIN_OVER)
+            # The server's drain timeout ended (it cancels what still runs): answered as the ASGI path does.
+            answer = self._error(DRAIN_OVER)
         except Exception as e:
-            status, lines, content, close = self._error(e)
+            answer = self._error(e)
+        finally:
+            infer.close()
+        self._reply(call, reply, *answer)
+
+    def _reply(
+        self, call: DirectCall, reply: Reply, status: int, lines: list[bytes], content: bytes, close: bool
+    ) -> None:
         call.status = status
-        lines.append(b"x-request-id: %s\r\n" % ctx.request_id.encode())
+        assert call.ctx is not None
+        lines.append(b"x-request-id: %s\r\n" % call.ctx.request_id.encode())
         if self.served_by:
             lines.append(self.served_by)
-        return status, lines, content, close
+        reply(call, status, lines, content, close)
 
     def record(self, call: DirectCall) -> None:
         """The access line and metrics of an answered call, its latency up to the answer's write."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import httptools
@@ -352,22 +353,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.on_body(bytes(call.body))
 
     def _answer_direct(self, call: Any) -> None:
-        """Answer a DirectCall in its own task (as uvicorn runs each request's ASGI cycle)."""
+        """Answer a DirectCall from this callback: decoded and queued now, written when its batch has run
+        (no task per request). The drain waits for its pending answer as for uvicorn's request tasks."""
         cycle = self.direct.cycle(call.keep_alive)
         self.cycle = cycle
         connection = BodyDeadline(self.loop, self._limits.body_timeout_s, self._limits.drain_stalled_body_s)
         connection.complete = True
         self._body = connection
-        task = self.loop.create_task(self._run_direct(call, cycle, connection))
-        task.add_done_callback(self.tasks.discard)
-        self.tasks.add(task)
+        pending = self.direct.start(call, connection, partial(self._write_direct, cycle))
+        if pending is not None:
+            self.tasks.add(pending)
+            pending.add_done_callback(self.tasks.discard)
 
-    async def _run_direct(self, call: Any, cycle: Any, connection: BodyDeadline) -> None:
-        try:
-            status, lines, body, close = await self.direct.answer(call, connection)
-        except BaseException:
-            self.direct.record(call)
-            raise
+    def _write_direct(
+        self, cycle: Any, call: Any, status: int, lines: list[bytes], body: bytes, close: bool
+    ) -> None:
         keep = cycle.keep_alive and not close
         if not self.transport.is_closing():
             head = [STATUS_LINE[status], _default_headers(self.server_state.default_headers)]
