@@ -82,21 +82,19 @@ def decode_request(body: bytes, header_length: str | None) -> V2Request:
         if not 0 < n <= len(body):
             raise BadRequest(f"Inference-Header-Content-Length {n} does not fit a {len(body)}-byte body")
         header, binary = body[:n], memoryview(body)[n:]
-    else:
-        header, binary = body, memoryview(b"")
-    return decode_document(parse_header(header), binary)
+        return decode_document(parse_header(header, "the inference header"), binary)
+    return decode_document(parse_header(body), memoryview(b""))
 
 
-def parse_header(header: bytes) -> dict[str, Any]:
-    """The inference header's JSON object; 400 when it is empty, not JSON, or not an object."""
+def parse_header(header: bytes, what: str = "the request body") -> dict[str, Any]:
+    """The request's JSON object (the whole body, or with binary tensors the inference header before
+    them); 400 when it is empty, not JSON, or not an object."""
     if not header:
         raise BadRequest("the request body is empty")
     try:
         doc = orjson.loads(header)
     except orjson.JSONDecodeError as e:
-        raise BadRequest(
-            f"the inference header is not valid JSON (line {e.lineno}, column {e.colno})"
-        ) from None
+        raise BadRequest(f"{what} is not valid JSON (line {e.lineno}, column {e.colno})") from None
     if not isinstance(doc, dict):
         raise BadRequest("the inference request must be a JSON object")
     return doc

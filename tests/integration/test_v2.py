@@ -234,7 +234,15 @@ def test_v2_errors(echo_server: Server, client: httpx.Client) -> None:
         assert needle in r.json()["error"], r.text
 
     px = {"name": "pixels", "datatype": "UINT8", "shape": [1, 28, 28, 1], "data": [0] * 784}
-    post("/v2/models/digits/infer", b"{nope", 400, "not valid JSON")
+    post("/v2/models/digits/infer", b"{nope", 400, "the request body is not valid JSON")
+    # With binary tensors the JSON is the inference header before them, and the error names it so.
+    r = client.post(
+        "/v2/models/digits/infer",
+        content=b"{nope" + bytes(784),
+        headers={"Inference-Header-Content-Length": "5"},
+    )
+    assert r.status_code == 400, r.text
+    assert "the inference header is not valid JSON" in r.json()["error"], r.text
     post("/v2/models/digits/infer", {"inputs": []}, 400, "empty")
     post(
         "/v2/models/digits/infer",
