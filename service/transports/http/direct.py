@@ -14,9 +14,10 @@ the ASGI path unchanged:
 - the whole body in the same read as its headers (the usual case for bodies up to tens of KB): a body
   still arriving goes to the ASGI path with what has arrived, so the body timeout, the drain's rules for
   uploads and lingering close stay what limits.py and body.py make them.
-What such a request gets is what the ASGI path gives it: the same request id, key check, data plane call
-(``DataPlane.infer`` with the HTTP codec), disconnect cancellation, error rendering (``error_response``),
-access line and metrics, and uvicorn's default headers (``date``, ``server``).
+What such a request gets is what the ASGI path gives it: the same request id, key check, data plane steps
+(``InferCall``'s, which ``DataPlane.infer`` awaits, with the HTTP codec; here without a task per request),
+disconnect cancellation, error rendering (``error_response``), access line and metrics, and uvicorn's
+default headers (``date``, ``server``).
 """
 
 from __future__ import annotations
