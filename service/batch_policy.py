@@ -22,8 +22,9 @@ class BatchPolicy:
     """Runs known to take at most this long run on the event loop itself (0: never)."""
     gather_ms: float = 1.0
     """With no queue delay: how long the first of a crowd waits for the rest of it (0: never). The crowd
-    is the requests the last batch answered, when it ended within this window: closed-loop callers come
-    back together, so holding the first for the others turns many runs of one into one run of many."""
+    is the requests the last batch answered, when its answers went out within this window: closed-loop
+    callers come back together, so holding the first for the others turns many runs of one into one run
+    of many."""
     _run_s: dict[int, float] = field(default_factory=dict, init=False, repr=False)
     """Seconds per run, by batch size class (rows rounded up to a power of two), from real runs."""
 
@@ -44,8 +45,9 @@ class BatchPolicy:
         )
 
     def crowd(self, answered: int, ended: float, now: float) -> int:
-        """The callers expected back: those the last batch answered, if it ended within the gathering
-        window (0 otherwise: an idle model has no crowd, and a lone request runs at once)."""
+        """The callers expected back: those the last batch answered, if its answers went out (``ended``)
+        within the gathering window (0 otherwise: an idle model has no crowd, and a lone request runs at
+        once)."""
         return answered if now - ended <= self.gather_s else 0
 
     def takes(self, batch_rows: int, rows: int) -> bool:

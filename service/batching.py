@@ -4,8 +4,8 @@ HTTP.
 Each worker (one per instance) blocks until a request arrives, so an idle model costs nothing and a lone
 request runs at once. While a batch runs, new requests queue; a freed worker takes what is queued, up to
 ``max_batch_size`` rows, optionally waiting ``max_queue_delay_ms`` from the first arrival for more. With
-no queue delay, a crowd gathers: when the last batch answered several callers and ended under
-``gather_ms`` ago, the first of them back waits (at most that long) for the others, so closed-loop
+no queue delay, a crowd gathers: when the last batch answered several callers and its answers went
+out under ``gather_ms`` ago, the first of them back waits (at most that long) for the others, so closed-loop
 callers keep forming one batch instead of splitting into runs of one; a lone caller never waits. A
 request still queued at its deadline answers QueueTimeout and never runs; one whose caller went away
 (its future cancelled) is skipped. A run that raises fails only the requests in it.
@@ -93,8 +93,8 @@ class DynamicBatcher:
         # cost more than the rest of queueing it), armed for the earliest deadline of what is queued.
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_at = float("inf")
-        self._answered = 0  # requests the last batch answered, and when it ended: the crowd coming back
-        self._ended = float("-inf")
+        self._answered = 0  # requests the last batch answered, and when its answers went out: the crowd
+        self._ended = float("-inf")  # coming back
 
     @classmethod
     def for_runtime(cls, runtime: Runtime, policy: BatchPolicy, **options: Any) -> Self:
@@ -210,6 +210,9 @@ class DynamicBatcher:
             future.set_result(result)
         return future
 
+    def _answers_out(self) -> None:
+        self._ended = self.clock()
+
     def _observe_lone(self, rows: int, run_s: float) -> None:
         self._observer.on_queue_waits([0.0])
         self._observer.on_batch(rows, 1, run_s)
@@ -275,9 +278,8 @@ class DynamicBatcher:
         fewer requests are queued than the last batch answered, i.e. while its callers are coming back."""
         assert self._arrived is not None
         policy = self.policy
-        deadline = self._ended + policy.gather_s
         while self._queue and self._gathers(self.clock()):
-            remaining = deadline - self.clock()
+            remaining = self._ended + policy.gather_s - self.clock()
             if remaining <= 0:
                 return
             self._arrived.clear()
@@ -360,6 +362,9 @@ class DynamicBatcher:
             self._in_flight -= len(batch)
             end = self.clock()
             self._answered, self._ended = len(batch), end
+            # The crowd's window starts again once its answers are out: their callbacks (queued by
+            # set_result above) run before this one, and under load they take longer than the window.
+            loop.call_soon(self._answers_out)
             self._observer.on_batch(rows, len(batch), end - start)
             self._observer.on_depth(len(self._queue), self._in_flight)
         if inline:  # let the answers go out (and new requests in) before the next run

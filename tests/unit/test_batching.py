@@ -478,6 +478,33 @@ def test_the_first_of_a_crowd_waits_for_the_rest_and_a_lone_caller_never_does() 
     assert run_async(main()) == [[0], [1], [2]]
 
 
+def test_the_crowds_window_starts_when_its_answers_are_out() -> None:
+    """Under load, handing a batch's answers out (encoding, writing) can take longer than the window: the
+    callers coming back are still a crowd, held for one another, not a run of one followed by the rest."""
+
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        clock = FakeClock()
+        b = batcher(doubler(calls), clock, inline_run_ms=5, gather_ms=60_000)
+        b.policy.learn(1, 0.0001)
+        b.policy.learn(2, 0.0001)
+        await b.start()
+        lone = b.enqueue(1)  # runs at once: the next two queue and run together
+        pair = [b.enqueue(2), b.enqueue(3)]
+        for future in pair:  # each answer takes longer than the whole window to hand out
+            future.add_done_callback(lambda _: clock.advance(90))
+        assert lone.result() == 2 and await asyncio.gather(*pair) == [4, 6]
+        first = asyncio.create_task(b.submit(4))
+        await settle()
+        assert not first.done() and len(calls) == 2  # held for the other caller of the pair
+        second = asyncio.create_task(b.submit(5))
+        assert await asyncio.gather(first, second) == [8, 10]
+        await b.close()
+        return calls
+
+    assert run_async(main()) == [[1], [2, 3], [4, 5]]
+
+
 def test_a_crowd_that_does_not_come_back_is_waited_for_at_most_the_gathering_window() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
