@@ -274,16 +274,20 @@ class DynamicBatcher:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
 
     async def _gather(self) -> None:
-        """With no queue delay: hold the queue (at most ``gather_ms`` from the last batch's end) while
-        fewer requests are queued than the last batch answered, i.e. while its callers are coming back."""
+        """With no queue delay: hold the queue (at most ``gather_ms`` from the last batch's answers going
+        out) while fewer requests are queued than the last batch answered, i.e. while its callers are coming
+        back. It starts as the run ends, before the answers go out: when they go out later than the window
+        it armed for, it waits on for a window from then."""
         assert self._arrived is not None
         policy = self.policy
         while self._queue and self._gathers(self.clock()):
-            remaining = self._ended + policy.gather_s - self.clock()
+            ended = self._ended
+            remaining = ended + policy.gather_s - self.clock()
             if remaining <= 0:
                 return
             self._arrived.clear()
-            # A timer, not wait_for (a task per wait); its firing ends the wait whatever the clock says.
+            # A timer, not wait_for (a task per wait); its firing ends the wait whatever the clock says,
+            # unless the answers went out meanwhile (a window from then).
             loop = asyncio.get_running_loop()
             fires = loop.time() + remaining
             timer = loop.call_at(fires, self._arrived.set)
@@ -293,7 +297,7 @@ class DynamicBatcher:
             finally:
                 self._gathering = False
             timer.cancel()
-            if loop.time() >= fires:
+            if loop.time() >= fires and self._ended == ended:
                 return
 
     def _gathers(self, now: float) -> bool:

@@ -505,6 +505,35 @@ def test_the_crowds_window_starts_when_its_answers_are_out() -> None:
     assert run_async(main()) == [[1], [2, 3], [4, 5]]
 
 
+def test_a_worker_already_gathering_waits_for_a_crowd_whose_answers_went_out_late() -> None:
+    """The worker starts gathering as a run ends, before the run's answers go out. When handing them out
+    takes longer than the window it armed for, a request that queued during the run waits for the crowd
+    from when the answers went out, instead of running alone as that first window ends."""
+
+    async def main() -> list[list[Any]]:
+        calls: list[list[Any]] = []
+        clock = FakeClock()
+        gate, run = gated(calls)
+        b = batcher(run, clock, gather_ms=500)  # every run in the inference thread
+        await b.start()
+        crowd = [b.enqueue(i) for i in (1, 2, 3)]
+        await settle()  # one run of three, held at the gate
+        late = asyncio.create_task(b.submit(4))  # queued behind the run
+        await settle()
+        for future in crowd:  # each answer takes longer than the whole window to hand out
+            future.add_done_callback(lambda _: clock.advance(1))
+        gate.set()
+        assert await asyncio.gather(*crowd) == [1, 2, 3]
+        await asyncio.sleep(0.75)  # past the first window's timer (0.5 s, armed as the run ended)
+        assert not late.done() and len(calls) == 1
+        again = [asyncio.create_task(b.submit(i)) for i in (5, 6, 7)]
+        assert await asyncio.gather(late, *again) == [4, 5, 6, 7]
+        await b.close()
+        return calls
+
+    assert run_async(main()) == [[1, 2, 3], [4, 5, 6, 7]]
+
+
 def test_a_crowd_that_does_not_come_back_is_waited_for_at_most_the_gathering_window() -> None:
     async def main() -> list[list[Any]]:
         calls: list[list[Any]] = []
