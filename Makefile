@@ -45,7 +45,11 @@ $(VENV)/.serve: pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
+# The test environment takes the service's dependencies from the lock too (the tests subclass uvicorn's
+# protocol: they run the versions `make serve` and the image run, not the newest release), then adds the
+# extras; pip keeps what is installed when it satisfies them.
+$(VENV)/.dev: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,dev]'
 	touch $@ $(VENV)/.serve
 
