@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import EXAMPLES, MODELS, Server, run_server
 from tests.graphs import affine_model
+from tests.integration.test_direct_path import read_answers
 
 LIMITS = {
     "MODELSERVE_HEADER_TIMEOUT_S": "1",
@@ -208,3 +209,39 @@ def test_a_50_mb_body_gets_the_413_not_a_reset(limited: Server) -> None:
     digit = (EXAMPLES / "digits" / "7.png").read_bytes()
     r = httpx.post(f"{limited.url}/predict?model=digits", files={"file": ("7.png", digit)})
     assert r.status_code == 200
+
+
+def test_idle_keep_alive_connections_close_after_the_keep_alive_timeout(limited: Server) -> None:
+    """uvicorn's keep-alive timeout (5 s) holds with one timer per idle spell (limits.py): a connection
+    idle after a direct-path answer or after an ASGI answer is closed once it has been idle 5 s, not
+    before; one that sends a request every second for 7 s stays open and answered throughout."""
+    body = json.dumps(
+        {"inputs": [{"name": "ids", "shape": [1, 4], "datatype": "INT64", "data": [5, 6, 7, 8]}]}
+    ).encode()
+    infer = (
+        b"POST /v2/models/sentiment-lstm/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    health = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+    socks = []
+    try:
+        for req in (infer, health, infer):  # each asks at once (the header timeout here is 1 s)
+            socks.append(_connect(limited))
+            socks[-1].sendall(req)
+            assert read_answers(socks[-1], 1)[0][0] == 200
+        direct, asgi, busy = socks
+        start = time.monotonic()
+        answered = 0
+        for i in range(1, 8):  # a request on the busy connection every second, 7 in all
+            time.sleep(max(0.0, start + i - time.monotonic()))
+            if i == 3:  # 3 s idle: still open
+                assert not _is_closed(direct) and not _is_closed(asgi)
+            busy.sendall(infer if i % 2 else health)
+            assert read_answers(busy, 1)[0][0] == 200
+            answered += 1
+        # 7 s after their answers: both idle connections were closed by the server (at ~5 s).
+        assert _is_closed(direct) and _is_closed(asgi)
+        assert answered == 7 and not _is_closed(busy)
+    finally:
+        for s in socks:
+            s.close()

@@ -77,7 +77,18 @@ class _Nothing:
 class DirectCall:
     """One request taken by the direct path: its route, headers and body."""
 
-    __slots__ = ("body", "ctx", "headers", "keep_alive", "name", "path", "start", "status", "version")
+    __slots__ = (
+        "body",
+        "ctx",
+        "headers",
+        "keep_alive",
+        "name",
+        "path",
+        "pending",
+        "start",
+        "status",
+        "version",
+    )
 
     def __init__(
         self, path: str, name: str, version: str | None, headers: dict[bytes, bytes], keep_alive: bool
@@ -90,6 +101,7 @@ class DirectCall:
         self.ctx: RequestContext | None = None  # set by answer, read by record
         self.start = 0.0
         self.status = 500
+        self.pending: asyncio.Future[Any] | None = None  # the answer the server's drain waits for
 
 
 class DirectInfer:
