@@ -18,7 +18,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 def valid_request_id(value: str | None) -> str:
     """The client's X-Request-ID (or gRPC x-request-id) when it is 1-128 safe characters, else a fresh one."""
-    return value if value is not None and _REQUEST_ID.fullmatch(value) else _fresh_id()
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else fresh_request_id()
 
 
 # Fresh ids: 32 hex digits, a random 64-bit prefix per process (new in every forked worker) and a
@@ -36,7 +36,7 @@ _new_prefix()
 os.register_at_fork(after_in_child=_new_prefix)
 
 
-def _fresh_id() -> str:
+def fresh_request_id() -> str:
     return f"{_prefix}{next(_counter):016x}"
 
 
@@ -67,7 +67,7 @@ class AccessLog:
         direct = logs.access_line
         if not self.json_logs:
             text = (
-                f"{method} {path} {status} {round(latency_s * 1000, 3):.2f}ms id={ctx.request_id} "
+                f"{method} {path} {status} {latency_s * 1000:.2f}ms id={ctx.request_id} "
                 f"model={mv.name if mv is not None else None}:{mv.version if mv is not None else None} "
                 f"rows={ctx.rows} batch={ctx.batch_rows}"
             )

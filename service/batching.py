@@ -88,6 +88,7 @@ class DynamicBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False  # set once drained: until then requests already headed here are taken
         self._ran_now = False
+        self._depth_due = False  # a queue-depth report is queued for the end of this loop step
         self._gathering = False  # _gather holds the queue for a crowd: arrivals wake it only when it is in
         # One timer for the queue's deadlines (not one per request: a timer made and cancelled per request
         # cost more than the rest of queueing it), armed for the earliest deadline of what is queued.
@@ -173,11 +174,17 @@ class DynamicBatcher:
         self._idle.clear()  # type: ignore[union-attr]
         if not self._gathering or not self._gathers(now):
             self._arrived.set()  # a gathering worker is woken once its crowd is in (or by its timer)
-        if self._in_flight:
-            # It waits behind a running batch: the gauge shows it now (a long run would hide it until the
-            # run ends, and an autoscaler reads this gauge). On an idle batcher the batch's start shows it.
-            self._observer.on_depth(len(self._queue), self._in_flight)
+        if self._in_flight and not self._depth_due:
+            # It waits behind a running batch: the gauge shows it at the end of this step (a long run would
+            # hide it until the run ends, and an autoscaler reads this gauge), once for all that arrived in
+            # the step. On an idle batcher the batch's start shows it.
+            self._depth_due = True
+            loop.call_soon(self._report_depth)
         return pending.future
+
+    def _report_depth(self) -> None:
+        self._depth_due = False
+        self._observer.on_depth(len(self._queue), self._in_flight)
 
     def _lone(self) -> bool:
         """Nothing queued or running, and no other request ran at once in this loop iteration."""

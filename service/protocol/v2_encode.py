@@ -84,7 +84,7 @@ def encode_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> tup
     if request.outputs is None and not request.binary_output and not request.parameters:
         plain = _plain_response(mv, request, outputs)
         if plain is not None:
-            return plain, _JSON
+            return plain, JSON_HEADERS
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for out in output_tensors(mv, request, outputs):
@@ -122,7 +122,8 @@ def classify(mv: ModelVersion, scores: np.ndarray, k: int) -> list[list[str]]:
     return rows
 
 
-_JSON = {"content-type": "application/json"}
+# The headers of every JSON answer (one object: the direct path renders its line once, by identity).
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 def _plain_response(mv: ModelVersion, request: V2Request, outputs: Feeds) -> bytes | None:

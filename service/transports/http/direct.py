@@ -29,12 +29,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
-from service.access_log import AccessLog, valid_request_id
+from service.access_log import AccessLog, fresh_request_id, valid_request_id
 from service.auth import ApiKeys
 from service.context import RequestContext, current_request
 from service.dataplane import DataPlane, InferCall
 from service.errors import ClientGone
-from service.protocol.v2_encode import HTTP
+from service.protocol.v2_encode import HTTP, JSON_HEADERS
 from service.runtime import Feeds
 from service.transports.http import v2
 from service.transports.http.body import DRAIN_OVER, await_watched, error_response
@@ -42,6 +42,7 @@ from service.transports.http.limits import BodyDeadline
 from service.transports.http.routes import RouteMatcher
 
 _IDENTITY = (b"", b"identity")
+_JSON_LINE = b"content-type: application/json\r\n"
 
 # How the protocol takes an answer: (call, status, header lines, body, close the connection after it).
 Reply = Callable[["DirectCall", int, list[bytes], bytes, bool], None]
@@ -66,12 +67,15 @@ class DirectCycle:
         self.response_started = self.response_complete = self.disconnected = False
         self.more_body = False  # the whole body is in
         self.body = b""
-        self.message_event = _Nothing()
+        self.message_event = _NOTHING
 
 
 class _Nothing:
     def set(self) -> None:
         pass
+
+
+_NOTHING = _Nothing()
 
 
 class DirectCall:
@@ -166,7 +170,9 @@ class DirectInfer:
         no latency."""
         call.start = time.perf_counter()
         request_id = call.headers.get(b"x-request-id")
-        ctx = RequestContext(valid_request_id(None if request_id is None else request_id.decode("latin-1")))
+        ctx = RequestContext(
+            fresh_request_id() if request_id is None else valid_request_id(request_id.decode("latin-1"))
+        )
         call.ctx = ctx
         # What a task would have: a context of its own (the request id for log lines, the deadline).
         return contextvars.copy_context().run(self._start, call, ctx, connection, reply)
@@ -231,7 +237,12 @@ class DirectInfer:
                 raise
             content, extra = infer.encode(outputs)  # encode
             lines = [b"content-length: %d\r\n" % len(content)]
-            lines += [b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+            if extra is JSON_HEADERS:
+                lines.append(_JSON_LINE)
+            else:
+                lines += [
+                    b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()
+                ]
             answer = (200, lines, content, False)
         except asyncio.CancelledError:
             # The server's drain timeout ended (it cancels what still runs): answered as the ASGI path does.

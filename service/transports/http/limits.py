@@ -385,12 +385,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         keep = cycle.keep_alive and not close
         if not self.transport.is_closing():
-            head = [STATUS_LINE[status], _default_headers(self.server_state.default_headers)]
-            head += lines
             if not keep:
-                head.append(b"connection: close\r\n")
-            head.append(b"\r\n")
-            self.transport.write(b"".join(head) + body)
+                lines.append(b"connection: close\r\n")
+            head = _default_headers(self.server_state.default_headers)
+            self.transport.write(b"".join((STATUS_LINE[status], head, *lines, b"\r\n", body)))
         cycle.response_started = cycle.response_complete = True
         if call.pending is not None:
             self.tasks.discard(call.pending)
