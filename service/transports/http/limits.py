@@ -207,9 +207,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self.timeout_keep_alive_task is not None:
-            self.timeout_keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
+        self._unset_keepalive_if_required()  # the keep-alive timer (uvicorn cancels it only on a clean close)
         if self._direct_wait is not None:
             self._direct_wait.cancel()
             self._direct_wait = None
@@ -403,9 +401,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # answer sets the deadline and arms the timer only if none is armed; bytes arriving clear the
     # deadline; the timer, when it fires, closes an idle connection whose deadline has passed, re-arms for
     # a later one, and stands down on a busy connection (its next answer arms it again).
-    def _unset_keepalive_if_required(self) -> None:
-        self._idle_until = None
-
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
         if self.transport.is_closing():
