@@ -128,6 +128,48 @@ def test_text_model_takes_token_ids_padded_per_request(client: httpx.Client) -> 
     assert ids.json()["outputs"][1]["shape"] == [2, 2]
 
 
+@pytest.mark.parametrize(
+    ("shape", "data", "words"),
+    [
+        ([1, 0], [], "no tokens"),
+        ([1, 3], [5, -3, 6], "[0, 28852)"),
+        ([1, 3], [5, 28852, 6], "[0, 28852)"),
+        ([1, 3], [5, 2**62, 6], "[0, 28852)"),
+        ([2, 3], [5, 6, 7, 0, 0, 0], "row 1 starts with the pad id 0"),
+        ([1, 3], [0, 5, 6], "row 0 starts with the pad id 0"),
+        ([2, 3], [5, 6, 7, 5, 0, 6], "row 1 has a token after the pad id 0"),
+    ],
+)
+def test_token_ids_the_model_cannot_read_answer_422(
+    client: httpx.Client, shape: list[int], data: list[int], words: str
+) -> None:
+    """Ids outside the vocabulary failed the graph's lookup (500); a row of padding only, or a token after
+    padding, answered 200 with a score the model never meant (it reads a row up to its first pad)."""
+    body = {"inputs": [{"name": "ids", "datatype": "INT64", "shape": shape, "data": data}]}
+    r = client.post("/v2/models/sentiment-lstm/infer", json=body)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["error"]
+    last = {"inputs": [{"name": "ids", "datatype": "INT64", "shape": [1, 3], "data": [28851, 1, 5]}]}
+    assert client.post("/v2/models/sentiment-lstm/infer", json=last).status_code == 200
+
+
+def test_audio_features_that_are_not_finite_answer_422(client: httpx.Client) -> None:
+    """1e39 is infinite as FP32, and the binary extension carries NaN: both answered 200 with noise."""
+    tensor = {"name": "features", "datatype": "FP32", "shape": [1, 98, 40]}
+    r = client.post("/v2/models/commands/infer", json={"inputs": [{**tensor, "data": [1e39] * 3920}]})
+    assert r.status_code == 422 and "NaN or infinite" in r.json()["error"], r.text
+    raw = np.full(3920, np.nan, dtype="<f4").tobytes()
+    head = orjson.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}]})
+    r = client.post(
+        "/v2/models/commands/infer",
+        content=head + raw,
+        headers={"inference-header-content-length": str(len(head))},
+    )
+    assert r.status_code == 422 and "NaN or infinite" in r.json()["error"], r.text
+    ok = client.post("/v2/models/commands/infer", json={"inputs": [{**tensor, "data": [0.5] * 3920}]})
+    assert ok.status_code == 200, ok.text
+
+
 def binary_request(
     inputs: list[tuple[str, str, list[int], bytes]], outputs: list[dict[str, object]] | None, **params: object
 ) -> tuple[bytes, dict[str, str]]:

@@ -100,6 +100,12 @@ class AudioKind(InputKind):
         """The log-mel features the model heard, as spectrogram images."""
         return spectrogram_rows(feeds[self.input_name])
 
+    def check_feeds(self, feeds: Feeds) -> None:
+        """V2 feature tensors: finite (the binary extension carries NaN and infinity, and a log-mel
+        spectrogram holding them answers noise, not a word)."""
+        if not np.isfinite(feeds[self.input_name]).all():
+            raise InvalidInput(f"input {self.input_name!r} holds NaN or infinite values")
+
     def from_v2_bytes(self, name: str, values: list[bytes], binary: bool) -> list[Any] | None:
         """Encoded WAV files: as they are in binary data, base64 strings in JSON."""
         if binary:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from service.config import Settings
-from service.errors import BadRequest, LoadError
+from service.errors import BadRequest, InvalidInput, LoadError
 from service.kinds import register
 from service.kinds.base import InputKind, Prepared, check_count, single_input
 from service.kinds.text.preprocess import Tokenizer, pad_batch
@@ -56,6 +56,36 @@ class TextKind(InputKind):
                 f"{list(graph_input.shape)}"
             )
         return cls(tokenizer, graph_input.name)
+
+    def check_feeds(self, feeds: Feeds) -> None:
+        """V2 token ids: inside the vocabulary, and each row its tokens first, then padding. The graph reads
+        a row up to its first pad id (a token after it would be dropped unread) and is undefined on a row
+        of padding only; an id outside the vocabulary fails its embedding lookup."""
+        ids = feeds[self.input_name]
+        tok = self.tokenizer
+        name = self.input_name
+        if ids.shape[1] == 0:
+            raise InvalidInput(
+                f"{name} holds no tokens: send at least one id a row ({tok.unk_id} is an unknown word)"
+            )
+        # One reduction for both ends: a negative id is a huge unsigned one.
+        if ids.size and ids.view(np.uint64).max() >= len(tok.vocab):
+            raise InvalidInput(f"{name} must lie in [0, {len(tok.vocab)})")
+        pad = tok.pad_id
+        if np.count_nonzero(ids if pad == 0 else ids != pad) != ids.size:  # padding: only at rows' ends
+            tokens = ids != pad
+            empty = np.flatnonzero(~tokens[:, 0])
+            if empty.size:
+                raise InvalidInput(
+                    f"{name} row {empty[0]} starts with the pad id {pad}: send each row's tokens "
+                    f"first, padding after them, and at least one token ({tok.unk_id} is an unknown word)"
+                )
+            late = np.flatnonzero((tokens[:, 1:] > tokens[:, :-1]).any(axis=1))
+            if late.size:
+                raise InvalidInput(
+                    f"{name} row {late[0]} has a token after the pad id {pad}: the model reads a row "
+                    "up to its first pad, so pad only at the end"
+                )
 
     def pad_values(self) -> dict[str, int]:
         # Token ids of different lengths join a batch right-padded with this.
