@@ -65,6 +65,9 @@ def uvicorn_options(settings: Settings, app: Any = None) -> dict[str, Any]:
         loop="uvloop",
         # httptools with header/body timeouts, header caps, a connection cap and a lingering close.
         http=http_protocol(settings, direct),
+        # No WebSocket routes: an Upgrade request is answered as plain HTTP. With a WebSocket library
+        # installed (uvicorn's "auto"), uvicorn would hold it for an upgrade that no route takes.
+        ws="none",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,

@@ -22,7 +22,7 @@ from service.errors import BadRequest, InvalidInput
 from service.protocol.tensors import V2_TO_NUMPY, unpack_bytes
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Sequence
 
 _INT_KINDS = "iub"
 RESERVED = {"binary_data_output"}
@@ -142,6 +142,22 @@ def _decode_output(raw: Any, i: int) -> RequestedOutput:
     return RequestedOutput(name, None if binary is None else bool(binary), k)
 
 
+# numpy refuses an array of more than 64 dimensions, or one whose dimensions other than 0 multiply past its
+# index range, even when a 0 dimension leaves it empty ([0, 2**62]): such shapes are refused before any
+# array is made. The limits are far past any body the server takes.
+MAX_RANK = 32
+MAX_EXTENT = 2**40
+
+
+def check_shape_size(shape: Sequence[int], where: str) -> None:
+    """InvalidInput for a shape numpy cannot make an array of, whatever its data."""
+    if len(shape) > MAX_RANK or math.prod(d for d in shape if d) > MAX_EXTENT:
+        raise InvalidInput(
+            f"{where}: shape {list(shape)} is too large (at most {MAX_RANK} dimensions, whose non-zero "
+            "ones multiply to at most 2**40)"
+        )
+
+
 def _decode_input(raw: dict[str, Any], binary: memoryview, offset: int) -> tuple[V2Input, int]:
     name = _field(raw, "name", str, "input")
     where = f"input {name!r}"
@@ -151,6 +167,7 @@ def _decode_input(raw: dict[str, Any], binary: memoryview, offset: int) -> tuple
     shape = _field(raw, "shape", list, where)
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"{where}: shape must be a list of non-negative integers, got {shape}")
+    check_shape_size(shape, where)
     count = math.prod(shape)
     size = parameters(raw, where).get("binary_data_size")
     if size is not None:

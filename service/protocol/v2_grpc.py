@@ -17,7 +17,13 @@ import numpy as np
 from service.errors import BadRequest, InvalidInput
 from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.tensors import V2_TO_NUMPY
-from service.protocol.v2_codec import RequestedOutput, V2Input, V2Request, from_binary
+from service.protocol.v2_codec import (
+    RequestedOutput,
+    V2Input,
+    V2Request,
+    check_shape_size,
+    from_binary,
+)
 from service.protocol.v2_encode import output_tensors, response_parameters
 
 if TYPE_CHECKING:
@@ -80,6 +86,7 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> V2Request:
         shape = tuple(tensor.shape)
         if any(d < 0 for d in shape):
             raise BadRequest(f"{where}: shape must be non-negative integers, got {list(shape)}")
+        check_shape_size(shape, where)
         count = math.prod(shape)
         if raw:
             if tensor.HasField("contents"):

@@ -79,8 +79,8 @@ def plain_request(
             if type(got) is not int or got < 0 or (want != -1 and want != got):
                 return None
         arr = _array(data, datatype)
-        if arr is None or arr.ndim != 1 or arr.size != math.prod(shape):
-            return None  # nested, ragged, or a count the shape does not hold
+        if arr is None or arr.ndim != 1 or arr.size != math.prod(shape) or not arr.size:
+            return None  # nested, ragged, a count the shape does not hold, or empty (its shape checked there)
         feeds[spec.name] = arr.reshape(shape)
         if batchable:
             if rows is not None and shape[0] != rows:

@@ -159,6 +159,20 @@ def test_errors_map_to_grpc_codes(server: Server) -> None:
         assert message in (e.value.message() or "")
 
 
+def test_a_shape_no_array_can_have_is_invalid_argument(server: Server) -> None:
+    """[0, 2**62, 28, 1] holds no element, so its raw contents (none) match it; numpy then refused the
+    huge dimension (INTERNAL before)."""
+    request = service_pb2.ModelInferRequest(model_name="digits")
+    request.inputs.add(name="pixels", datatype="UINT8", shape=[0, 2**62, 28, 1])
+    request.raw_input_contents.append(b"")
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ModelInfer(request, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "is too large" in (e.value.details() or "")
+
+
 def test_asyncio_client_and_statistics(tmp_path: Path, digit_png: Callable[[int], bytes]) -> None:
     """tritonclient's grpc.aio client, many requests at once: they batch together with HTTP ones, and the
     statistics extension (gRPC and HTTP) and the Prometheus metrics count the same traffic."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 from collections.abc import Callable
 
 import httpx
+import numpy as np
+from PIL import Image
 
 from tests.conftest import Server
 
@@ -174,3 +177,24 @@ def test_response_is_json_with_content_type(client: httpx.Client) -> None:
     r = client.post("/predict?model=sentiment", json={"text": "lovely"})
     assert r.headers["content-type"] == "application/json"
     json.loads(r.content)
+
+
+def test_a_lab_colour_image_is_read_not_a_500(
+    client: httpx.Client, digit_png: Callable[[int], bytes]
+) -> None:
+    """A TIFF may hold CIE LAB pixels; Pillow cannot make grey of them directly (a 500 before): they are
+    read through RGB, on /predict and in a V2 BYTES input."""
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(digit_png(3))).convert("RGB").convert("LAB").save(buf, format="TIFF")
+    tiff = buf.getvalue()
+    r = client.post("/models/digits/predict", content=tiff, headers={"content-type": "image/tiff"})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"][0]["label"] == "3"
+    v2 = {
+        "inputs": [
+            {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(tiff).decode()]}
+        ]
+    }
+    r = client.post("/v2/models/digits/infer", json=v2)
+    assert r.status_code == 200, r.text
+    assert int(np.argmax(r.json()["outputs"][1]["data"])) == 3

@@ -404,3 +404,28 @@ def test_binary_classification_frames_non_ascii_labels_by_bytes(
     _, blobs = split_binary(r)
     best, second = [x.decode() for x in unpack_bytes(blobs["probabilities"])]
     assert best.split(":", 2)[1:] == ["7", "zéro-7-数字"] and second.endswith("-数字")
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "datatype", "shape"),
+    [
+        ("letters", "features", "FP32", [0, 2**63 - 1]),
+        ("sentiment-lstm", "ids", "INT64", [0, 2**62]),
+        ("letters", "x", "FP32", [2**40, 0, 5]),  # an input the graph lacks: the shape is read first
+        ("letters", "features", "FP32", [1] * 40),
+    ],
+)
+def test_shapes_no_array_can_have_answer_422(
+    client: httpx.Client, model: str, name: str, datatype: str, shape: list[int]
+) -> None:
+    """A 0 dimension leaves no element to check, and numpy then refused the huge dimension beside it (or
+    the 40 dimensions) when the data was shaped: 500. JSON data and binary data alike."""
+    tensor = {"name": name, "datatype": datatype, "shape": shape}
+    data = [1] if 0 not in shape else []
+    r = client.post(f"/v2/models/{model}/infer", json={"inputs": [{**tensor, "data": data}]})
+    assert r.status_code == 422 and "is too large" in r.json()["error"], r.text
+    head = orjson.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": 0}}]})
+    r = client.post(
+        f"/v2/models/{model}/infer", content=head, headers={"inference-header-content-length": str(len(head))}
+    )
+    assert r.status_code == 422 and "is too large" in r.json()["error"], r.text

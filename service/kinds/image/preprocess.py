@@ -88,7 +88,23 @@ def decode(data: bytes, *, max_pixels: int, content_type: str | None = None) -> 
         img.load()
     except Exception:  # Pillow raises OSError, SyntaxError, struct.error... on corrupt data
         raise BadRequest(f"cannot decode the {img.format} image: the data is corrupt or truncated") from None
+    if img.mode not in _FRAMED_MODES:  # LAB (a TIFF can hold it): Pillow makes RGB of it, not grey
+        try:
+            readable = img.convert("RGBA" if img.mode.endswith(("A", "a")) else "RGB")
+        except ValueError:
+            raise UnsupportedMediaType(
+                f"the {img.format} image's colour mode {img.mode} cannot be read; send grey, RGB(A), "
+                "CMYK or palette pixels"
+            ) from None
+        return readable
     return img
+
+
+# Colour modes Pillow converts to grey and to RGB directly (to_array's framings need one or the other).
+_FRAMED_MODES = frozenset(
+    {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "HSV", "F", "I"}
+    | {"I;16", "I;16B", "I;16L", "I;16N"}
+)
 
 
 def to_array(img: Image.Image, spec: ImageSpec) -> np.ndarray:

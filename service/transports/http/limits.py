@@ -199,6 +199,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._direct_wait: asyncio.TimerHandle | None = None
         self._direct_body: BodyDeadline | None = None  # the direct path's, one per connection
         self._idle_until: float | None = None  # the keep-alive deadline while idle; None while busy
+        self._upgrade_head = False  # an Upgrade request's headers are in: replayed without it (_no_upgrade)
 
     # ------------------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -231,8 +232,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._idle_until = None  # busy: the keep-alive timer, if armed, finds this and stands down
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._unsupported_upgrade_warning()
+        except httptools.HttpParserUpgrade as e:
+            self._no_upgrade(data[e.args[0] :] if e.args else b"")
+            return
         except httptools.HttpParserError as e:
             self._direct = None
             if isinstance(e.__context__, _HeaderLimit):
@@ -285,6 +287,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         self._in_headers = False
         self._began = False
+        if self.parser.should_upgrade():
+            self._upgrade_head = True  # the parser stops after these headers: see _no_upgrade
+            return
         direct = self.direct
         if (
             direct is not None
@@ -345,9 +350,39 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._direct_wait = None
             self._answer_direct(call)
             return
+        if self._upgrade_head:  # not this request's end: its body (if any) follows unparsed
+            return
         if self._body is not None:
             self._body.complete = True
         super().on_message_complete()
+
+    def _no_upgrade(self, rest: bytes) -> None:
+        """An Upgrade request (``Upgrade: h2c`` from Java's HTTP clients and curl --http2, or a WebSocket
+        handshake): served as plain HTTP/1.1, as RFC 9110 section 7.8 lets a server do. httptools stops
+        at the end of its headers and would take it as bodiless (its body lost, uvicorn issue 2722), so
+        the request is fed again to a new parser without the upgrade, with the bytes that followed."""
+        head, self._upgrade_head = self._upgrade_head, False
+        if not head or self.parser.get_method() == b"CONNECT":  # a tunnel: nothing to serve
+            self._refuse(405, "CONNECT is not served here")
+            return
+        lines = [
+            b"%s %s HTTP/%s\r\n"
+            % (self.parser.get_method(), self.url, self.parser.get_http_version().encode())
+        ]
+        for name, value in self.headers:
+            if name in (b"upgrade", b"http2-settings"):
+                continue
+            if name == b"connection":
+                kept = [
+                    t for t in value.split(b",") if t.strip().lower() not in (b"upgrade", b"http2-settings")
+                ]
+                if not kept:
+                    continue
+                value = b",".join(kept).strip()
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"\r\n")
+        self.parser = httptools.HttpRequestParser(self)
+        self.data_received(b"".join(lines) + rest)
 
     # ------------------------------------------------------------------------------ the direct path
     def _direct_to_asgi(self) -> None:
