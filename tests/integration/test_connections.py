@@ -303,3 +303,23 @@ def test_connect_is_refused_not_held(limited: Server) -> None:
         s.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
         status, _, content = _read_answer(s, 5)
     assert status == 405 and b"CONNECT" in content
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"zz\r\nabc\r\n0\r\n\r\n", b'5\r\n{"inp\r\nzz\r\n'],
+    ids=["first chunk", "second chunk"],
+)
+def test_a_malformed_chunked_body_answers_400_then_closes(limited: Server, body: bytes) -> None:
+    """The parser fails on the request's own body: that request answers a JSON 400 (it was closed with no
+    answer), counted as such, and the connection closes after it (nothing after the error is parsed)."""
+    head = b"POST /v2/models/letters/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with _connect(limited) as s:
+        s.sendall(head)
+        time.sleep(0.2)  # the ASGI path reads the body as it comes
+        s.sendall(body)
+        status, headers, content = _read_answer(s, 5)
+        assert status == 400, content
+        assert b"malformed" in content and headers["connection"] == "close" and headers["x-request-id"]
+        assert _is_closed(s)
+    assert httpx.get(limited.url + "/v2/health/ready").status_code == 200

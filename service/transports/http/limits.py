@@ -22,6 +22,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service.config import Settings
+from service.errors import BadRequest
 
 log = logging.getLogger(__name__)
 BODY_EXTENSION = "modelserve.body"
@@ -72,6 +73,7 @@ class BodyDeadline:
         self.drain_s: float | None = None
         self._drain_end: float | None = None  # set when the server begins to drain
         self.client_gone = False
+        self.malformed: str | None = None  # the body's framing failed to parse: the read answers 400
         self._timeout: asyncio.Timeout | None = None
         self._watched: asyncio.Future[Any] | None = None
 
@@ -87,14 +89,19 @@ class BodyDeadline:
     async def receive(self, receive: Any) -> Any:
         if self.complete:
             return await receive()
+        if self.malformed is not None:
+            raise BadRequest(self.malformed)
         # One wait ends when any bytes arrive (uvicorn sets its message event per chunk): the stall bound
         # needs no re-arming while it waits.
         async with asyncio.timeout_at(self._until()) as timeout:
             self._timeout = timeout
             try:
-                return await receive()
+                message = await receive()
             finally:
                 self._timeout = None
+        if self.malformed is not None:
+            raise BadRequest(self.malformed)
+        return message
 
     def drain(self, within_s: float | None) -> None:
         """The server is shutting down: the body must still come in within ``within_s`` (None: no bound)."""
@@ -239,7 +246,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._direct = None
             if isinstance(e.__context__, _HeaderLimit):
                 self._refuse(431, str(e.__context__))
-            else:
+            elif not self._malformed_body(e):
                 self._refuse(400, "invalid HTTP request")
             return
         if self._direct is not None and self._direct_wait is None:
@@ -479,6 +486,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._arm(LINGER_S, self.transport.close)
+
+    def _malformed_body(self, error: Exception) -> bool:
+        """Whether the bytes that failed to parse are the body (its chunk framing) of the one request being
+        read, with nothing of its answer written: then that request answers 400 (its body read raises), and
+        the connection closes after it (nothing more is parsed). Else the caller refuses or closes."""
+        cycle, body = self.cycle, self._body
+        if (
+            cycle is None
+            or body is None
+            or self._in_headers
+            or self.pipeline
+            or cycle.response_started
+            or not cycle.more_body
+        ):
+            return False
+        body.malformed = f"the request body is malformed ({str(error).rstrip('.').lower()})"
+        cycle.keep_alive = False
+        self.flow.pause_reading()
+        cycle.message_event.set()
+        return True
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer before the app saw the request (headers too big, too slow), then close."""
