@@ -107,6 +107,11 @@ class DynamicBatcher:
         return cls(run, policy, **options)
 
     @property
+    def threads(self) -> list[threading.Thread]:
+        """The inference threads (each ends soon after ``close``)."""
+        return self._threads
+
+    @property
     def queue_depth(self) -> int:
         return len(self._queue)
 

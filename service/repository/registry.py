@@ -10,7 +10,10 @@ them is answered (leases), however long their decoding takes.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +30,28 @@ from service.repository.storage import StorageError, check_name
 from service.repository.versions import ModelVersion
 
 log = logging.getLogger(__name__)
+
+
+def give_back_memory(threads: list[threading.Thread]) -> None:
+    """Once a retired version's inference threads have ended (they hold its session): collect it, and
+    hand the heap's free pages back to the kernel. glibc keeps what a freed session and graph leave in
+    its heap: each reload of the 90 MB transformer grew a worker by ~95 MB for good (a reload loop took
+    one to 4.5 GB) though nothing of the old version was alive; malloc_trim returns it."""
+    for thread in threads:
+        thread.join(timeout=30)
+    gc.collect()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _libc_malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; musl and others have none
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _libc_malloc_trim()
 
 
 @dataclass
@@ -247,6 +272,12 @@ class ModelRepository:
         task = asyncio.create_task(retire(), name=f"retire-{mv.batcher.name}")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        # Its memory goes back once nothing holds it (the task's frame did): off the loop, it waits for
+        # the inference threads.
+        threads = list(mv.batcher.threads)
+        task.add_done_callback(
+            lambda _: asyncio.get_running_loop().run_in_executor(None, give_back_memory, threads)
+        )
 
     async def unload(self, name: str) -> None:
         """Stop serving a model; requests that already resolved it still finish."""

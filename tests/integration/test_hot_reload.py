@@ -156,3 +156,32 @@ def test_requests_decoding_through_a_reload_are_answered_by_the_version_they_res
     assert took > 4, (
         f"the decoding backlog ({took:.1f} s) must outlast the old 2 s grace by far to test anything"
     )
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_reloads_give_the_old_versions_memory_back(tmp_path: Path) -> None:
+    """Each reload of the 90 MB transformer left ~95 MB in the worker for good (glibc kept the freed
+    session's heap pages; nothing of the old version was alive): a reload loop took a worker to 4.5 GB.
+    Twelve reloads and unloads now leave it within what two versions side by side take."""
+    copy_shipped("sentiment", tmp_path / "models", version=2)
+    with run_server(tmp_path / "models", tmp_path, env={"MODELSERVE_DRAIN_TIMEOUT_S": "1"}) as srv:
+        url = f"{srv.url}/v2/repository/models/sentiment"
+        assert httpx.post(f"{url}/load", timeout=60).status_code == 200  # the allocator's first reload
+        time.sleep(1)
+        before = _rss_mb(srv.process.pid)
+        for i in range(12):
+            if i % 2:
+                assert httpx.post(f"{url}/unload", timeout=60).status_code == 200
+            assert httpx.post(f"{url}/load", timeout=60).status_code == 200
+        r = httpx.post(f"{srv.url}/predict?model=sentiment", json={"text": "a fine film"}, timeout=30)
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while (grown := _rss_mb(srv.process.pid) - before) > 200 and time.monotonic() < deadline:
+            time.sleep(0.5)  # retired versions give their memory back in the background
+        assert grown <= 200, f"the worker grew {grown:.0f} MB over 12 reloads"
