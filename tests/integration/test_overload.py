@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import run_server
-from tests.graphs import affine_model, slow_model, write_config
+from tests.graphs import affine_model, copy_shipped, slow_model, write_config
 from tests.integration.test_operations import metric
 
 pytestmark = pytest.mark.slow
@@ -115,3 +117,63 @@ def test_repository_polling_loads_reloads_and_unloads(tmp_path: Path) -> None:
         assert out["outputs"][0]["data"][0] == 7.0
         shutil.rmtree(repo / "b")
         wait_for(lambda: versions("b") == [], "b unloaded")
+
+
+@pytest.mark.parametrize("path", ["v2", "predict"])
+def test_a_client_that_leaves_while_its_request_decodes_is_not_run(tmp_path: Path, path: str) -> None:
+    """Twenty-four callers send 16 long texts each to the transformer and leave 50 ms later, most while
+    their texts are still being tokenised on the decoding pool. The connection's watch was set only once
+    a request was queued, so those ran in full and were logged 200 (24 of 24); now a request whose client
+    is gone when its decoding ends is never queued, and one still decoding is cancelled."""
+    copy_shipped("sentiment", tmp_path / "models", version=2)
+    long = " ".join(["this film is not bad at all but rather wonderful"] * 40)
+    if path == "v2":
+        body = orjson.dumps(
+            {"inputs": [{"name": "t", "datatype": "BYTES", "shape": [16], "data": [long] * 16}]}
+        )
+        head = b"POST /v2/models/sentiment/infer HTTP/1.1\r\n"
+    else:
+        body = orjson.dumps({"texts": [long] * 16})
+        head = b"POST /predict?model=sentiment HTTP/1.1\r\n"
+    head += b"Host: x\r\nContent-Type: application/json\r\n"
+    head += b"Content-Length: %d\r\n\r\n" % len(body)
+    callers = 24
+    with run_server(tmp_path / "models", tmp_path) as srv:
+        sockets = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(callers)]
+        for s in sockets:
+            s.sendall(head + body)
+        time.sleep(0.05)
+        for s in sockets:
+            s.close()
+        scrape = ""
+
+        def answered() -> float:
+            nonlocal scrape
+            scrape = httpx.get(f"{srv.url}/metrics").text
+            return sum(
+                metric(
+                    scrape,
+                    "modelserve_requests_total",
+                    model="sentiment",
+                    version="2",
+                    outcome=o,
+                    protocol="http",
+                )
+                for o in ("success", "client_gone")
+            )
+
+        deadline = time.monotonic() + 120
+        while answered() < callers:
+            assert time.monotonic() < deadline, scrape
+            time.sleep(0.2)
+        gone = metric(
+            scrape,
+            "modelserve_requests_total",
+            model="sentiment",
+            version="2",
+            outcome="client_gone",
+            protocol="http",
+        )
+        assert gone >= callers / 2, f"{gone:.0f} of {callers} dropped"
+        rows = httpx.get(f"{srv.url}/v2/models/sentiment/stats").json()["model_stats"][0]["inference_count"]
+        assert rows <= 16 * callers / 2, f"{rows} rows ran for {callers} callers that left"

@@ -157,6 +157,9 @@ async def await_watched(connection: BodyDeadline, answer: asyncio.Future[T]) -> 
     """Await ``answer`` while ``connection`` (our protocol) cancels it if the client goes away."""
     if answer.done():
         return answer.result()
+    if connection.client_gone:  # it left while the request was decoded: never run
+        answer.cancel()
+        raise ClientGone("the client closed the connection")
     connection.watch(answer)
     try:
         return await answer

@@ -199,6 +199,7 @@ class DirectInfer:
             outcome: asyncio.Future[Feeds]
             if decoded is None:  # not the common JSON request: its decoding may await (preprocessing)
                 outcome = asyncio.ensure_future(self._decode_and_wait(infer, connection))
+                connection.watch(outcome)  # a client gone while it decodes: cancelled, never queued
             else:
                 outcome = infer.admit(*decoded)  # admit
                 connection.watch(outcome)  # cancelled if the client goes away: never run
