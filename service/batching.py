@@ -241,11 +241,19 @@ class DynamicBatcher:
         until = max(self._sweep_at, self.clock())
         self._sweep, self._sweep_at = None, float("inf")
         following = float("inf")
+        kept: deque[_Pending] = deque()
         for p in self._queue:
             if p.deadline <= until:
-                self._expire(p)  # left in the queue: _take_batch drops what is done
-            elif not p.future.done():
+                self._expire(p)
+            if p.future.done():  # timed out, or its caller left: out of the queue and the gauge now
+                self._queued_rows -= p.rows
+            else:
+                kept.append(p)
                 following = min(following, p.deadline)
+        if len(kept) != len(self._queue):
+            self._queue = kept
+            self._observer.on_depth(len(kept), self._in_flight)
+            self._note_idle()
         if following != float("inf") and not self._closed:
             self._arm_sweep(asyncio.get_running_loop(), following, self.clock())
 
@@ -268,9 +276,12 @@ class DynamicBatcher:
                 await self._wait_for_fuller_batch()
             else:
                 await self._gather()
+            depth = len(self._queue)
             batch = self._take_batch()
             if batch:
                 await self._run(batch)
+            elif depth:  # only requests that were done (cancelled by their callers): the gauge drops
+                self._observer.on_depth(len(self._queue), self._in_flight)
             self._note_idle()
 
     async def _wait_for_fuller_batch(self) -> None:

@@ -47,6 +47,27 @@ def test_full_queue_answers_503_with_retry_after_and_late_requests_504(tmp_path:
         assert httpx.post(f"{srv.url}/v2/models/slow/infer", json=BODY, timeout=30).status_code == 200
 
 
+def test_the_queue_depth_gauge_drops_when_queued_requests_time_out(tmp_path: Path) -> None:
+    """Requests answered 504 at their deadline stayed in the queue until a batch was taken, and the gauge
+    kept them: it read 8 (and 38, or 89, in the fuzzing pass) on an idle server until the next request.
+    Now the deadline's sweep takes them out and reports the depth."""
+    repo = tmp_path / "models"
+    slow_model(repo / "slow" / "1", matmuls=96)  # about 0.6 s a run on a quiet machine, more when loaded
+    write_config(repo / "slow", max_batch_size=1, timeout_s=0.3)
+    with run_server(repo, tmp_path) as srv:
+
+        async def main() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60) as ac:
+                return await asyncio.gather(*(ac.post("/v2/models/slow/infer", json=BODY) for _ in range(10)))
+
+        codes = sorted(r.status_code for r in asyncio.run(main()))
+        assert 504 in codes and set(codes) <= {200, 504}, codes
+        depth = metric(
+            httpx.get(f"{srv.url}/metrics").text, "modelserve_queue_depth", model="slow", version="1"
+        )
+        assert depth == 0, f"the gauge reads {depth:g} queued after every request was answered"
+
+
 def test_a_client_that_leaves_is_not_run(tmp_path: Path) -> None:
     """Five callers give up while a slow run holds the only instance: none of their requests runs.
 

@@ -131,9 +131,11 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
 
 
 def error_response(exc: Exception) -> Response:
-    """The one rendering of every error: ``{"error": "..."}`` with its status; our own faults are logged."""
+    """The one rendering of every error: ``{"error": "..."}`` with its status; our own faults are logged
+    (not load: 503 overloaded and 504 past the queue's deadline are in the access log and the metrics, and
+    an overloaded server would write one error line per request)."""
     if isinstance(exc, ServiceError):
-        if exc.status_code >= 500 and exc.status_code != 503:
+        if exc.status_code >= 500 and exc.status_code not in (503, 504):
             log.error("%s: %s", type(exc).__name__, exc.message)
         return json_response({"error": exc.message}, exc.status_code, exc.headers)
     # The detail (exception, traceback, maybe paths) goes to the log only, under the request id.
