@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.repository.storage import LocalFolder, StorageError
+from service.repository.storage import MODEL_NAME, LocalFolder, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,15 @@ MARKER = "_COMPLETE"
 """Written last into an S3 version's folder: the version is complete (never copied into the cache)."""
 SOURCE = ".source.json"
 """Beside a cached file or in a cached version's folder: what it was fetched from (hidden: never loaded)."""
-# Object-key parts that may become local path parts: no empty, '.', '..' or hidden parts, no backslash.
+# Object-key parts that may become local path parts: no empty, '.', '..' or hidden parts, no backslash, at
+# most a file name's 255 bytes (a longer one cannot be written here).
 _PART = re.compile(r"[^./\\][^/\\]*")
+_PART_BYTES = 255
 _VERSION = re.compile(r"[0-9]{1,18}")
+
+
+def _part(part: str) -> bool:
+    return bool(_PART.fullmatch(part)) and len(part.encode()) <= _PART_BYTES
 
 
 # ------------------------------------------------------------------------------------------------ S3
@@ -139,6 +145,8 @@ class S3Storage(LocalFolder):
                 f"model storage error: the S3 client cannot start ({type(e).__name__})"
             ) from None
         self._seen: dict[tuple[str, str], list[Any]] = {}  # marker-less versions' previous listings
+        self._told: set[str] = set()  # skipped names already logged
+        self._unwritable: set[tuple[str, str, str]] = set()  # (model, version, identity) not fetchable
 
     def describe(self) -> str:
         return "an S3 bucket (cached locally)"
@@ -152,6 +160,7 @@ class S3Storage(LocalFolder):
     # ---------------------------------------------------------------------------------- listing
     def _list(self) -> dict[str, _Model]:
         models: dict[str, _Model] = {}
+        skipped: set[str] = set()
         try:
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix
@@ -160,8 +169,13 @@ class S3Storage(LocalFolder):
                 for item in page.get("Contents", ()):
                     key = item["Key"]
                     parts = key[len(self.prefix) :].split("/")
-                    if not all(_PART.fullmatch(p) for p in parts) or len(parts) < 2:
+                    if len(parts) < 2 or not _PART.fullmatch(parts[0]):
                         continue  # folder placeholders, hidden or unsafe names: never fetched
+                    if not MODEL_NAME.fullmatch(parts[0]):
+                        skipped.add(parts[0])  # a name no request could ask for (too long, ...)
+                        continue
+                    if not all(_part(p) for p in parts[1:]):
+                        continue
                     modified = item.get("LastModified")
                     obj = _Object(
                         key,
@@ -176,6 +190,12 @@ class S3Storage(LocalFolder):
                         model.versions.setdefault(parts[1], {})["/".join(parts[2:])] = obj
         except Exception as e:
             raise _client_error(e) from None
+        if skipped - self._told:
+            log.warning(
+                "model folders that are no model name (1-128 letters, digits, '_', '.' or '-'), not fetched: %s",
+                ", ".join(sorted(repr(n[:64]) for n in skipped - self._told)),
+            )
+            self._told |= skipped
         return models
 
     def _plan(self, name: str, model: _Model) -> tuple[dict[str, list[Any]], set[str], set[str]]:
@@ -189,7 +209,11 @@ class S3Storage(LocalFolder):
         for version, files in model.versions.items():
             listing = sorted(o.ident() for o in files.values())
             if uses_markers:
-                if MARKER in files:
+                if MARKER in files and "model.onnx" not in files:
+                    pending.add(
+                        version
+                    )  # a marker alone (written under the wrong version?): nothing to serve
+                elif MARKER in files:
                     marker = files[MARKER]
                     complete[version] = ["marker", *marker.ident(), marker.modified]
                 else:
@@ -217,7 +241,10 @@ class S3Storage(LocalFolder):
                 plans = {name: self._plan(name, m) for name, m in models.items()}
             for name in sorted(models):
                 complete, pending, _ = plans[name]
-                self._sync_model(name, models[name], complete, pending)
+                try:
+                    self._sync_model(name, models[name], complete, pending)
+                except OSError as e:  # the cache's own file system (full disk, ...): the other models go on
+                    log.warning("model %s not synced: %s: %s", name, type(e).__name__, e.strerror or e)
             for stale in self._local_models() - set(models):
                 log.info("model %s is gone from the store: removing its cached copy", stale)
                 self._remove(self.root / stale)
@@ -232,12 +259,20 @@ class S3Storage(LocalFolder):
             return  # nothing whole to serve yet: no folder (an empty one would be a failed model)
         folder.mkdir(exist_ok=True)
         for version, ident in sorted(complete.items()):
-            if have.get(version) == ident:
+            if have.get(version) == ident or (name, version, repr(ident)) in self._unwritable:
                 continue
             try:
                 self._fetch_version(folder, version, model.versions[version], ident)
             except StorageError as e:
                 log.warning("model %s version %s not fetched: %s", name, version, e)
+            except OSError as e:  # keys that cannot all be files here ('a' and 'a/b' both objects, ...)
+                self._unwritable.add((name, version, repr(ident)))  # tried again once it is uploaded anew
+                log.warning(
+                    "model %s version %s not fetched: its objects cannot be written as files (%s)",
+                    name,
+                    version,
+                    e.strerror or type(e).__name__,
+                )
         for version in set(have) - set(complete) - pending:
             log.info("model %s version %s is gone from the store: removing its cached copy", name, version)
             self._remove(folder / version)
@@ -249,6 +284,7 @@ class S3Storage(LocalFolder):
     def _fetch_version(self, folder: Path, version: str, files: dict[str, _Object], ident: list[Any]) -> None:
         partial = folder / f".{version}.partial-{uuid.uuid4().hex[:8]}"
         try:
+            partial.mkdir()
             for rel, obj in files.items():
                 if rel == MARKER:
                     continue
@@ -277,7 +313,7 @@ class S3Storage(LocalFolder):
             self._get(config, partial)
             partial.replace(path)  # atomic: a reader sees the old or the new config.json
             source.write_text(ident)
-        except StorageError as e:
+        except (StorageError, OSError) as e:
             log.warning("model %s config.json not fetched: %s", folder.name, e)
         finally:
             partial.unlink(missing_ok=True)

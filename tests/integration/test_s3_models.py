@@ -224,6 +224,34 @@ def test_versions_come_and_go_with_the_bucket_and_only_whole_ones_load(s3: Seawe
         _wait_for("digits unloaded", lambda: httpx.get(f"{srv.url}/v2/models/digits").status_code == 404)
 
 
+def test_objects_that_cannot_become_a_model_are_skipped_and_the_rest_still_syncs(
+    s3: SeaweedS3, tmp_path: Path
+) -> None:
+    """A folder name too long for a file name, a key that is both a file and a folder ('model.onnx' and
+    'model.onnx/extra'), and a marker with no files beside it: each raised a local OSError out of the
+    sync, so the server would not start (rc 3), and once running no poll synced anything after them.
+    Now each is skipped with a warning, and the rest serves and keeps syncing."""
+    prefix = f"{PREFIX}/odd"
+    client = s3.client()
+    _upload_version(s3, prefix, "digits", 1)
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/{'a' * 300}/1/model.onnx", Body=b"x")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/letters/1/model.onnx", Body=b"x")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/letters/1/model.onnx/extra", Body=b"x")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/letters/1/{MARKER}", Body=b"")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/5/{MARKER}", Body=b"")
+    env = _env(s3, tmp_path, MODELSERVE_REPOSITORY_POLL_S="0.3")
+    with run_server(f"s3://{BUCKET}/{prefix}", tmp_path, env=env) as srv:
+        assert _served(srv, "digits") == ["1"]
+        assert _predict_seven(srv).status_code == 200
+        _upload_version(s3, prefix, "fashion", 1)  # a later model is still picked up
+        _wait_for("fashion served", lambda: _served(srv, "fashion") == ["1"])
+        assert _served(srv, "digits") == ["1"] and _cached(tmp_path, "letters") == []
+        log = srv.log_path.read_text()
+        assert "Traceback" not in log, log[-3000:]
+        assert log.count("model letters version 1 not fetched") == 1, log  # once, not every poll
+        assert "no model name" in log
+
+
 def test_a_model_without_markers_loads_a_version_once_its_listing_holds_still(
     s3: SeaweedS3, tmp_path: Path
 ) -> None:
