@@ -163,7 +163,8 @@ class DynamicBatcher:
             deadline = now + policy.timeout_s
         if deadline <= now:
             raise QueueTimeout(
-                f"model {self.name}: request reached its {policy.timeout_s:g} s deadline before it was queued and was not run"
+                f"model {self.name}: request reached its deadline before it was queued and was not run"
+                f"{_WHOSE_DEADLINE % policy.timeout_s}"
             )
         loop = self._loop
         assert loop is not None
@@ -259,9 +260,11 @@ class DynamicBatcher:
 
     def _expire(self, pending: _Pending) -> None:
         if not pending.future.done():
+            waited = max(0.0, self.clock() - pending.arrival)
             pending.future.set_exception(
                 QueueTimeout(
-                    f"model {self.name}: request waited {self.policy.timeout_s:g} s in the queue and was not run"
+                    f"model {self.name}: request reached its deadline after {waited:.3g} s in the queue and "
+                    f"was not run{_WHOSE_DEADLINE % self.policy.timeout_s}"
                 )
             )
 
@@ -450,6 +453,10 @@ class DynamicBatcher:
         self._observer.on_depth(0, self._in_flight)
         for _ in self._threads:
             self._jobs.put(None)
+
+
+# Whose deadline it was: the model's timeout_s, or a shorter one the caller gave (a gRPC deadline, ...).
+_WHOSE_DEADLINE = " (the model's timeout_s is %g s; the caller's own deadline, when shorter, counts)"
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: Exception | None) -> None:

@@ -229,8 +229,11 @@ def test_queued_requests_time_out_at_their_deadlines_while_a_run_holds_the_model
             await asyncio.sleep(0.001)
         late = b.enqueue("late")  # deadline in 1 s
         early = b.enqueue("early", deadline=time.monotonic() + 0.1)  # queued after, due before
-        with pytest.raises(QueueTimeout):
+        with pytest.raises(QueueTimeout) as err:
             await asyncio.wait_for(early, 3)
+        # The time it waited, not the model's timeout_s (a gRPC caller's 1 ms deadline was told "30 s").
+        waited = float(err.value.message.split("after ")[1].split(" s ")[0])
+        assert 0.05 <= waited < 1.0 and "timeout_s is 1 s" in err.value.message, err.value.message
         assert not late.done()  # its own deadline has not come
         with pytest.raises(QueueTimeout):
             await asyncio.wait_for(late, 3)
