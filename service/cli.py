@@ -28,6 +28,12 @@ def _serve(args: argparse.Namespace) -> int:
     return run(**overrides)
 
 
+# What the predict command reads as files: an argument with one of these suffixes names a file.
+_FILE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".wav", ".wave", ".csv"}
+)
+
+
 def _client(args: argparse.Namespace) -> Any:
     from service.client import ModelServeClient
 
@@ -46,6 +52,13 @@ def _predict(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         print(f"error: --row is not JSON: {e}", file=sys.stderr)
         return 2
+    if not args.text:  # a file name that is no file is a mistake, not a text to classify
+        for x in args.inputs:
+            path = Path(x)
+            if not path.is_file() and (path.is_dir() or path.suffix.lower() in _FILE_SUFFIXES):
+                what = "is a directory" if path.is_dir() else "no such file"
+                print(f"error: {x}: {what} (--text sends the arguments as texts)", file=sys.stderr)
+                return 2
     as_csv = not args.text and all(x.lower().endswith(".csv") and Path(x).is_file() for x in args.inputs)
     as_images = not args.text and all(Path(x).is_file() for x in args.inputs)
     rows: list[tuple[str, Any]] = []

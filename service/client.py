@@ -53,6 +53,7 @@ from service.client_calls import (
     predict_images_call,
     predict_rows_call,
     predict_texts_call,
+    text_list,
 )
 
 __all__ = [
@@ -94,9 +95,12 @@ class ModelServeClient:
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.retries_done = 0  # 503s and connection errors retried so far
-        self._http = httpx.Client(
-            base_url=base_url, timeout=timeout, headers=client_headers(api_key), **httpx_options
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=base_url, timeout=timeout, headers=client_headers(api_key), **httpx_options
+            )
+        except httpx.InvalidURL as e:
+            raise ConnectionFailedError(f"invalid server URL {base_url!r}: {e}") from None
 
     def _send(self, call: Call) -> httpx.Response:
         for attempt in itertools.count():
@@ -104,6 +108,8 @@ class ModelServeClient:
                 response, error = self._http.request(call.method, call.path, **call.kwargs), None
             except httpx.TransportError as e:
                 response, error = None, e
+            except httpx.InvalidURL as e:
+                raise ConnectionFailedError(f"invalid server URL {str(self._http.base_url)!r}: {e}") from None
             wait = self.retry.next_wait(attempt, response, error, str(self._http.base_url))
             if wait is None:
                 assert response is not None
@@ -127,7 +133,7 @@ class ModelServeClient:
 
     def predict_text(self, model: str, text: str | Sequence[str], top_k: int = 1) -> Any:
         """One text: a Prediction; a list of texts: a list of them."""
-        texts = [text] if isinstance(text, str) else list(text)
+        texts = text_list(text)
         predictions = decode_predictions(self._send(predict_texts_call(model, texts, top_k)))
         return predictions[0] if isinstance(text, str) else predictions
 
@@ -158,7 +164,7 @@ class ModelServeClient:
     def ready(self) -> bool:
         try:
             return self._http.get("/v2/health/ready").status_code == 200
-        except httpx.TransportError:
+        except (httpx.TransportError, httpx.InvalidURL):
             return False
 
     def close(self) -> None:
@@ -184,9 +190,12 @@ class AsyncModelServeClient:
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.retries_done = 0
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=client_headers(api_key), **httpx_options
-        )
+        try:
+            self._http = httpx.AsyncClient(
+                base_url=base_url, timeout=timeout, headers=client_headers(api_key), **httpx_options
+            )
+        except httpx.InvalidURL as e:
+            raise ConnectionFailedError(f"invalid server URL {base_url!r}: {e}") from None
 
     async def _send(self, call: Call) -> httpx.Response:
         for attempt in itertools.count():
@@ -194,6 +203,8 @@ class AsyncModelServeClient:
                 response, error = await self._http.request(call.method, call.path, **call.kwargs), None
             except httpx.TransportError as e:
                 response, error = None, e
+            except httpx.InvalidURL as e:
+                raise ConnectionFailedError(f"invalid server URL {str(self._http.base_url)!r}: {e}") from None
             wait = self.retry.next_wait(attempt, response, error, str(self._http.base_url))
             if wait is None:
                 assert response is not None
@@ -219,7 +230,7 @@ class AsyncModelServeClient:
         return decode_predictions(await self._send(predict_audio_call(model, list(clips), top_k)))
 
     async def predict_text(self, model: str, text: str | Sequence[str], top_k: int = 1) -> Any:
-        texts = [text] if isinstance(text, str) else list(text)
+        texts = text_list(text)
         predictions = decode_predictions(await self._send(predict_texts_call(model, texts, top_k)))
         return predictions[0] if isinstance(text, str) else predictions
 
@@ -247,7 +258,7 @@ class AsyncModelServeClient:
     async def ready(self) -> bool:
         try:
             return (await self._http.get("/v2/health/ready")).status_code == 200
-        except httpx.TransportError:
+        except (httpx.TransportError, httpx.InvalidURL):
             return False
 
     async def aclose(self) -> None:

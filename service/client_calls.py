@@ -4,12 +4,14 @@ error status as its exception, and the retry policy. service/client.py sends the
 from __future__ import annotations
 
 import io
+import math
 import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -168,7 +170,7 @@ def predict_images_call(model: str, images: Sequence[ImageLike], top_k: int) -> 
     for i, image in enumerate(images):
         name, data = _image_bytes(image)
         files.append((f"file{i}", (name, data, "application/octet-stream")))
-    return Call("POST", f"/models/{model}/predict", {"files": files, "params": {"top_k": top_k}})
+    return Call("POST", f"/models/{_segment(model)}/predict", {"files": files, "params": {"top_k": top_k}})
 
 
 def predict_audio_call(model: str, clips: Sequence[AudioLike], top_k: int) -> Call:
@@ -183,12 +185,33 @@ def predict_audio_call(model: str, clips: Sequence[AudioLike], top_k: int) -> Ca
         else:
             raise TypeError(f"an audio clip is a WAV file's path or bytes, not {type(clip).__name__}")
         files.append((f"file{i}", (name, data, "audio/wav")))
-    return Call("POST", f"/models/{model}/predict", {"files": files, "params": {"top_k": top_k}})
+    return Call("POST", f"/models/{_segment(model)}/predict", {"files": files, "params": {"top_k": top_k}})
+
+
+def _segment(value: object) -> str:
+    """A model name or version as one URL path segment: "a/../digits" must reach the server's name check
+    as it is, not be collapsed by the URL into another model's path."""
+    return quote(str(value), safe="")
+
+
+def text_list(text: object) -> list[str]:
+    """``predict_text``'s argument as a list of texts: one str, or a sequence of them."""
+    if isinstance(text, str):
+        return [text]
+    if isinstance(text, bytes | bytearray) or not isinstance(text, Sequence | np.ndarray):
+        raise TypeError(f"text is a str or a list of str, not {type(text).__name__} (decode bytes first)")
+    texts = list(text)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"text {i} is {type(t).__name__}, not str")
+    return texts
 
 
 def predict_texts_call(model: str, texts: Sequence[str], top_k: int) -> Call:
     return Call(
-        "POST", f"/models/{model}/predict", {"json": {"texts": list(texts)}, "params": {"top_k": top_k}}
+        "POST",
+        f"/models/{_segment(model)}/predict",
+        {"json": {"texts": list(texts)}, "params": {"top_k": top_k}},
     )
 
 
@@ -196,19 +219,45 @@ def predict_rows_call(model: str, rows: Sequence[Any], top_k: int) -> Call:
     """Named rows (dicts) as {"rows": ...}; ordered ones (lists of values) as {"instances": ...}."""
     rows = list(rows)
     key = "rows" if all(isinstance(r, Mapping) for r in rows) else "instances"
-    doc = {key: [dict(r) if isinstance(r, Mapping) else list(r) for r in rows]}
-    return Call("POST", f"/models/{model}/predict", {"json": doc, "params": {"top_k": top_k}})
+    doc = {key: [_row(i, r) for i, r in enumerate(rows)]}
+    return Call("POST", f"/models/{_segment(model)}/predict", {"json": doc, "params": {"top_k": top_k}})
+
+
+def _row(i: int, row: Any) -> dict[str, Any] | list[Any]:
+    """One row as JSON can carry it: NaN is a missing value (null, as pandas means it); numpy scalars
+    become numbers."""
+    if isinstance(row, Mapping):
+        return {str(k): _cell(i, v) for k, v in row.items()}
+    if isinstance(row, str | bytes) or not isinstance(row, Sequence | np.ndarray):
+        raise TypeError(f"row {i} is {type(row).__name__}: a dict of named features or a list of values")
+    return [_cell(i, v) for v in row]
+
+
+def _cell(i: int, value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            return None
+        raise ValueError(f"row {i} holds {value}, which JSON cannot carry (NaN is sent as a missing value)")
+    return value
 
 
 def predict_csv_call(model: str, csv: str | bytes | os.PathLike[str], top_k: int) -> Call:
     """A CSV document with a header row: a path, or its text or bytes."""
-    if isinstance(csv, os.PathLike) or (isinstance(csv, str) and "\n" not in csv and Path(csv).is_file()):
-        data = Path(csv).read_bytes()
+    if isinstance(csv, os.PathLike) or (isinstance(csv, str) and "\n" not in csv):
+        path = Path(csv)  # one line is no CSV document (a header and no row): a path
+        if not path.is_file():
+            what = "a directory" if path.is_dir() else "no such file"
+            raise FileNotFoundError(f"{str(csv)!r}: {what}; give a CSV file's path or the CSV text itself")
+        data = path.read_bytes()
     else:
         data = csv.encode("utf-8") if isinstance(csv, str) else bytes(csv)
     headers = {"content-type": "text/csv"}
     return Call(
-        "POST", f"/models/{model}/predict", {"content": data, "headers": headers, "params": {"top_k": top_k}}
+        "POST",
+        f"/models/{_segment(model)}/predict",
+        {"content": data, "headers": headers, "params": {"top_k": top_k}},
     )
 
 
@@ -234,6 +283,8 @@ def decode_predictions(response: httpx.Response) -> list[Prediction]:
 def infer_call(
     model: str, inputs: dict[str, Any], outputs: Sequence[str] | None, version: str | None, binary: bool
 ) -> Call:
+    if not isinstance(inputs, Mapping):
+        raise TypeError(f"inputs is a dict of input name -> array, not {type(inputs).__name__}")
     tensors, blobs = [], []
     for name, value in inputs.items():
         arr = np.asarray(value)
@@ -243,6 +294,10 @@ def infer_call(
             raw = pack_bytes(items)
             data: Any = [x.decode("utf-8", "replace") for x in items]
         else:
+            if arr.dtype not in NUMPY_TO_V2:
+                raise TypeError(
+                    f"input {name!r}: numpy {arr.dtype} has no V2 datatype (bool, int, float, str)"
+                )
             datatype = NUMPY_TO_V2[arr.dtype]
             raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
             data = arr.ravel().tolist()
@@ -259,7 +314,7 @@ def infer_call(
     elif binary:
         doc["parameters"] = {"binary_data_output": True}
     header = orjson.dumps(doc)
-    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+    path = f"/v2/models/{_segment(model)}" + (f"/versions/{_segment(version)}" if version else "") + "/infer"
     if not binary:
         return Call("POST", path, {"content": header, "headers": {"content-type": "application/json"}})
     return Call(

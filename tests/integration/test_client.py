@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from PIL import Image
 from service.client import (
     AsyncModelServeClient,
     AuthenticationError,
+    BadRequestError,
     ConnectionFailedError,
     InvalidInputError,
     ModelServeClient,
@@ -158,3 +161,46 @@ def test_retries_on_503_until_the_overload_passes(tmp_path: Path) -> None:
         assert errors and all(e.status_code == 503 for e in errors)
         for ms in [*clients, no_retry]:
             ms.close()
+
+
+def test_caller_mistakes_fail_at_once_in_words(server: Server, tmp_path: Path) -> None:
+    """What the third fuzzing pass found: a model name with '..' reached another model (the URL collapsed
+    it), a missing CSV path went as CSV text ('no rows'), and bytes, a number, an odd row or dtype, NaN
+    in a row or an invalid URL raised bare Python errors or a traceback."""
+    with ModelServeClient(server.url) as ms:
+        with pytest.raises((BadRequestError, NotFoundError)):  # not digits' answer
+            ms.infer("a/../digits", {"pixels": np.zeros((1, 28, 28, 1), np.uint8)})
+        with pytest.raises(NotFoundError):
+            ms.infer("digits", {"pixels": np.zeros((1, 28, 28, 1), np.uint8)}, version="../1")
+        with pytest.raises(FileNotFoundError, match="no such file"):
+            ms.predict_csv("churn", str(tmp_path / "missing.csv"))
+        with pytest.raises(FileNotFoundError, match="a directory"):
+            ms.predict_csv("churn", tmp_path)
+        for text in (b"\xff\xfe", 5, ["fine", 7]):
+            with pytest.raises(TypeError, match="str"):
+                ms.predict_text("sentiment", text)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="row 0"):
+            ms.predict_rows("letters", [5])
+        with pytest.raises(TypeError, match="dict of input name"):
+            ms.infer("digits", [1, 2])  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="no V2 datatype"):
+            ms.infer("digits", {"pixels": np.zeros((1, 28, 28, 1), np.complex64)})
+        # NaN in a row is a missing value (null): the server names the feature it needs.
+        row = dict.fromkeys(("x-box", "y-box", "width", "high", "onpix", "x-bar", "y-bar", "x2bar"), 1.0)
+        row |= dict.fromkeys(("y2bar", "xybar", "x2ybr", "xy2br", "x-ege", "xegvy", "y-ege", "yegvx"), 1.0)
+        row["onpix"] = float("nan")
+        with pytest.raises(InvalidInputError, match="onpix"):
+            ms.predict_rows("letters", [row])
+    with pytest.raises(ConnectionFailedError, match="invalid server URL"):
+        ModelServeClient("http://999.1.1.1:1").models()
+    cli = [sys.executable, "-m", "service", "predict", "--url", server.url, "--model", "digits"]
+    for arg, words in ((str(tmp_path / "nope.png"), "no such file"), (str(tmp_path), "is a directory")):
+        run = subprocess.run([*cli, arg], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
+    run = subprocess.run(
+        [*cli[:4], "--url", "http://999.1.1.1:1", "--model", "sentiment", "hi"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1 and "invalid server URL" in run.stderr and "Traceback" not in run.stderr
