@@ -32,6 +32,10 @@ from service.repository.versions import ModelVersion
 log = logging.getLogger(__name__)
 
 
+# How long a repository API call waits for a sync already running before it answers 503 (Retry-After).
+SYNC_WAIT_S = 5.0
+
+
 def give_back_memory(threads: list[threading.Thread]) -> None:
     """Once a retired version's inference threads have ended (they hold its session): collect it, and
     hand the heap's free pages back to the kernel. glibc keeps what a freed session and graph leave in
@@ -169,8 +173,8 @@ class ModelRepository:
         """``load`` for the repository API: NotFound for no such folder, BadRequest when the load failed
         (what served before still serves)."""
         check_name(name)
-        try:
-            await asyncio.to_thread(self.storage.sync)
+        try:  # a sync already running (a poll) is waited for a few seconds, not for its store's timeouts
+            await asyncio.to_thread(self.storage.sync, False, SYNC_WAIT_S)
         except StorageError as e:
             raise Overloaded(str(e), retry_after_s=5) from None
         if name not in self.scan():

@@ -134,7 +134,7 @@ class S3Storage(LocalFolder):
         addressing = "path" if os.environ.get("AWS_ENDPOINT_URL") else "auto"
         config = Config(
             connect_timeout=5,
-            read_timeout=30,
+            read_timeout=10,  # no byte for 10 s: the store stopped answering (3 tries: a call gives up in ~30 s)
             retries={"max_attempts": 3, "mode": "standard"},
             s3={"addressing_style": addressing},
         )
@@ -230,8 +230,8 @@ class S3Storage(LocalFolder):
         return complete, pending, settling
 
     # ---------------------------------------------------------------------------------- sync
-    def sync(self, settle: bool = False) -> None:
-        with self._locked():
+    def sync(self, settle: bool = False, wait_s: float | None = None) -> None:
+        with self._locked(wait_s):
             models = self._list()
             plans = {name: self._plan(name, m) for name, m in models.items()}
             if settle and any(settling for _, _, settling in plans.values()):
@@ -352,10 +352,26 @@ class S3Storage(LocalFolder):
             shutil.rmtree(trash, ignore_errors=True)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One sync at a time per cache folder: workers share it, the first fetches, the others find it."""
+    def _locked(self, wait_s: float | None = None) -> Iterator[None]:
+        """One sync at a time per cache folder: workers share it, the first fetches, the others find it.
+        ``wait_s``: StorageError when another sync holds it that long (a store that stopped answering
+        holds a sync for its timeouts and retries: a repository API call answers 503, not waits)."""
         with (self.root / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            if wait_s is None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + wait_s
+                while True:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise StorageError(
+                                "model storage error: a sync with the store is still running (the store "
+                                "may be slow to answer); retry"
+                            ) from None
+                        time.sleep(0.05)
             try:
                 yield
             finally:

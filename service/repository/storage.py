@@ -69,9 +69,10 @@ class Storage(Protocol):
         """Raise StorageError at once when the storage cannot be read (startup)."""
         ...
 
-    def sync(self, settle: bool = False) -> None:
+    def sync(self, settle: bool = False, wait_s: float | None = None) -> None:
         """Blocking: bring ``root`` up to date (a no-op for a local folder); ``settle``: wait once for
-        versions whose completeness needs a second listing (startup). Raises StorageError, changing nothing."""
+        versions whose completeness needs a second listing (startup); ``wait_s``: how long to wait for a
+        sync already running (None: as long as it takes). Raises StorageError, changing nothing."""
         ...
 
 
@@ -107,5 +108,5 @@ class LocalFolder:
     def check(self) -> None:
         pass
 
-    def sync(self, settle: bool = False) -> None:
+    def sync(self, settle: bool = False, wait_s: float | None = None) -> None:
         pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -250,6 +251,33 @@ def test_objects_that_cannot_become_a_model_are_skipped_and_the_rest_still_syncs
         assert "Traceback" not in log, log[-3000:]
         assert log.count("model letters version 1 not fetched") == 1, log  # once, not every poll
         assert "no model name" in log
+
+
+def test_a_load_answers_503_at_once_when_the_store_stops_answering(s3: SeaweedS3, tmp_path: Path) -> None:
+    """The store frozen (SIGSTOP: connections open, no byte answered) while the poller syncs: a repository
+    load waited for the poll's lock through boto3's timeouts and retries, then ran its own (no answer in
+    150 s in the fuzzing pass). Now it waits a few seconds for a sync already running, then answers 503
+    with Retry-After; inference goes on; and once the store answers again, a load succeeds."""
+    prefix = f"{PREFIX}/frozen"
+    _upload_version(s3, prefix, "digits", 1)
+    env = _env(s3, tmp_path, MODELSERVE_REPOSITORY_POLL_S="0.3")
+    with run_server(f"s3://{BUCKET}/{prefix}", tmp_path, env=env) as srv:
+        os.kill(s3.pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.5)  # a poll is now inside its sync, waiting on the store
+            started = time.monotonic()
+            r = httpx.post(f"{srv.url}/v2/repository/models/digits/load", timeout=120)
+            took = time.monotonic() - started
+            assert r.status_code == 503 and r.headers["retry-after"], r.text
+            assert "still running" in r.json()["error"] and took < 20, (took, r.text)
+            assert _predict_seven(srv).status_code == 200
+        finally:
+            os.kill(s3.pid, signal.SIGCONT)
+        _wait_for(
+            "a load once the store answers",
+            lambda: httpx.post(f"{srv.url}/v2/repository/models/digits/load", timeout=120).status_code == 200,
+            timeout_s=90,
+        )
 
 
 def test_a_model_without_markers_loads_a_version_once_its_listing_holds_still(
