@@ -298,6 +298,20 @@ def test_upgrade_requests_are_served_as_http_1_1_with_their_bodies(
     assert dict(headers).get("upgrade") is None and ready == 200
 
 
+def test_many_pipelined_upgrade_requests_are_all_answered(limited: Server) -> None:
+    """Each Upgrade request is fed again to a new parser in a loop, not a recursion: 1,500 pipelined in
+    one write (deeper than Python's recursion limit would allow) are all answered, in order."""
+    request = (
+        b"POST /v2/models/sentiment-lstm/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n" % len(_IDS) + _UPGRADES["h2c"] + b"X-Request-ID: r%d\r\n\r\n" + _IDS
+    )
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=60) as s:
+        s.sendall(b"".join(request % n for n in range(1500)))
+        answers = read_answers(s, 1500)
+    assert {status for status, _, _ in answers} == {200}
+    assert [dict(headers)["x-request-id"] for _, headers, _ in answers] == [f"r{n}" for n in range(1500)]
+
+
 def test_connect_is_refused_not_held(limited: Server) -> None:
     with _connect(limited) as s:
         s.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")

@@ -206,7 +206,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._direct_wait: asyncio.TimerHandle | None = None
         self._direct_body: BodyDeadline | None = None  # the direct path's, one per connection
         self._idle_until: float | None = None  # the keep-alive deadline while idle; None while busy
-        self._upgrade_head = False  # an Upgrade request's headers are in: replayed without it (_no_upgrade)
+        self._upgrade_head = False  # an Upgrade request's headers are in: see _without_upgrade
 
     # ------------------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -237,18 +237,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_headers:
             self._header_bytes += len(data)
         self._idle_until = None  # busy: the keep-alive timer, if armed, finds this and stands down
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as e:
-            self._no_upgrade(data[e.args[0] :] if e.args else b"")
-            return
-        except httptools.HttpParserError as e:
-            self._direct = None
-            if isinstance(e.__context__, _HeaderLimit):
-                self._refuse(431, str(e.__context__))
-            elif not self._malformed_body(e):
-                self._refuse(400, "invalid HTTP request")
-            return
+        while True:  # a loop, not a recursion: each Upgrade request in ``data`` is fed again
+            try:
+                self.parser.feed_data(data)
+                break
+            except httptools.HttpParserUpgrade as e:
+                replay = self._without_upgrade(data[e.args[0] :] if e.args else b"")
+                if replay is None:
+                    return
+                data = replay
+            except httptools.HttpParserError as e:
+                self._direct = None
+                if isinstance(e.__context__, _HeaderLimit):
+                    self._refuse(431, str(e.__context__))
+                elif not self._malformed_body(e):
+                    self._refuse(400, "invalid HTTP request")
+                return
         if self._direct is not None and self._direct_wait is None:
             # The body did not come with the headers (clients often write them apart): wait a moment for
             # it; a body still arriving after that is an upload, and the ASGI path's rules take it.
@@ -295,7 +299,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._began = False
         if self.parser.should_upgrade():
-            self._upgrade_head = True  # the parser stops after these headers: see _no_upgrade
+            self._upgrade_head = True  # the parser stops after these headers: see _without_upgrade
             return
         direct = self.direct
         if (
@@ -363,15 +367,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._body.complete = True
         super().on_message_complete()
 
-    def _no_upgrade(self, rest: bytes) -> None:
+    def _without_upgrade(self, rest: bytes) -> bytes | None:
         """An Upgrade request (``Upgrade: h2c`` from Java's HTTP clients and curl --http2, or a WebSocket
         handshake): served as plain HTTP/1.1, as RFC 9110 section 7.8 lets a server do. httptools stops
         at the end of its headers and would take it as bodiless (its body lost, uvicorn issue 2722), so
-        the request is fed again to a new parser without the upgrade, with the bytes that followed."""
+        the request is fed again, without the upgrade, to a new parser: what to feed it (the request
+        again and the bytes that followed it); None when it was refused (CONNECT)."""
         head, self._upgrade_head = self._upgrade_head, False
         if not head or self.parser.get_method() == b"CONNECT":  # a tunnel: nothing to serve
             self._refuse(405, "CONNECT is not served here")
-            return
+            return None
         lines = [
             b"%s %s HTTP/%s\r\n"
             % (self.parser.get_method(), self.url, self.parser.get_http_version().encode())
@@ -389,7 +394,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             lines.append(b"%s: %s\r\n" % (name, value))
         lines.append(b"\r\n")
         self.parser = httptools.HttpRequestParser(self)
-        self.data_received(b"".join(lines) + rest)
+        return b"".join(lines) + rest
 
     # ------------------------------------------------------------------------------ the direct path
     def _direct_to_asgi(self) -> None:
