@@ -10,6 +10,7 @@ them is answered (leases), however long their decoding takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import logging
@@ -46,6 +47,11 @@ def give_back_memory(threads: list[threading.Thread]) -> None:
     gc.collect()
     if _malloc_trim is not None:
         _malloc_trim(0)
+
+
+def _give_back_later(threads: list[threading.Thread]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop's executor is shutting down: so is the process
+        asyncio.get_running_loop().run_in_executor(None, give_back_memory, threads)
 
 
 def _libc_malloc_trim() -> Any:
@@ -279,9 +285,7 @@ class ModelRepository:
         # Its memory goes back once nothing holds it (the task's frame did): off the loop, it waits for
         # the inference threads.
         threads = list(mv.batcher.threads)
-        task.add_done_callback(
-            lambda _: asyncio.get_running_loop().run_in_executor(None, give_back_memory, threads)
-        )
+        task.add_done_callback(lambda _: _give_back_later(threads))
 
     async def unload(self, name: str) -> None:
         """Stop serving a model; requests that already resolved it still finish."""
