@@ -514,3 +514,41 @@ def test_one_batch_mixes_http_and_grpc(tmp_path: Path) -> None:
         stats = httpx.get(f"{srv.url}/v2/models/affine/stats").json()["model_stats"][0]
     sizes = {b["batch_size"]: b["compute_infer"]["count"] for b in stats["batch_stats"]}
     assert sizes == {2: 1}, sizes  # one run took both
+
+
+@pytest.mark.parametrize("engine", ["native", "grpcio"])
+def test_the_standard_health_check(tmp_path: Path, engine: str) -> None:
+    """grpc.health.v1.Health/Check, what Kubernetes' gRPC probes and grpc_health_probe call (it answered
+    UNIMPLEMENTED): SERVING when ready, for the server ('') or the inference service by name; another
+    service NOT_FOUND; NOT_SERVING while the server is not ready (a model failed to load)."""
+    env = {"MODELSERVE_GRPC_ENGINE": engine}
+
+    def check(url: str, service: str) -> bytes:
+        request = b"\x0a" + bytes([len(service)]) + service.encode() if service else b""
+        with grpc.insecure_channel(url) as channel:
+            call = channel.unary_unary(
+                "/grpc.health.v1.Health/Check",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b,
+            )
+            return call(request, timeout=10)
+
+    copy_shipped("digits", tmp_path / "models")
+    with run_server(tmp_path / "models", tmp_path, env=env) as srv:
+        assert check(srv.grpc_url, "") == b"\x08\x01"  # SERVING
+        assert check(srv.grpc_url, "inference.GRPCInferenceService") == b"\x08\x01"
+        with pytest.raises(grpc.RpcError) as e:
+            check(srv.grpc_url, "nope")
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    bad = copy_shipped("digits", tmp_path / "broken")
+    (bad / "model.onnx").write_bytes(b"not a graph")
+    with run_server(tmp_path / "broken", tmp_path, env=env, wait_ready=False) as srv:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = check(srv.grpc_url, "")
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline, "the gRPC port never answered"
+                time.sleep(0.2)
+        assert answer == b"\x08\x02"  # NOT_SERVING: its one model failed to load

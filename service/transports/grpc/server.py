@@ -29,7 +29,7 @@ from service.auth import Access, ApiKeys
 from service.config import Settings
 from service.context import RequestContext, current_request
 from service.dataplane import DataPlane
-from service.errors import BadRequest, ServiceError
+from service.errors import BadRequest, NotFound, ServiceError
 from service.metrics import Metrics
 from service.protocol.oip import grpc_service_pb2 as pb
 from service.protocol.v2_grpc import GRPC
@@ -39,6 +39,8 @@ from service.transports.grpc.http2 import Http2Server
 
 log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
+# gRPC's standard health checking (what Kubernetes' gRPC probes and grpc_health_probe call): Check only.
+HEALTH = "grpc.health.v1.Health"
 
 # Our errors' HTTP status -> the gRPC code Triton and KServe answer for the same condition.
 _CODES = {
@@ -113,6 +115,7 @@ class GrpcTransport:
                 f"/{SERVICE}/{name}": Method(streaming, deserialize, _serialize, handler)
                 for name, (streaming, deserialize, handler) in self._methods().items()
             }
+            methods[f"/{HEALTH}/Check"] = Method(False, health_request, _serialize, self._health_check())
             group = self.plane.group
             balancer = None
             if group is not None and group.identity.count > 1:
@@ -131,8 +134,14 @@ class GrpcTransport:
                 ("grpc.so_reuseport", 1 if shared else 0),
             ]
             server = grpc.aio.server(options=options)
+            check = grpc.unary_unary_rpc_method_handler(
+                self._health_check(), request_deserializer=health_request, response_serializer=_serialize
+            )
             server.add_generic_rpc_handlers(
-                (grpc.method_handlers_generic_handler(SERVICE, self._grpcio_handlers()),)
+                (
+                    grpc.method_handlers_generic_handler(SERVICE, self._grpcio_handlers()),
+                    grpc.method_handlers_generic_handler(HEALTH, {"Check": check}),
+                )
             )
             self.port = server.add_insecure_port(f"{_host(s.host)}:{s.grpc_port}")
             await server.start()
@@ -214,7 +223,17 @@ class GrpcTransport:
         inference = call.method in ("ModelInfer", "ModelStreamInfer")
         self.log.record(call.ctx, "GRPC", call.method, status, time.perf_counter() - call.start, inference)
 
+    def _health_check(self) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+        return self._unary("Health/Check", "health", self._health)
+
     # ---------------------------------------------------------------------------------- methods
+    async def _health(self, service: str, call: _Call) -> bytes:
+        """HealthCheckResponse: SERVING when the server is ready (as ServerReady and /v2/health/ready say),
+        else NOT_SERVING; for the server ("") or this service by name; another name is NOT_FOUND."""
+        if service not in ("", SERVICE):
+            raise NotFound(f"unknown service {service[:64]!r}: ask for '' (the server) or {SERVICE!r}")
+        return _SERVING if (await self.plane.readiness())[0] else _NOT_SERVING
+
     async def _live(self, request: pb.ServerLiveRequest, call: _Call) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
@@ -332,6 +351,47 @@ def _internal(error: Exception, call: _Call) -> ServiceError:
     request_id = call.ctx.request_id
     log.error("unhandled error in gRPC %s %s", call.method, request_id, exc_info=error)
     return ServiceError(f"internal error; the server log has the detail under request id {request_id}")
+
+
+# grpc.health.v1's two messages by hand (no package here ships them): HealthCheckRequest {string service
+# = 1}; HealthCheckResponse {ServingStatus status = 1}, SERVING = 1, NOT_SERVING = 2.
+_SERVING, _NOT_SERVING = b"\x08\x01", b"\x08\x02"
+
+
+def health_request(data: bytes) -> str:
+    """The ``service`` of a HealthCheckRequest; ValueError when the bytes are no such message."""
+    service, i = "", 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        wire = key & 7
+        if wire == 0:
+            _, i = _read_varint(data, i)
+        elif wire == 2:
+            size, i = _read_varint(data, i)
+            if i + size > len(data):
+                raise ValueError("truncated field")
+            if key >> 3 == 1:
+                service = data[i : i + size].decode("utf-8")
+            i += size
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+    if i != len(data):
+        raise ValueError("truncated message")
+    return service
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("bad varint")
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not byte & 0x80:
+            return value, i
 
 
 def _serialize(message: Any) -> bytes:
