@@ -137,3 +137,17 @@ def test_frame_header_layout() -> None:
     length_type, flags, stream_id = struct.unpack(">IBI", goaway[:9])
     assert (length_type >> 8, length_type & 0xFF, flags, stream_id) == (11, GOAWAY, 0, 0)
     assert goaway[9:] == b"\x00\x00\x00\x07\x00\x00\x00\x06why"
+
+
+def test_health_check_requests_are_read_by_hand() -> None:
+    """grpc.health.v1.HealthCheckRequest {string service = 1}: read without its generated code; unknown
+    fields skipped as protobuf does; anything else is not such a message (answered as any undecodable
+    request)."""
+    from service.transports.grpc.server import health_request
+
+    assert health_request(b"") == ""
+    assert health_request(b"\x0a\x03abc") == "abc"
+    assert health_request(b"\x10\x05\x0a\x01x\x1d\x00\x00\x00\x00") == "x"  # a varint and a fixed32 skipped
+    for bad in (b"\x0a\x05ab", b"\xff", b"\x0b", b"\x0a\x02\xff\xfe"):
+        with pytest.raises(ValueError):
+            health_request(bad)
