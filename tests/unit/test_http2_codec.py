@@ -139,10 +139,10 @@ def test_frame_header_layout() -> None:
     assert goaway[9:] == b"\x00\x00\x00\x07\x00\x00\x00\x06why"
 
 
-def test_health_check_requests_are_read_by_hand() -> None:
-    """grpc.health.v1.HealthCheckRequest {string service = 1}: read without its generated code; unknown
-    fields skipped as protobuf does; anything else is not such a message (answered as any undecodable
-    request)."""
+def test_health_check_requests_are_read() -> None:
+    """grpc.health.v1.HealthCheckRequest {string service = 1}, read as protobuf's StringValue (the same
+    wire format; no package here ships its generated code): unknown fields skipped; anything else is not
+    such a message (answered as any undecodable request)."""
     from service.transports.grpc.server import health_request
 
     assert health_request(b"") == ""

@@ -19,9 +19,10 @@ from functools import partial
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, wrappers_pb2
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from service.access_log import AccessLog, valid_request_id
@@ -353,45 +354,18 @@ def _internal(error: Exception, call: _Call) -> ServiceError:
     return ServiceError(f"internal error; the server log has the detail under request id {request_id}")
 
 
-# grpc.health.v1's two messages by hand (no package here ships them): HealthCheckRequest {string service
-# = 1}; HealthCheckResponse {ServingStatus status = 1}, SERVING = 1, NOT_SERVING = 2.
-_SERVING, _NOT_SERVING = b"\x08\x01", b"\x08\x02"
+# grpc.health.v1's two messages (no package here ships them) have the wire format of protobuf's own
+# wrappers: HealthCheckRequest {string service = 1} is a StringValue; HealthCheckResponse
+# {ServingStatus status = 1} an Int32Value, SERVING = 1, NOT_SERVING = 2.
+_SERVING, _NOT_SERVING = (wrappers_pb2.Int32Value(value=v).SerializeToString() for v in (1, 2))
 
 
 def health_request(data: bytes) -> str:
     """The ``service`` of a HealthCheckRequest; ValueError when the bytes are no such message."""
-    service, i = "", 0
-    while i < len(data):
-        key, i = _read_varint(data, i)
-        wire = key & 7
-        if wire == 0:
-            _, i = _read_varint(data, i)
-        elif wire == 2:
-            size, i = _read_varint(data, i)
-            if i + size > len(data):
-                raise ValueError("truncated field")
-            if key >> 3 == 1:
-                service = data[i : i + size].decode("utf-8")
-            i += size
-        elif wire in (1, 5):
-            i += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"wire type {wire}")
-    if i != len(data):
-        raise ValueError("truncated message")
-    return service
-
-
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("bad varint")
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        i, shift = i + 1, shift + 7
-        if not byte & 0x80:
-            return value, i
+    try:
+        return str(wrappers_pb2.StringValue.FromString(data).value)
+    except DecodeError as e:
+        raise ValueError(str(e)) from None
 
 
 def _serialize(message: Any) -> bytes:
