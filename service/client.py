@@ -108,8 +108,6 @@ class ModelServeClient:
                 response, error = self._http.request(call.method, call.path, **call.kwargs), None
             except httpx.TransportError as e:
                 response, error = None, e
-            except httpx.InvalidURL as e:
-                raise ConnectionFailedError(f"invalid server URL {str(self._http.base_url)!r}: {e}") from None
             wait = self.retry.next_wait(attempt, response, error, str(self._http.base_url))
             if wait is None:
                 assert response is not None
@@ -164,7 +162,7 @@ class ModelServeClient:
     def ready(self) -> bool:
         try:
             return self._http.get("/v2/health/ready").status_code == 200
-        except (httpx.TransportError, httpx.InvalidURL):
+        except httpx.TransportError:
             return False
 
     def close(self) -> None:
@@ -203,8 +201,6 @@ class AsyncModelServeClient:
                 response, error = await self._http.request(call.method, call.path, **call.kwargs), None
             except httpx.TransportError as e:
                 response, error = None, e
-            except httpx.InvalidURL as e:
-                raise ConnectionFailedError(f"invalid server URL {str(self._http.base_url)!r}: {e}") from None
             wait = self.retry.next_wait(attempt, response, error, str(self._http.base_url))
             if wait is None:
                 assert response is not None
@@ -258,7 +254,7 @@ class AsyncModelServeClient:
     async def ready(self) -> bool:
         try:
             return (await self._http.get("/v2/health/ready")).status_code == 200
-        except (httpx.TransportError, httpx.InvalidURL):
+        except httpx.TransportError:
             return False
 
     async def aclose(self) -> None:

@@ -165,12 +165,22 @@ def _image_bytes(image: ImageLike) -> tuple[str, bytes]:
     raise TypeError(f"an image is a path, bytes or a PIL image, not {type(image).__name__}")
 
 
+def _predict_path(model: str) -> str:
+    return f"/models/{_segment(model)}/predict"
+
+
+def _segment(value: object) -> str:
+    """A model name or version as one URL path segment: "a/../digits" must reach the server's name check
+    as it is, not be collapsed by the URL into another model's path."""
+    return quote(str(value), safe="")
+
+
 def predict_images_call(model: str, images: Sequence[ImageLike], top_k: int) -> Call:
     files = []
     for i, image in enumerate(images):
         name, data = _image_bytes(image)
         files.append((f"file{i}", (name, data, "application/octet-stream")))
-    return Call("POST", f"/models/{_segment(model)}/predict", {"files": files, "params": {"top_k": top_k}})
+    return Call("POST", _predict_path(model), {"files": files, "params": {"top_k": top_k}})
 
 
 def predict_audio_call(model: str, clips: Sequence[AudioLike], top_k: int) -> Call:
@@ -185,13 +195,7 @@ def predict_audio_call(model: str, clips: Sequence[AudioLike], top_k: int) -> Ca
         else:
             raise TypeError(f"an audio clip is a WAV file's path or bytes, not {type(clip).__name__}")
         files.append((f"file{i}", (name, data, "audio/wav")))
-    return Call("POST", f"/models/{_segment(model)}/predict", {"files": files, "params": {"top_k": top_k}})
-
-
-def _segment(value: object) -> str:
-    """A model name or version as one URL path segment: "a/../digits" must reach the server's name check
-    as it is, not be collapsed by the URL into another model's path."""
-    return quote(str(value), safe="")
+    return Call("POST", _predict_path(model), {"files": files, "params": {"top_k": top_k}})
 
 
 def text_list(text: object) -> list[str]:
@@ -210,7 +214,7 @@ def text_list(text: object) -> list[str]:
 def predict_texts_call(model: str, texts: Sequence[str], top_k: int) -> Call:
     return Call(
         "POST",
-        f"/models/{_segment(model)}/predict",
+        _predict_path(model),
         {"json": {"texts": list(texts)}, "params": {"top_k": top_k}},
     )
 
@@ -220,7 +224,7 @@ def predict_rows_call(model: str, rows: Sequence[Any], top_k: int) -> Call:
     rows = list(rows)
     key = "rows" if all(isinstance(r, Mapping) for r in rows) else "instances"
     doc = {key: [_row(i, r) for i, r in enumerate(rows)]}
-    return Call("POST", f"/models/{_segment(model)}/predict", {"json": doc, "params": {"top_k": top_k}})
+    return Call("POST", _predict_path(model), {"json": doc, "params": {"top_k": top_k}})
 
 
 def _row(i: int, row: Any) -> dict[str, Any] | list[Any]:
@@ -256,7 +260,7 @@ def predict_csv_call(model: str, csv: str | bytes | os.PathLike[str], top_k: int
     headers = {"content-type": "text/csv"}
     return Call(
         "POST",
-        f"/models/{_segment(model)}/predict",
+        _predict_path(model),
         {"content": data, "headers": headers, "params": {"top_k": top_k}},
     )
 
