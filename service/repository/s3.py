@@ -209,11 +209,9 @@ class S3Storage(LocalFolder):
         for version, files in model.versions.items():
             listing = sorted(o.ident() for o in files.values())
             if uses_markers:
-                if MARKER in files and "model.onnx" not in files:
-                    pending.add(
-                        version
-                    )  # a marker alone (written under the wrong version?): nothing to serve
-                elif MARKER in files:
+                # Without its marker still uploading; a marker alone (written under the wrong version?)
+                # has nothing to serve either.
+                if MARKER in files and "model.onnx" in files:
                     marker = files[MARKER]
                     complete[version] = ["marker", *marker.ident(), marker.modified]
                 else:
