@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from service.transports.http.limits import BodyDeadline
+from service.transports.http.deadline import BodyDeadline
 
 
 class Clock:

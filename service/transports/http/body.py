@@ -22,7 +22,7 @@ from service.errors import (
     ServiceError,
     UnsupportedMediaType,
 )
-from service.transports.http.limits import BODY_EXTENSION, BodyDeadline
+from service.transports.http.deadline import BODY_EXTENSION, BodyDeadline
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from service.protocol.v2_encode import HTTP, JSON_HEADERS
 from service.runtime import Feeds
 from service.transports.http import v2
 from service.transports.http.body import DRAIN_OVER, await_watched, error_response
-from service.transports.http.limits import BodyDeadline
+from service.transports.http.deadline import BodyDeadline
 from service.transports.http.routes import RouteMatcher
 
 _IDENTITY = (b"", b"identity")
