@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, ClassVar
 
 import httptools
@@ -136,6 +135,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._direct: Any = None  # a DirectCall whose body is being read
         self._direct_wait: asyncio.TimerHandle | None = None
         self._direct_body: BodyDeadline | None = None  # the direct path's, one per connection
+        self._direct_cycle: Any = None  # the direct path's DirectCycle, one per connection
         self._idle_until: float | None = None  # the keep-alive deadline while idle; None while busy
         self._upgrade_head = False  # an Upgrade request's headers are in: see _without_upgrade
 
@@ -209,7 +209,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # ------------------------------------------------------------------------------ parser callbacks
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's own, without the ASGI scope: a request the direct path answers never needs one (a dict
+        # of nine entries and a copy of the app state per request); _headers_complete makes it (uvicorn's
+        # on_message_begin, called there).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
         self._began = True
         self._in_headers = True
         self._header_bytes = self._header_count = 0
@@ -249,6 +255,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._headers_complete()
 
     def _headers_complete(self) -> None:
+        # The ASGI scope, as uvicorn's on_message_begin makes it, for the headers and URL already read.
+        headers, url, expect = self.headers, self.url, self.expect_100_continue
+        super().on_message_begin()
+        self.headers, self.url, self.expect_100_continue = headers, url, expect
+        self.scope["headers"] = headers
         over = len(self.connections) > self._limits.max_connections
         app = self.app
         if over:
@@ -341,24 +352,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _answer_direct(self, call: Any) -> None:
         """Answer a DirectCall from this callback: decoded and queued now, written when its batch has run
         (no task per request). The drain waits for its pending answer as for uvicorn's request tasks."""
-        cycle = self.direct.cycle(call.keep_alive)
-        self.cycle = cycle
-        connection = self._direct_body
-        if connection is None:  # one per connection: its body is always complete, its watch is per call
-            connection = BodyDeadline(
+        cycle, connection = self._direct_cycle, self._direct_body
+        if cycle is None or connection is None:
+            # One of each per connection, made at its first direct request: a direct request is taken only
+            # when the one before it is answered. The body is always complete; the watch is per call.
+            cycle = self._direct_cycle = self.direct.cycle(call.keep_alive)
+            connection = self._direct_body = BodyDeadline(
                 self.loop, self._limits.body_timeout_s, self._limits.drain_stalled_body_s
             )
             connection.complete = True
-            self._direct_body = connection
+        else:
+            cycle.keep_alive = call.keep_alive
+            cycle.response_started = cycle.response_complete = False
+        self.cycle = cycle
         self._body = connection
-        pending = self.direct.start(call, connection, partial(self._write_direct, cycle))
+        pending = self.direct.start(call, connection, self._write_direct)
         if pending is not None:
             call.pending = pending
             self.tasks.add(pending)  # the drain waits for it; _write_direct takes it out
 
-    def _write_direct(
-        self, cycle: Any, call: Any, status: int, lines: list[bytes], body: bytes, close: bool
-    ) -> None:
+    def _write_direct(self, call: Any, status: int, lines: list[bytes], body: bytes, close: bool) -> None:
+        cycle = self._direct_cycle
         keep = cycle.keep_alive and not close
         if not self.transport.is_closing():
             if not keep:
@@ -383,7 +397,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:
+            self.flow.resume_reading()
         if self.pipeline:
             self._idle_until = None
             cycle, app = self.pipeline.pop()
