@@ -46,3 +46,22 @@ def test_a_failing_request_fails_alone() -> None:
     assert runs == [5, 2, 1, 2]  # the joined run, then each alone
     assert answers[0]["y"].tolist() == [[2], [2]] and isinstance(answers[1], ValueError)  # type: ignore[index]
     assert collate.run_batch(run, [good, good], {}, batchable=False) and runs[-2:] == [2, 2]
+
+
+def test_one_input_of_one_shape_is_one_run_split_by_rows() -> None:
+    """The usual batch (collate's shortcut): one run, each request its own rows back, as the general way
+    (groups, join, split) answers it; another shape among them sends the batch the general way."""
+    runs: list[int] = []
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        runs.append(len(feeds["ids"]))
+        return {"y": feeds["ids"].sum(axis=1)}
+
+    feeds = [{"ids": np.full((n, 4), n, dtype=np.int64)} for n in (1, 3, 2)]
+    answers = collate.run_batch(run, feeds, {"ids": 0})
+    assert runs == [6]
+    assert [a["y"].tolist() for a in answers] == [[4], [12, 12, 12], [8, 8]]  # type: ignore[index]
+    runs.clear()
+    mixed = [*feeds, {"ids": np.ones((1, 5), dtype=np.int64)}]  # padded to 5: the general way, one group
+    answers = collate.run_batch(run, mixed, {"ids": 0})
+    assert runs == [7] and [a["y"].tolist() for a in answers][-1] == [5]  # type: ignore[index]
