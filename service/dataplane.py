@@ -211,6 +211,7 @@ class DataPlane:
         mv = ctx.mv = self.resolve_for(kind, request.name, request.version)  # resolve
         with mv.lease():  # taken right where resolved: a reload retires mv only after this answer
             deadline = self._deadline(mv, ctx, started)
+            request_deadline.set(deadline)  # the decoding pool skips work for a request past it
             ok, rows, input_s, output_s = False, 0, 0.0, 0.0
             try:
                 require_kind(mv, kind)  # decode: 415 when the model takes another kind
@@ -285,7 +286,6 @@ class DataPlane:
         deadline = (started if started is not None else time.monotonic()) + mv.batcher.policy.timeout_s
         if ctx.deadline is not None:
             deadline = min(deadline, ctx.deadline)
-        request_deadline.set(deadline)  # the decoding pool skips work for a request past it
         return deadline
 
     async def decode_tensors(
@@ -362,6 +362,7 @@ class InferCall(Generic[P, R]):
     async def decode(self) -> tuple[Feeds, int]:
         """A V2Request against the graph (or the kind's own preprocessing): ``DataPlane.decode_tensors``."""
         assert self.request is not None
+        request_deadline.set(self.deadline)  # the decoding pool skips work for a request past it
         return await self.plane.decode_tensors(self.mv, self.request, self.ctx)
 
     def admit(self, feeds: Feeds, rows: int) -> asyncio.Future[Feeds]:

@@ -55,6 +55,7 @@ class DeferredStream:
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._scheduled = False
+        self.flushes = 0  # writes so far: one a loop step with lines (AccessLine.active's step)
 
     def write(self, text: str) -> int:
         with self._lock:
@@ -76,6 +77,7 @@ class DeferredStream:
     def flush_now(self) -> None:
         with self._lock:
             self._scheduled = False
+            self.flushes += 1
             lines, self._lines = self._lines, []
         if lines:
             try:
@@ -100,10 +102,17 @@ class AccessLine:
         self.tag = f"[{worker}] " if worker is not None else ""
         self._second = -1
         self._stamp = ""
+        self._checked: tuple[int, logging.Logger | None] = (-1, None)  # (step, logger) of the last check
+        self._verdict = False
 
     def active(self, logger: logging.Logger) -> bool:
-        root = logging.getLogger()
-        return (
+        """Whether lines of ``logger`` may skip logging: checked once a loop step (a configuration changed
+        since applies from the next step), not once a line."""
+        checked = self._checked
+        if checked[0] == self.stream.flushes and checked[1] is logger:
+            return self._verdict
+        root = logging.root
+        self._verdict = (
             not logger.handlers
             and not logger.filters
             and logger.propagate
@@ -112,6 +121,8 @@ class AccessLine:
             and not root.filters
             and logger.isEnabledFor(logging.INFO)
         )
+        self._checked = (self.stream.flushes, logger)
+        return self._verdict
 
     def write(self, fields: dict[str, Any]) -> None:
         """A JSON line of ``fields``, as JsonFormatter would write the record."""
