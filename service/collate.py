@@ -19,15 +19,8 @@ def run_batch(
     exception for a request that failed: it fails alone)."""
     if not batchable or len(payloads) == 1:
         return [_guarded(run, p) for p in payloads]
-    same = _one_input_alike(payloads)
-    if same is not None:  # the usual batch: every request one row set of one input, of one shape
-        name, arrays = same
-        try:
-            out = run({name: np.concatenate(arrays)})
-        except Exception:
-            return [_guarded(run, p) for p in payloads]
-        answers: list[Feeds | Exception] = list(split(out, [len(a) for a in arrays]))
-        return answers
+    if _one_input_alike(payloads):  # the usual batch: one group, without working the groups out
+        return _joined(run, payloads, pad_values)
     results: list[Feeds | Exception] = [Exception("not run")] * len(payloads)
     for members in groups(payloads, pad_values):
         group = [payloads[i] for i in members]
@@ -37,22 +30,19 @@ def run_batch(
     return results
 
 
-def _one_input_alike(payloads: list[Feeds]) -> tuple[str, list[np.ndarray]] | None:
-    """(the input's name, each request's array) when every request has the same single input with the
-    same shape past the batch axis: one run, no grouping or padding to work out (``groups`` and ``join``
-    give the same for such a batch, in several passes)."""
+def _one_input_alike(payloads: list[Feeds]) -> bool:
+    """Whether every request has the same single input with the same shape past the batch axis: then
+    ``groups`` would make one group of them all, with nothing to pad."""
     first = payloads[0]
     if len(first) != 1:
-        return None
+        return False
     [(name, head)] = first.items()
     trailing = head.shape[1:]
-    arrays = []
     for feeds in payloads:
         arr = feeds.get(name)
         if arr is None or len(feeds) != 1 or arr.shape[1:] != trailing:
-            return None
-        arrays.append(arr)
-    return name, arrays
+            return False
+    return True
 
 
 def groups(payloads: list[Feeds], pad_values: Mapping[str, int | float]) -> list[list[int]]:
