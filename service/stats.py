@@ -71,18 +71,12 @@ class ModelStats(BatchObserver):
 
     # The data plane's.
     def on_request(self, ok: bool, rows: int, total_s: float, input_s: float, output_s: float) -> None:
-        # Once per request on the event loop: the Durations' fields in place (Duration.add's arithmetic,
-        # without three calls).
         if ok:
-            success, computed_input, output = self.success, self.compute_input, self.compute_output
-            success.count += 1
-            success.ns += int(total_s * 1e9)
+            self.success.add(total_s)
             self.inference_count += rows
-            computed_input.count += 1
-            computed_input.ns += int(input_s * 1e9)
+            self.compute_input.add(input_s)
             self.compute_infer.count += 1
-            output.count += 1
-            output.ns += int(output_s * 1e9)
+            self.compute_output.add(output_s)
         else:
             self.fail.add(total_s)
         self.last_inference_ms = int(time.time() * 1000)
