@@ -68,6 +68,12 @@ class InvalidInput(ServiceError):
     status_code = 422
 
 
+class Unimplemented(ServiceError):
+    """A request feature the server does not implement (a transfer coding it cannot undo: RFC 9112 6.1)."""
+
+    status_code = 501
+
+
 class Overloaded(ServiceError):
     """The model's queue is full, or the server is not ready; the client should retry."""
 

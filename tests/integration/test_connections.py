@@ -4,12 +4,14 @@ is answered (408, 413, 431, 503 as JSON) or closed within its limit, and the ser
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import select
 import socket
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -310,6 +312,36 @@ def test_many_pipelined_upgrade_requests_are_all_answered(limited: Server) -> No
         answers = read_answers(s, 1500)
     assert {status for status, _, _ in answers} == {200}
     assert [dict(headers)["x-request-id"] for _, headers, _ in answers] == [f"r{n}" for n in range(1500)]
+
+
+@pytest.mark.parametrize("coding", ["gzip", "x-gzip", "deflate"])
+def test_a_compressing_transfer_coding_before_chunked_is_undone(limited: Server, coding: str) -> None:
+    """``Transfer-Encoding: gzip, chunked`` (RFC 9112 7): the body is decompressed, as a Content-Encoding
+    would be, not read as the compressed bytes (a misleading 'not valid JSON' 400 before). The connection
+    serves the next request."""
+    packed = zlib.compress(_IDS) if coding == "deflate" else gzip.compress(_IDS)
+    head = (
+        b"POST /v2/models/sentiment-lstm/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: %s, chunked\r\n\r\n" % coding.encode()
+    )
+    with _connect(limited) as s:
+        s.sendall(head + _chunked(packed) + b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        (status, _, content), (ready, _, _) = read_answers(s, 2)
+    assert status == 200, content
+    assert json.loads(content)["outputs"][1]["shape"] == [1, 2] and ready == 200
+
+
+def test_a_transfer_coding_the_server_cannot_undo_answers_501(limited: Server) -> None:
+    """A coding other than gzip or deflate before chunked: a JSON 501 (RFC 9112 6.1), then close."""
+    head = (
+        b"POST /v2/models/sentiment-lstm/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: br, chunked\r\n\r\n"
+    )
+    with _connect(limited) as s:
+        s.sendall(head + _chunked(b"\x0b\x02\x80" + _IDS))
+        status, headers, content = _read_answer(s, 5)
+    assert status == 501 and "'br'" in json.loads(content)["error"]
+    assert headers.get("connection") == "close"
 
 
 def test_connect_is_refused_not_held(limited: Server) -> None:

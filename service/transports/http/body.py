@@ -20,6 +20,7 @@ from service.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceError,
+    Unimplemented,
     UnsupportedMediaType,
 )
 from service.transports.http.deadline import BODY_EXTENSION, BodyDeadline
@@ -37,14 +38,45 @@ DRAIN_OVER.headers["Connection"] = "close"
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) on Content-Length before reading, or as soon as a chunk passes;
     within the server's body deadline (408), at shutdown while it keeps arriving (else 503); a gzip or deflate body
-    (Content-Encoding) comes back decompressed, the limit counting its decompressed size."""
+    (Content-Encoding, or a transfer coding before chunked: ``Transfer-Encoding: gzip, chunked``) comes
+    back decompressed, the limit counting its decompressed size."""
+    codings = _transfer_codings(request)  # checked before the body is read: 501 at once
     body = await _read_raw(request, limit)
     encoding = request.headers.get("content-encoding")
-    if encoding is None or encoding.strip().lower() in ("", "identity"):
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        codings.insert(0, encoding)  # the innermost: undone last
+    if not codings:
         return body
     if len(body) < _INLINE_INFLATE_BYTES:
-        return decompress(body, encoding, limit)
-    return await asyncio.to_thread(decompress, body, encoding, limit)
+        return _undo(body, codings, limit)
+    return await asyncio.to_thread(_undo, body, codings, limit)
+
+
+def _transfer_codings(request: Request) -> list[str]:
+    """The transfer codings applied before chunked, in the order they were applied; 501 for one this server
+    cannot undo (RFC 9112 6.1). The parser has undone chunked, and refuses a request whose last coding is
+    not chunked."""
+    codings = [
+        c.strip().lower()
+        for value in request.headers.getlist("transfer-encoding")
+        for c in value.split(",")
+        if c.strip()
+    ]
+    if codings and codings[-1] == "chunked":
+        codings.pop()
+    for coding in codings:
+        if coding not in _WBITS:
+            raise Unimplemented(
+                f"unsupported Transfer-Encoding {coding!r}: send chunked, after gzip or deflate if compressed",
+                headers=dict(_CLOSE),
+            )
+    return codings
+
+
+def _undo(body: bytes, codings: list[str], limit: int) -> bytes:
+    for coding in reversed(codings):
+        body = decompress(body, coding, limit)
+    return body
 
 
 # Smaller compressed bodies are inflated on the event loop; bigger ones in a thread.
