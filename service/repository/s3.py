@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.repository.storage import MODEL_NAME, LocalFolder, StorageError
+from service.repository.storage import MODEL_NAME, VERSION_NAME, LocalFolder, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ SOURCE = ".source.json"
 # most a file name's 255 bytes (a longer one cannot be written here).
 _PART = re.compile(r"[^./\\][^/\\]*")
 _PART_BYTES = 255
-_VERSION = re.compile(r"[0-9]{1,18}")
 
 
 def _part(part: str) -> bool:
@@ -186,13 +185,16 @@ class S3Storage(LocalFolder):
                     model = models.setdefault(parts[0], _Model())
                     if len(parts) == 2 and parts[1] == "config.json":
                         model.config = obj
-                    elif len(parts) >= 3 and _VERSION.fullmatch(parts[1]):
+                    elif len(parts) >= 3 and VERSION_NAME.fullmatch(parts[1]):
                         model.versions.setdefault(parts[1], {})["/".join(parts[2:])] = obj
+                    elif len(parts) >= 3 and parts[1].isascii() and parts[1].isdigit():
+                        skipped.add(f"{parts[0]}/{parts[1]}")  # "01": not a version's name (storage.py)
         except Exception as e:
             raise _client_error(e) from None
         if skipped - self._told:
             log.warning(
-                "model folders that are no model name (1-128 letters, digits, '_', '.' or '-'), not fetched: %s",
+                "folders that are no model name (1-128 letters, digits, '_', '.' or '-') or no version number "
+                "(digits without a leading zero), not fetched: %s",
                 ", ".join(sorted(repr(n[:64]) for n in skipped - self._told)),
             )
             self._told |= skipped
@@ -335,7 +337,7 @@ class S3Storage(LocalFolder):
         found: dict[str, list[Any]] = {}
         if folder.is_dir():
             for version in folder.iterdir():
-                if version.name.isdigit() and version.is_dir():
+                if VERSION_NAME.fullmatch(version.name) and version.is_dir():
                     try:
                         found[version.name] = json.loads((version / SOURCE).read_text())
                     except (OSError, ValueError):

@@ -12,6 +12,7 @@ no separators, no ~, so a name can never reach outside the repository.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +20,12 @@ from typing import Protocol
 from service.errors import BadRequest
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# A version folder is named by its number as written, in ASCII digits with no leading zero: "01" beside "1"
+# would be two folders for one version (which loads?), and "01" alone would be looked for as "1".
+VERSION_NAME = re.compile(r"0|[1-9][0-9]{0,17}")
+
+log = logging.getLogger(__name__)
+_told: set[tuple[str, str]] = set()  # (model, folder) already warned about
 
 
 class StorageError(RuntimeError):
@@ -95,8 +102,23 @@ class LocalFolder:
         return self.root / name
 
     def version_numbers(self, name: str) -> list[int]:
-        """The numeric version folders of a model (OSError when the model folder cannot be read)."""
-        return sorted(int(p.name) for p in self.model_dir(name).iterdir() if p.is_dir() and p.name.isdigit())
+        """The version folders of a model, by number (VERSION_NAME; OSError when the model folder cannot be
+        read). A folder of digits written another way ("01") is not a version: warned about once."""
+        found = []
+        for p in self.model_dir(name).iterdir():
+            if not p.is_dir():
+                continue
+            if VERSION_NAME.fullmatch(p.name):
+                found.append(int(p.name))
+            elif p.name.isdigit() and (name, p.name) not in _told:
+                _told.add((name, p.name))
+                log.warning(
+                    "model %s: folder %r is not read as a version: name a version folder by its number "
+                    "without leading zeros",
+                    name,
+                    p.name,
+                )
+        return sorted(found)
 
     def fingerprint(self, name: str) -> tuple[object, ...]:
         """Blocking (run it in a thread): see ``fingerprint``."""

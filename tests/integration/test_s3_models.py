@@ -231,7 +231,8 @@ def test_objects_that_cannot_become_a_model_are_skipped_and_the_rest_still_syncs
     """A folder name too long for a file name, a key that is both a file and a folder ('model.onnx' and
     'model.onnx/extra'), and a marker with no files beside it: each raised a local OSError out of the
     sync, so the server would not start (rc 3), and once running no poll synced anything after them.
-    Now each is skipped with a warning, and the rest serves and keeps syncing."""
+    Now each is skipped with a warning, and the rest serves and keeps syncing. A version folder '01' (which
+    was taken as version 1 beside '1') is not a version: skipped with a warning, never fetched."""
     prefix = f"{PREFIX}/odd"
     client = s3.client()
     _upload_version(s3, prefix, "digits", 1)
@@ -240,6 +241,8 @@ def test_objects_that_cannot_become_a_model_are_skipped_and_the_rest_still_syncs
     client.put_object(Bucket=BUCKET, Key=f"{prefix}/letters/1/model.onnx/extra", Body=b"x")
     client.put_object(Bucket=BUCKET, Key=f"{prefix}/letters/1/{MARKER}", Body=b"")
     client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/5/{MARKER}", Body=b"")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/01/model.onnx", Body=b"x")  # not version 1
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/01/{MARKER}", Body=b"")
     env = _env(s3, tmp_path, MODELSERVE_REPOSITORY_POLL_S="0.3")
     with run_server(f"s3://{BUCKET}/{prefix}", tmp_path, env=env) as srv:
         assert _served(srv, "digits") == ["1"]
@@ -250,7 +253,8 @@ def test_objects_that_cannot_become_a_model_are_skipped_and_the_rest_still_syncs
         log = srv.log_path.read_text()
         assert "Traceback" not in log, log[-3000:]
         assert log.count("model letters version 1 not fetched") == 1, log  # once, not every poll
-        assert "no model name" in log
+        assert "no model name" in log and "'digits/01'" in log
+        assert _cached(tmp_path, "digits") == ["1"]
 
 
 def test_a_load_answers_503_at_once_when_the_store_stops_answering(s3: SeaweedS3, tmp_path: Path) -> None:

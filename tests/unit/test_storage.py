@@ -65,3 +65,20 @@ def test_an_s3_uri_caches_in_its_own_folder_without_contacting_the_store(
 def test_settings_keep_an_s3_uri_whole_and_take_a_path_as_a_folder(tmp_path: Path) -> None:
     assert Settings(models_dir="s3://bucket/a/b").models_dir == "s3://bucket/a/b"
     assert Settings(models_dir=tmp_path).models_dir == str(tmp_path)  # type: ignore[arg-type]
+
+
+def test_a_version_folder_is_named_by_its_number_without_leading_zeros(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """'01' beside '1' were both version 1 (which one loaded?), and '01' alone was looked for as '1'. Only
+    a number as written counts; another folder of digits is warned about once, not taken."""
+    for name in ("1", "01", "2", "007", "10", "x3", "\u0663"):  # the last: an Arabic-Indic three
+        (tmp_path / "m" / name).mkdir(parents=True)
+    (tmp_path / "m" / "3").write_text("a file, not a folder")
+    folder = LocalFolder(tmp_path)
+    with caplog.at_level("WARNING", logger="service.repository.storage"):
+        assert folder.version_numbers("m") == [1, 2, 10]
+        assert folder.version_numbers("m") == [1, 2, 10]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 3 and all("not read as a version" in w for w in warned)
+    assert {w.split("'")[1] for w in warned} == {"01", "007", "\u0663"}
