@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -188,32 +189,77 @@ class AudioCRNNConfig:
     # (over its frames within 50 dB of its peak) taken off first, so a fixed spectral envelope (an engine's,
     # a microphone's) does not reach the network.
     norm: str = "band"
+    # "conv1d": the bands are the first convolution's channels (a formant moved by a band is another
+    # input); "conv2d": 3x3 convolutions over (time, band) with max-pooling across bands, so a pattern
+    # moved a band or two (another vocal tract, another engine's formants) excites the same filters.
+    frontend: str = "conv1d"
+    # > 0: each frame's spectrum kept to its first ``lifter`` cepstral coefficients (a DCT across the bands,
+    # truncated, and back): the envelope (formants) without the fine structure (harmonics of the pitch,
+    # an engine's excitation). Applied to the dB features before everything else.
+    lifter: int = 0
     mean: tuple[float, ...] = field(default_factory=lambda: (0.0,))  # per mel band, from training
     std: tuple[float, ...] = field(default_factory=lambda: (1.0,))
 
 
+def lifter_matrix(bands: int, keep: int) -> np.ndarray:
+    """(bands, bands) float32: a frame (row vector) times it is the frame with only its first ``keep``
+    cepstral coefficients (orthonormal DCT-II across the bands, truncated, inverted)."""
+    k = np.arange(bands)[:, None]
+    n = np.arange(bands)[None, :]
+    dct = np.cos(np.pi * k * (2 * n + 1) / (2 * bands)) * np.sqrt(2.0 / bands)
+    dct[0] /= np.sqrt(2.0)  # orthonormal: dct @ dct.T == I
+    kept = dct[:keep]
+    return (kept.T @ kept).astype(np.float32)  # symmetric: x @ m == x @ m.T
+
+
 class AudioCRNN(nn.Module):
-    """Log-mel frames -> 1-D convolutions over time (stride 2 each) -> LSTM or GRU -> mean+max.
+    """Log-mel frames -> 1-D convolutions over time (stride 2 each), or 2-D ones over time and bands
+    (``frontend="conv2d"``) -> LSTM or GRU -> mean+max.
 
     Takes the features of service/kinds/audio/preprocess.py, (B, T, M) dB, and standardises each band inside,
-    so the graph is the whole model. The convolutions see the bands as channels and cut 10 ms frames to
-    40 ms steps, which keeps the LSTM short (25 steps a second) and CPU training cheap. Clips are
+    so the graph is the whole model. The 1-D convolutions see the bands as channels (the 2-D ones see a
+    picture of time x bands and pool the bands); both cut 10 ms frames to 40 ms steps, which keeps the LSTM short (25 steps a second) and CPU training cheap. Clips are
     fixed-length windows: no padding, no masks, and a row's answer cannot depend on its batch."""
 
     def __init__(self, cfg: AudioCRNNConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        if (
+            cfg.rnn not in ("lstm", "gru")
+            or cfg.norm not in ("band", "clip")
+            or cfg.frontend not in ("conv1d", "conv2d")
+        ):
+            raise ValueError(
+                f"rnn {cfg.rnn!r} (lstm|gru), norm {cfg.norm!r} (band|clip), "
+                f"frontend {cfg.frontend!r} (conv1d|conv2d)"
+            )
         layers: list[nn.Module] = []
-        c_in = cfg.n_mels
-        for i, width in enumerate(cfg.channels):
-            k = 5 if i == 0 else 3
-            layers += [nn.Conv1d(c_in, width, k, stride=2, padding=k // 2, bias=False), nn.BatchNorm1d(width)]
-            layers.append(nn.ReLU())
-            c_in = width
+        if cfg.frontend == "conv1d":
+            c_in = cfg.n_mels
+            for i, width in enumerate(cfg.channels):
+                k = 5 if i == 0 else 3
+                layers += [
+                    nn.Conv1d(c_in, width, k, stride=2, padding=k // 2, bias=False),
+                    nn.BatchNorm1d(width),
+                    nn.ReLU(),
+                ]
+                c_in = width
+        else:
+            # One 3x3 layer at full resolution, then one per width with stride 2 in time; each halves
+            # the bands by max-pooling. The RNN reads each step's channels x remaining bands.
+            c_in, bands = 1, cfg.n_mels
+            for i, width in enumerate((cfg.channels[0], *cfg.channels)):
+                stride = (1, 1) if i == 0 else (2, 1)
+                layers += [
+                    nn.Conv2d(c_in, width, 3, stride=stride, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(),
+                    nn.MaxPool2d((1, 2)),
+                ]
+                c_in, bands = width, bands // 2
+            c_in *= bands
         self.conv = nn.Sequential(*layers)
         self.drop = nn.Dropout(cfg.dropout)
-        if cfg.rnn not in ("lstm", "gru") or cfg.norm not in ("band", "clip"):
-            raise ValueError(f"rnn {cfg.rnn!r} (lstm|gru), norm {cfg.norm!r} (band|clip)")
         rnn = nn.LSTM if cfg.rnn == "lstm" else nn.GRU
         # Named `lstm` whatever the cell: checkpoints made before the GRU option load unchanged.
         self.lstm = rnn(c_in, cfg.hidden_dim, batch_first=True, bidirectional=cfg.bidirectional)
@@ -223,15 +269,24 @@ class AudioCRNN(nn.Module):
         self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32).view(1, 1, -1))
         self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32).view(1, 1, -1))
+        self.smooth: torch.Tensor | None
+        lifter = torch.from_numpy(lifter_matrix(cfg.n_mels, cfg.lifter)) if cfg.lifter else None
+        self.register_buffer("smooth", lifter)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.smooth is not None:
+            features = features @ self.smooth  # (B, T, M) x (M, M)
         if self.cfg.norm == "clip":
             frame_peak = features.amax(dim=2, keepdim=True)  # (B, T, 1)
             active = (frame_peak > features.amax(dim=(1, 2), keepdim=True) - 50.0).to(features.dtype)
             clip_mean = (features * active).sum(dim=1, keepdim=True) / active.sum(dim=1, keepdim=True)
             features = features - clip_mean  # (B, T, M) minus (B, 1, M)
-        x = ((features - self.mean) / self.std).transpose(1, 2)  # (B, M, T)
-        x = self.conv(x).transpose(1, 2)  # (B, T/4, C)
+        x = (features - self.mean) / self.std  # (B, T, M)
+        if self.cfg.frontend == "conv1d":
+            x = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T/4, C)
+        else:
+            x = self.conv(x.unsqueeze(1))  # (B, C, T/4, M/8) with two widths (three layers)
+            x = x.permute(0, 2, 1, 3).flatten(2)  # (B, T/4, C * M/8): each step's channels x bands
         out, _ = self.lstm(self.drop(x))  # (B, T/4, D*H)
         pooled = torch.cat([out.mean(dim=1), out.amax(dim=1)], dim=1)  # (B, 2*D*H)
         return self.head(self.drop(pooled))  # (B, K) logits

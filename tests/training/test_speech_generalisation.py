@@ -22,6 +22,7 @@ from training.kinds.audio.feature_augment import (
 )
 from training.kinds.audio.proxy import engine_of, held_out_engine_splits, subsample
 from training.kinds.audio.recipe import train_audio_model
+from training.nets import lifter_matrix
 from training.train import TrainConfig
 
 SPEC = AudioSpec()
@@ -115,4 +116,33 @@ def test_gru_with_per_clip_norm_trains_and_exports(tmp_path: Path, words_split: 
     assert report["feature_augment"]["warp"] > 0
     target = export(checkpoint, tmp_path / "models", "commands")
     meta = json.loads((target / "model.json").read_text())
+    assert meta["export"]["parity_max_abs_diff"] <= 1e-4  # torch and onnxruntime, batch 1 and 7
+
+
+def test_the_lifter_keeps_a_frames_envelope_and_drops_its_fine_structure() -> None:
+    """Cepstral liftering across the bands: with every coefficient kept it is the identity; with few, a
+    smooth envelope passes almost unchanged while a ripple from band to band (a pitch's harmonics) goes."""
+    assert np.allclose(lifter_matrix(40, 40), np.eye(40), atol=1e-6)
+    smooth = lifter_matrix(40, 12)
+    bands = np.arange(40)
+    envelope = -30.0 + 20.0 * np.cos(2 * np.pi * bands / 40)
+    ripple = 6.0 * (-1.0) ** bands
+    kept = (envelope + ripple).astype(np.float32) @ smooth
+    assert np.sqrt(np.mean((kept - envelope) ** 2)) < 0.1 * np.sqrt(np.mean(ripple**2))  # 6 dB -> < 0.6
+
+
+def test_the_2d_front_end_with_the_lifter_trains_and_exports(tmp_path: Path, words_split: Path) -> None:
+    checkpoint = train_audio_model(
+        str(words_split),
+        "commands",
+        tmp_path / "runs",
+        TrainConfig(epochs=1, batch_size=16, progress=False),
+        frontend="conv2d",
+        channels=(8, 16),
+        hidden_dim=32,
+        lifter=12,
+    )
+    target = export(checkpoint, tmp_path / "models", "commands")
+    meta = json.loads((target / "model.json").read_text())
+    assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 98, 40]}]
     assert meta["export"]["parity_max_abs_diff"] <= 1e-4  # torch and onnxruntime, batch 1 and 7

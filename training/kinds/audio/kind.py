@@ -38,6 +38,18 @@ class AudioTraining(TrainingKind):
         parser.add_argument("--rnn", choices=("lstm", "gru"), default="lstm", help="the recurrent cell")
         parser.add_argument("--unidirectional", action="store_true", help="one RNN direction, not two")
         parser.add_argument("--conv", default="64,128", help="1-D conv widths (stride 2 each)")
+        parser.add_argument(
+            "--frontend",
+            choices=("conv1d", "conv2d"),
+            default="conv1d",
+            help="conv2d: 3x3 convolutions over time and bands, max-pooled across bands",
+        )
+        parser.add_argument(
+            "--lifter",
+            type=int,
+            default=0,
+            help="keep each frame's first N cepstral coefficients (its envelope; 0: the whole spectrum)",
+        )
         parser.add_argument("--dropout", type=float, default=0.1)
         parser.add_argument(
             "--norm",
@@ -81,6 +93,8 @@ class AudioTraining(TrainingKind):
             channels=tuple(int(w) for w in args.conv.split(",")),
             dropout=args.dropout,
             norm=args.norm,
+            frontend=args.frontend,
+            lifter=args.lifter,
         )
 
     def build_net(self, net_config: dict[str, Any]) -> nn.Module:

@@ -20,7 +20,7 @@ from service.kinds.audio.preprocess import AudioSpec
 from training.kinds.audio.data import AudioData, load_audio
 from training.kinds.audio.feature_augment import FeatureAugment, augment_features
 from training.kinds.audio.proxy import held_out_engine_splits, subsample
-from training.nets import AudioCRNN, AudioCRNNConfig
+from training.nets import AudioCRNN, AudioCRNNConfig, lifter_matrix
 from training.train import (
     Batch,
     TrainConfig,
@@ -80,9 +80,11 @@ def train_audio_model(
         splits = held_out_engine_splits(splits, hold_out_engine)
     if train_fraction < 1.0:
         splits.train = subsample(splits.train, train_fraction, cfg.seed)
-    stats_of = (
-        clip_centred(splits.train.features) if net_options.get("norm") == "clip" else splits.train.features
-    )
+    stats_of = splits.train.features
+    if net_options.get("lifter"):
+        stats_of = stats_of @ lifter_matrix(spec.n_mels, net_options["lifter"])
+    if net_options.get("norm") == "clip":
+        stats_of = clip_centred(stats_of)
     mean = stats_of.mean(axis=(0, 1))
     std = stats_of.std(axis=(0, 1)) + 1e-3
     del stats_of
