@@ -14,7 +14,7 @@ import pytest
 from service.kinds.audio.preprocess import AudioSpec, features
 from tests.conftest import MODELS, ROOT
 
-MODEL = MODELS / "commands" / "1"
+MODEL = MODELS / "commands" / "2"
 HELD_OUT = Path(__file__).parents[1] / "data" / "commands"
 GENERATED = ROOT / "data" / "commands"
 CLEAN = Path(__file__).parents[1] / "data" / "commands-clean"
@@ -35,9 +35,9 @@ def test_held_out_voices_are_recognised() -> None:
     assert len(paths) == 66
     truth = np.asarray([p.parent.name for p in paths])
     accuracy = float((classify(paths) == truth).mean())
-    # 66 clips (one miss is 1.5 points); the shipped model gets 58 (87.9%). The target is 97%
-    # on held-out voices: not reached yet (92.0% on the whole test split; docs/training.md).
-    assert accuracy >= 0.85, accuracy
+    # 66 clips (one miss is 1.5 points); the shipped model gets 61 (92.4%; version 1 got 58). The whole
+    # augmented test split: 94.7% (docs/training.md).
+    assert accuracy >= 0.89, accuracy
 
 
 def test_held_out_voices_spoken_clean_are_recognised() -> None:
@@ -53,7 +53,7 @@ def test_report_states_the_accuracy_and_the_confusion_matrix() -> None:
     meta = json.loads((MODEL / "model.json").read_text())
     test = meta["training"]["test"]
     labels = meta["labels"]
-    assert test["accuracy"] >= 0.9  # 0.9204 shipped; the target (0.97) is not reached yet
+    assert test["accuracy"] >= 0.93  # 0.9466 shipped (version 1: 0.9204), augmented like training
     cm = np.asarray(test["confusion_matrix"])
     assert cm.shape == (len(labels), len(labels)) and cm.sum() == test["n"]
     assert set(test["per_class_recall"]) == set(labels)
@@ -77,4 +77,4 @@ def test_whole_clean_test_split_meets_the_target() -> None:
     assert len(paths) == 3128
     truth = np.asarray([p.parent.name for p in paths])
     accuracy = float((classify(paths) == truth).mean())
-    assert accuracy >= 0.97, accuracy  # the target on held-out voices; the shipped model: 98.43%
+    assert accuracy >= 0.98, accuracy  # the target was 97%; the shipped model: 99.30% (v1 98.43%)

@@ -37,12 +37,16 @@ class AudioTraining(TrainingKind):
         parser.add_argument("--mels", type=int, default=40, help="mel bands (40-64)")
         parser.add_argument("--rnn", choices=("lstm", "gru"), default="lstm", help="the recurrent cell")
         parser.add_argument("--unidirectional", action="store_true", help="one RNN direction, not two")
-        parser.add_argument("--conv", default="64,128", help="1-D conv widths (stride 2 each)")
+        parser.add_argument(
+            "--conv",
+            help="conv widths, each layer stride 2 in time (default: 16,32 for conv2d, 64,128 for conv1d)",
+        )
         parser.add_argument(
             "--frontend",
             choices=("conv1d", "conv2d"),
-            default="conv1d",
-            help="conv2d: 3x3 convolutions over time and bands, max-pooled across bands",
+            default="conv2d",
+            help="conv2d (the proxy's choice, version 2): 3x3 convolutions over time and bands, the bands "
+            "max-pooled; conv1d (version 1): the bands as the channels of 1-D convolutions over time",
         )
         parser.add_argument(
             "--lifter",
@@ -60,9 +64,9 @@ class AudioTraining(TrainingKind):
         parser.add_argument(
             "--feature-augment",
             choices=("on", "off"),
-            default="off",
-            help="off: one SpecAugment mask of each kind (the proxy's choice); on: also VTLP, tempo, EQ, "
-            "band-limit and 2+2 masks",
+            default="on",
+            help="on (the proxy's choice with conv2d): VTLP, tempo, EQ, band-limit and 2+2 masks; off: one "
+            "SpecAugment mask of each kind",
         )
         parser.add_argument(
             "--hold-out-engine",
@@ -90,7 +94,9 @@ class AudioTraining(TrainingKind):
             hidden_dim=args.hidden,
             rnn=args.rnn,
             bidirectional=not args.unidirectional,
-            channels=tuple(int(w) for w in args.conv.split(",")),
+            channels=tuple(
+                int(w) for w in (args.conv or ("16,32" if args.frontend == "conv2d" else "64,128")).split(",")
+            ),
             dropout=args.dropout,
             norm=args.norm,
             frontend=args.frontend,

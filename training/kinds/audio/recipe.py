@@ -74,7 +74,7 @@ def train_audio_model(
 
     seed_everything(cfg.seed)
     spec = spec or AudioSpec()
-    augment = augment or FeatureAugment.off()  # what the held-out-engine proxy chose (docs/training.md)
+    augment = augment or FeatureAugment.off()  # the CLI's default is on (the proxy's choice with conv2d)
     splits = load_audio(source, spec, cfg.seed)
     if hold_out_engine is not None:
         splits = held_out_engine_splits(splits, hold_out_engine)
