@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import MODELS, Server, run_server
-from tests.graphs import slow_model, write_config
+from tests.graphs import affine_model, slow_model, write_config
 from tests.integration.test_operations import in_the_batcher
 
 
@@ -143,3 +143,59 @@ def test_requests_still_running_when_the_drain_timeout_ends_get_a_json_503(tmp_p
             }
             assert r.headers["retry-after"] == "1" and r.headers["connection"] == "close"
     assert "Exception in ASGI application" not in srv.log()
+
+
+def test_connections_queued_when_the_drain_begins_are_answered_not_reset(tmp_path: Path) -> None:
+    """Connections the kernel has completed but the server has not accepted yet (its loop accepts once an
+    iteration) when the drain begins: closing the listening socket reset them (~1% of connections under
+    a load of one connection per request). Now they are taken in and answered. The server runs in this
+    process, so the queue is made on purpose: its loop is blocked while the clients connect and send,
+    then the drain begins from that same loop step, before anything was accepted."""
+    import threading
+
+    import uvicorn
+    import uvloop
+
+    from service.app import create_app, serving_stack
+    from service.config import Settings
+    from service.process.serving import DrainingServer, uvicorn_options
+
+    affine_model(tmp_path / "models" / "affine" / "1")
+    settings = Settings(models_dir=str(tmp_path / "models"), grpc_port=0, log_level="warning")
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    port = listener.getsockname()[1]
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]})
+    request = (
+        b"POST /v2/models/affine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body.encode())
+    )
+    outcomes: list[str] = []
+
+    def client() -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+                s.sendall(request)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            outcomes.append(data.split(b"\r\n", 1)[0].decode() if data else "closed without an answer")
+        except OSError as e:
+            outcomes.append(type(e).__name__)
+
+    async def scenario() -> None:
+        app = create_app(settings)
+        config = uvicorn.Config(serving_stack(app), **uvicorn_options(settings, app))
+        config.load()
+        server = DrainingServer(config, app.state.dataplane, 0.0)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[listener])
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for t in clients:
+            t.start()
+        time.sleep(1.0)  # the loop blocked: the kernel queues the 8 connections and their requests
+        await server.shutdown(sockets=[listener])
+        for t in clients:
+            await asyncio.to_thread(t.join, 30)
+
+    uvloop.run(scenario())
+    assert outcomes == ["HTTP/1.1 200 OK"] * 8, outcomes

@@ -195,6 +195,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_headers and self._header_bytes > self._limits.max_header_bytes:
             self._refuse(431, f"the request line and headers exceed {self._limits.max_header_bytes} bytes")
 
+    def awaits_request(self) -> bool:
+        """Open, and no byte of a request has arrived yet (the drain's queued connections: serving.py)."""
+        return (
+            not self.transport.is_closing()
+            and self.cycle is None
+            and self._direct is None
+            and not self._began
+        )
+
     def shutdown(self) -> None:
         """Server shutdown: an upload still arriving is read on while it keeps arriving, within the drain
         (uvicorn's graceful timeout); one that has stopped is answered 503, not cancelled at the drain's end."""
