@@ -212,14 +212,29 @@ def lifter_matrix(bands: int, keep: int) -> np.ndarray:
     return (kept.T @ kept).astype(np.float32)  # symmetric: x @ m == x @ m.T
 
 
+def band_input(features: torch.Tensor, norm: str, smooth: torch.Tensor | None) -> torch.Tensor:
+    """What AudioCRNN standardises band by band: the dB features (B, T, M), smoothed by the lifter's matrix
+    (``smooth``) when it has one, and with ``norm="clip"`` less each clip's own mean per band over its
+    frames within 50 dB of its peak. The graph runs it, and training takes the band statistics of it."""
+    if smooth is not None:
+        features = features @ smooth  # (B, T, M) x (M, M)
+    if norm == "clip":
+        frame_peak = features.amax(dim=2, keepdim=True)  # (B, T, 1)
+        active = (frame_peak > features.amax(dim=(1, 2), keepdim=True) - 50.0).to(features.dtype)
+        clip_mean = (features * active).sum(dim=1, keepdim=True) / active.sum(dim=1, keepdim=True)
+        features = features - clip_mean  # (B, T, M) minus (B, 1, M)
+    return features
+
+
 class AudioCRNN(nn.Module):
     """Log-mel frames -> 1-D convolutions over time (stride 2 each), or 2-D ones over time and bands
     (``frontend="conv2d"``) -> LSTM or GRU -> mean+max.
 
     Takes the features of service/kinds/audio/preprocess.py, (B, T, M) dB, and standardises each band inside,
     so the graph is the whole model. The 1-D convolutions see the bands as channels (the 2-D ones see a
-    picture of time x bands and pool the bands); both cut 10 ms frames to 40 ms steps, which keeps the LSTM short (25 steps a second) and CPU training cheap. Clips are
-    fixed-length windows: no padding, no masks, and a row's answer cannot depend on its batch."""
+    picture of time x bands and pool the bands); both cut 10 ms frames to 40 ms steps, which keeps the
+    LSTM short (25 steps a second) and CPU training cheap. Clips are fixed-length windows: no padding, no
+    masks, and a row's answer cannot depend on its batch."""
 
     def __init__(self, cfg: AudioCRNNConfig) -> None:
         super().__init__()
@@ -274,14 +289,7 @@ class AudioCRNN(nn.Module):
         self.register_buffer("smooth", lifter)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if self.smooth is not None:
-            features = features @ self.smooth  # (B, T, M) x (M, M)
-        if self.cfg.norm == "clip":
-            frame_peak = features.amax(dim=2, keepdim=True)  # (B, T, 1)
-            active = (frame_peak > features.amax(dim=(1, 2), keepdim=True) - 50.0).to(features.dtype)
-            clip_mean = (features * active).sum(dim=1, keepdim=True) / active.sum(dim=1, keepdim=True)
-            features = features - clip_mean  # (B, T, M) minus (B, 1, M)
-        x = (features - self.mean) / self.std  # (B, T, M)
+        x = (band_input(features, self.cfg.norm, self.smooth) - self.mean) / self.std  # (B, T, M)
         if self.cfg.frontend == "conv1d":
             x = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T/4, C)
         else:

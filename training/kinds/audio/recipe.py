@@ -20,7 +20,7 @@ from service.kinds.audio.preprocess import AudioSpec
 from training.kinds.audio.data import AudioData, load_audio
 from training.kinds.audio.feature_augment import FeatureAugment, augment_features
 from training.kinds.audio.proxy import held_out_engine_splits, subsample
-from training.nets import AudioCRNN, AudioCRNNConfig, lifter_matrix
+from training.nets import AudioCRNN, AudioCRNNConfig, band_input, lifter_matrix
 from training.train import (
     Batch,
     TrainConfig,
@@ -49,12 +49,6 @@ def _batches(
         yield torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(data.labels[idx])
 
 
-def clip_centred(x: np.ndarray) -> np.ndarray:
-    """What AudioCRNN's ``norm="clip"`` feeds its band standardisation (numpy, for the statistics)."""
-    active = x.max(axis=2, keepdims=True) > x.max(axis=(1, 2), keepdims=True) - 50.0  # (N, T, 1)
-    return x - (x * active).sum(axis=1, keepdims=True) / active.sum(axis=1, keepdims=True)
-
-
 def train_audio_model(
     source: str,
     name: str,
@@ -80,11 +74,12 @@ def train_audio_model(
         splits = held_out_engine_splits(splits, hold_out_engine)
     if train_fraction < 1.0:
         splits.train = subsample(splits.train, train_fraction, cfg.seed)
-    stats_of = splits.train.features
-    if net_options.get("lifter"):
-        stats_of = stats_of @ lifter_matrix(spec.n_mels, net_options["lifter"])
-    if net_options.get("norm") == "clip":
-        stats_of = clip_centred(stats_of)
+    lifter = net_options.get("lifter", 0)
+    smooth = torch.from_numpy(lifter_matrix(spec.n_mels, lifter)) if lifter else None
+    with torch.no_grad():  # the band statistics of what the graph standardises: the same function
+        stats_of = band_input(
+            torch.from_numpy(splits.train.features), net_options.get("norm", "band"), smooth
+        ).numpy()
     mean = stats_of.mean(axis=(0, 1))
     std = stats_of.std(axis=(0, 1)) + 1e-3
     del stats_of
