@@ -18,6 +18,7 @@ from service.protocol.v2_codec import (
     V2Request,
     decode_document,
     decode_request,
+    may_hold_boolean,
     parse_header,
 )
 from service.protocol.v2_plain import plain_request
@@ -159,8 +160,9 @@ class HttpCodec:
         if header_length is not None:
             return decode_request(body, header_length)
         doc = parse_header(body)
-        plain = plain_request(doc, mv, max_rows)
-        return plain if plain is not None else decode_document(doc, memoryview(b""))
+        booleans = may_hold_boolean(body)  # then not the plain case: the general decoder refuses them
+        plain = None if booleans else plain_request(doc, mv, max_rows)
+        return plain if plain is not None else decode_document(doc, memoryview(b""), booleans)
 
     encode = staticmethod(encode_response)
 

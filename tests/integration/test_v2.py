@@ -313,6 +313,7 @@ def test_v2_errors(echo_server: Server, client: httpx.Client) -> None:
     )
     post("/v2/models/digits/infer", {"inputs": [{**px, "data": [300] * 784}]}, 422, "out of range")
     post("/v2/models/digits/infer", {"inputs": [{**px, "data": [1.5] * 784}]}, 422, "another type")
+    post("/v2/models/digits/infer", {"inputs": [{**px, "data": [0] * 783 + [True]}]}, 422, "true or false")
     post("/v2/models/digits/infer", {"inputs": [{**px, "datatype": "COMPLEX"}]}, 400, "unknown datatype")
     post("/v2/models/digits/infer", {"inputs": [{**px, "name": "image"}]}, 422, "has no input image")
     post(

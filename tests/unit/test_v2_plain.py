@@ -12,7 +12,13 @@ import pytest
 
 from service.dataplane import DataPlane, RequestContext
 from service.errors import BadRequest, ServiceError
-from service.protocol.v2_codec import RequestedOutput, V2Request, decode_request, parse_header
+from service.protocol.v2_codec import (
+    RequestedOutput,
+    V2Request,
+    decode_request,
+    may_hold_boolean,
+    parse_header,
+)
 from service.protocol.v2_encode import HTTP, encode_response
 from service.protocol.v2_feeds import tensor_feeds
 from service.protocol.v2_plain import plain_request
@@ -220,3 +226,47 @@ def test_a_request_answers_the_same_either_way(model: str) -> None:
 
     a, b = run(body)
     assert a == b
+
+
+# Number tensors holding a JSON true or false (numpy would take them as 1 and 0), and valid requests whose
+# text holds the words or their letters elsewhere.
+BOOLEANS = [
+    ("sentiment-lstm", {"inputs": [tensor("ids", "INT64", [1, 12], [*ids(1)[:11], True])]}),
+    ("sentiment-lstm", {"inputs": [tensor("ids", "INT64", [2, 12], [ids(1), [*ids(1)[:11], False]])]}),
+    ("churn", {"inputs": [tensor("features", "FP32", [1, 19], [0.5] * 18 + [False])]}),
+    ("letters", {"inputs": [tensor("features", "FP64", [1, 16], [True] + [1.0] * 15)]}),
+    ("digits", {"inputs": [tensor("pixels", "UINT8", [1, 28, 28, 1], [0] * 783 + [True])]}),
+    ("digits", {"inputs": [tensor("pixels", "UINT8", [1, 28, 28, 1], True)]}),
+]
+WORDS = [
+    ("sentiment-lstm", {"inputs": [tensor("ids", "INT64", [1, 12], ids(1))], "id": "a true story, or false"}),
+    ("sentiment-lstm", {"inputs": [tensor("ids", "INT64", [1, 12], ids(1))], "parameters": {"raw": True}}),
+    (
+        "churn",
+        {"inputs": [tensor("features", "FP32", [1, 19], [float(i % 2) for i in range(19)])], "id": "free"},
+    ),
+]
+
+
+def test_booleans_in_number_tensors_are_refused_either_way() -> None:
+    async def body(plane: DataPlane) -> list[tuple[Any, Any]]:
+        return [
+            (await answer(plane, n, encode(d), HTTP), await answer(plane, n, encode(d), GeneralOnly))
+            for n, d in BOOLEANS + WORDS
+        ]
+
+    results = run(body)
+    for (name, doc), (got, general) in zip(BOOLEANS, results, strict=False):
+        assert got == general, (name, doc)
+        assert got[0] == 422 and "holds true or false, which are not numbers" in got[1], (name, got)
+    for (name, doc), (got, general) in zip(WORDS, results[len(BOOLEANS) :], strict=True):
+        assert isinstance(got[0], bytes) and got == general, (name, doc, got)
+
+
+def test_the_boolean_scan() -> None:
+    for name, doc in PLAIN:
+        assert not may_hold_boolean(encode(doc)), name  # no r, no f: two memchr scans
+    for _, doc in BOOLEANS:
+        assert may_hold_boolean(encode(doc))
+    assert not may_hold_boolean(b'{"parameters": {"free": 1}, "inputs": []}')  # the letters, not the words
+    assert may_hold_boolean(b'{"a":[1,true]}') and may_hold_boolean(b'{"a":[false]}')
