@@ -151,6 +151,12 @@ async def _sample_forever(metrics: Metrics) -> None:
         metrics.sample_process()
 
 
+_ROUTES_HINT = (
+    "inference is POST /predict?model=NAME, POST /models/NAME/predict or POST /v2/models/NAME/infer, "
+    "models are listed at GET /models, and GET /docs lists every route"
+)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """One renderer for every error: {"error": "..."} with the right status."""
 
@@ -162,9 +168,17 @@ def _add_error_handlers(app: FastAPI) -> None:
         parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
         return json_response({"error": "invalid request: " + "; ".join(parts)}, 422)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return json_response({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        message = str(exc.detail)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404 and message == "Not Found":  # the router's: no route has this path
+            message = f"no route for {where}; {_ROUTES_HINT}"
+        elif exc.status_code == 405 and message == "Method Not Allowed":
+            allow = next((v for k, v in headers.items() if k.lower() == "allow"), "other methods")
+            message = f"{where} is not served; this path takes {allow}"
+        return json_response({"error": message}, exc.status_code, headers)
 
     app.add_exception_handler(ServiceError, render_error)
     app.add_exception_handler(RequestValidationError, validation_error)

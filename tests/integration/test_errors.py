@@ -117,8 +117,12 @@ def test_error_table(client: httpx.Client, digit_png: Callable[[int], bytes]) ->
 
 
 def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
-    assert "Not Found" in error_of(client.get("/no/such/route"), 404)
-    assert error_of(client.get("/predict"), 405)
+    message = error_of(client.post("/predictions/digits"), 404)
+    assert message.startswith("no route for POST /predictions/digits; inference is POST /predict?model=")
+    assert "GET /docs" in message
+    r = client.get("/predict")
+    assert error_of(r, 405) == "GET /predict is not served; this path takes POST"
+    assert r.headers["allow"] == "POST"
 
 
 def test_a_huge_content_length_is_refused_before_the_body_arrives(server: Server) -> None:
