@@ -187,8 +187,9 @@ class S3Storage(LocalFolder):
                         model.config = obj
                     elif len(parts) >= 3 and VERSION_NAME.fullmatch(parts[1]):
                         model.versions.setdefault(parts[1], {})["/".join(parts[2:])] = obj
-                    elif len(parts) >= 3 and parts[1].isascii() and parts[1].isdigit():
-                        skipped.add(f"{parts[0]}/{parts[1]}")  # "01": not a version's name (storage.py)
+                    elif len(parts) >= 3 and parts[1].isdigit():
+                        # "01" or other digits ("\u0663"): not a version's name, as for a local folder
+                        skipped.add(f"{parts[0]}/{parts[1]}")
         except Exception as e:
             raise _client_error(e) from None
         if skipped - self._told:

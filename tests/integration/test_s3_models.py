@@ -243,6 +243,7 @@ def test_objects_that_cannot_become_a_model_are_skipped_and_the_rest_still_syncs
     client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/5/{MARKER}", Body=b"")
     client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/01/model.onnx", Body=b"x")  # not version 1
     client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/01/{MARKER}", Body=b"")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/digits/\u0663/model.onnx", Body=b"x")  # Arabic-Indic 3
     env = _env(s3, tmp_path, MODELSERVE_REPOSITORY_POLL_S="0.3")
     with run_server(f"s3://{BUCKET}/{prefix}", tmp_path, env=env) as srv:
         assert _served(srv, "digits") == ["1"]
@@ -253,7 +254,7 @@ def test_objects_that_cannot_become_a_model_are_skipped_and_the_rest_still_syncs
         log = srv.log_path.read_text()
         assert "Traceback" not in log, log[-3000:]
         assert log.count("model letters version 1 not fetched") == 1, log  # once, not every poll
-        assert "no model name" in log and "'digits/01'" in log
+        assert "no model name" in log and "'digits/01'" in log and "'digits/\u0663'" in log
         assert _cached(tmp_path, "digits") == ["1"]
 
 
