@@ -195,17 +195,26 @@ def _decode_input(
     if "data" not in raw:
         raise BadRequest(f"{where}: needs 'data' or parameters.binary_data_size")
     data = raw["data"]
-    if booleans and datatype not in ("BOOL", "BYTES") and _holds_boolean(data):
+    if booleans and datatype not in ("BOOL", "BYTES") and _holds_boolean(data, len(shape)):
         raise InvalidInput(f"{where}: {datatype} data holds true or false, which are not numbers")
     return V2Input(name, datatype, tuple(shape), _from_json(data, datatype, shape, count, where)), offset
 
 
-def _holds_boolean(data: Any) -> bool:
-    if type(data) is bool:
-        return True
-    return type(data) is list and any(
-        type(x) is bool or (type(x) is list and _holds_boolean(x)) for x in data
-    )
+def _holds_boolean(data: Any, ndim: int) -> bool:
+    """Whether ``data`` holds a JSON true or false, down to the shape's depth (numpy refuses deeper
+    lists); level by level, no recursion to exhaust on data nested a thousand deep."""
+    level = [data]
+    for _ in range(max(ndim, 1) + 1):
+        nested: list[Any] = []
+        for x in level:
+            if type(x) is bool:
+                return True
+            if type(x) is list:
+                nested += x
+        if not nested:
+            return False
+        level = nested
+    return False
 
 
 def from_binary(chunk: memoryview, datatype: str, count: int, where: str) -> np.ndarray | list[bytes]:

@@ -263,6 +263,17 @@ def test_booleans_in_number_tensors_are_refused_either_way() -> None:
         assert isinstance(got[0], bytes) and got == general, (name, doc, got)
 
 
+def test_booleans_nested_past_the_shape_are_refused_without_recursion() -> None:
+    """orjson parses up to 1,024 levels: a true that deep beside a number is a 422, not a RecursionError."""
+    for depth in (3, 1000):
+        raw = b'{"inputs": [{"name": "ids", "datatype": "INT64", "shape": [1, 2], "data": [1, %s]}]}' % (
+            b"[" * depth + b"true" + b"]" * depth
+        )
+        with pytest.raises(ServiceError) as refused:
+            HTTP.read(None, (raw, None), MAX_ROWS)  # type: ignore[arg-type]
+        assert refused.value.status_code == 422 and "ragged nesting" in refused.value.message
+
+
 def test_the_boolean_scan() -> None:
     for name, doc in PLAIN:
         assert not may_hold_boolean(encode(doc)), name  # no r, no f: two memchr scans
