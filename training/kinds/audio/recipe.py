@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,22 +74,14 @@ def train_audio_model(
         splits = held_out_engine_splits(splits, hold_out_engine)
     if train_fraction < 1.0:
         splits.train = subsample(splits.train, train_fraction, cfg.seed)
-    lifter = net_options.get("lifter", 0)
-    smooth = torch.from_numpy(lifter_matrix(spec.n_mels, lifter)) if lifter else None
+    net_cfg = AudioCRNNConfig(n_mels=spec.n_mels, num_classes=len(splits.classes), **net_options)
+    smooth = torch.from_numpy(lifter_matrix(net_cfg.n_mels, net_cfg.lifter)) if net_cfg.lifter else None
     with torch.no_grad():  # the band statistics of what the graph standardises: the same function
-        stats_of = band_input(
-            torch.from_numpy(splits.train.features), net_options.get("norm", "band"), smooth
-        ).numpy()
+        stats_of = band_input(torch.from_numpy(splits.train.features), net_cfg.norm, smooth).numpy()
     mean = stats_of.mean(axis=(0, 1))
     std = stats_of.std(axis=(0, 1)) + 1e-3
     del stats_of
-    net_cfg = AudioCRNNConfig(
-        n_mels=spec.n_mels,
-        num_classes=len(splits.classes),
-        mean=tuple(np.round(mean, 4).tolist()),
-        std=tuple(np.round(std, 4).tolist()),
-        **net_options,
-    )
+    net_cfg = replace(net_cfg, mean=tuple(np.round(mean, 4).tolist()), std=tuple(np.round(std, 4).tolist()))
     model = AudioCRNN(net_cfg)
     # Masks are set to the band's mean level (of the features as stored: the masks act before the net).
     fill = splits.train.features.mean(axis=(0, 1)).astype(np.float32)
