@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.repository.storage import MODEL_NAME, VERSION_NAME, LocalFolder, StorageError
+from service.repository.storage import (
+    MODEL_NAME,
+    VERSION_NAME,
+    LocalFolder,
+    StorageError,
+    misnamed_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +193,7 @@ class S3Storage(LocalFolder):
                         model.config = obj
                     elif len(parts) >= 3 and VERSION_NAME.fullmatch(parts[1]):
                         model.versions.setdefault(parts[1], {})["/".join(parts[2:])] = obj
-                    elif len(parts) >= 3 and parts[1].isdigit():
-                        # "01" or other digits ("\u0663"): not a version's name, as for a local folder
+                    elif len(parts) >= 3 and misnamed_version(parts[1]):
                         skipped.add(f"{parts[0]}/{parts[1]}")
         except Exception as e:
             raise _client_error(e) from None

@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 _told: set[tuple[str, str]] = set()  # (model, folder) already warned about
 
 
+def misnamed_version(name: str) -> bool:
+    """A folder of digits that is not a version's name ("01", or another script's digits): not read as a
+    version, and said so (a local folder and an S3 store alike)."""
+    return name.isdigit() and not VERSION_NAME.fullmatch(name)
+
+
 class StorageError(RuntimeError):
     """The model storage failed; the message is safe to answer and log (no bucket, key or credential)."""
 
@@ -110,7 +116,7 @@ class LocalFolder:
                 continue
             if VERSION_NAME.fullmatch(p.name):
                 found.append(int(p.name))
-            elif p.name.isdigit() and (name, p.name) not in _told:
+            elif misnamed_version(p.name) and (name, p.name) not in _told:
                 _told.add((name, p.name))
                 log.warning(
                     "model %s: folder %r is not read as a version: name a version folder by its number "
